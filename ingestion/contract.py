@@ -1,0 +1,309 @@
+"""The raw event contract: the one place that says what an event is.
+
+A Kafka message is one JSON object. This module validates it (pydantic), normalises it and turns
+it into a ``raw.events`` row, including the canonical element-hierarchy string that compiled CSS
+selectors match (``retrolytics.language.selectors``). Unknown top-level fields are kept in the
+``extra`` column, never dropped.
+
+The canonical hierarchy string
+------------------------------
+Elements from the root to the target (the reverse of the order the browser reports), joined by
+``;``. One element is written as::
+
+    tag ["#" id] ("." class)* [":nth-child(" n ")"] ("[" name "=\\"" value "\\"]")*
+
+- ``tag`` is lower-case (``[a-z][a-z0-9-]*``).
+- classes are de-duplicated and sorted; attributes are sorted by name, names lower-case.
+- In ids, classes and attribute names every character of ``\\ ; # . : [ ] " =`` and white space is
+  escaped with a backslash; in attribute values ``\\``, ``"`` and ``;`` are. So an unescaped ``;``
+  always separates elements and a selector regex can walk the string unit by unit.
+- Example: ``html:nth-child(1);body:nth-child(2);form#cart.cart:nth-child(1);
+  button.btn.checkout:nth-child(3)[type="submit"]``
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_HIERARCHY_DEPTH = 100
+MAX_TEXT_LENGTH = 255
+MAX_ATTRIBUTE_LENGTH = 1024
+CAPTURED_ATTRIBUTES = ("href", "name", "type")  # plus every data-* attribute
+
+
+class EventType(StrEnum):
+    PAGEVIEW = "pageview"
+    CLICK = "click"
+    SUBMIT = "submit"
+    CHANGE = "change"
+    TOUCH = "touch"
+    CUSTOM = "custom"
+    IDENTIFY = "identify"
+
+
+ELEMENT_EVENT_TYPES = frozenset(
+    {EventType.CLICK, EventType.SUBMIT, EventType.CHANGE, EventType.TOUCH}
+)
+
+
+class ContractViolation(ValueError):
+    """A message that cannot become a raw event; ``reason`` is meant for a person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _rfc3339_string(value: Any) -> Any:
+    # pydantic would also take epoch numbers; the contract says RFC 3339 text.
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp string with a time zone")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Element(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tag: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9-]*$", max_length=64)]
+    id: Annotated[str, Field(max_length=MAX_ATTRIBUTE_LENGTH)] | None = None
+    classes: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=64
+    )
+    nth_child: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=64)], str] = Field(
+        default_factory=dict, max_length=64
+    )
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    elements: list[Element] = Field(min_length=1, max_length=MAX_HIERARCHY_DEPTH)
+    text: str | None = None
+
+
+class Page(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    url: Annotated[str, Field(max_length=4096)] | None = None
+    path: Annotated[str, Field(max_length=2048)] | None = None
+    title: Annotated[str, Field(max_length=1024)] | None = None
+    referrer: Annotated[str, Field(max_length=4096)] | None = None
+
+
+class RawEvent(BaseModel):
+    """One autocaptured or tracked event as it arrives on the topic."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    event_id: uuid.UUID
+    type: EventType
+    name: ShortText | None = None
+    occurred_at: Timestamp
+    received_at: Timestamp | None = None
+    anonymous_id: Annotated[str, Field(min_length=1, max_length=128)]
+    user_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    session_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    page: Page | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    target: Target | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fields_the_type_needs(self) -> RawEvent:
+        if self.type is EventType.CUSTOM and not self.name:
+            raise ValueError("a custom event needs a name")
+        if self.type is EventType.IDENTIFY and not self.user_id:
+            raise ValueError("an identify event needs a user_id")
+        if self.type in ELEMENT_EVENT_TYPES and self.target is None:
+            raise ValueError(f"a {self.type.value} event needs a target")
+        if self.type is EventType.PAGEVIEW and (self.page is None or not self.page.url):
+            raise ValueError("a pageview event needs page.url")
+        return self
+
+
+# -- the canonical hierarchy ----------------------------------------------------------------
+
+_IDENT_SPECIALS = re.compile(r'([\\;#.:\[\]"=\s])')
+_VALUE_SPECIALS = re.compile(r'([\\";])')
+
+
+def escape_ident(text: str) -> str:
+    """Escape an id, class or attribute name for the hierarchy string."""
+    return _IDENT_SPECIALS.sub(r"\\\1", text)
+
+
+def escape_value(text: str) -> str:
+    """Escape an attribute value for the hierarchy string."""
+    return _VALUE_SPECIALS.sub(r"\\\1", text)
+
+
+def is_captured_attribute(name: str) -> bool:
+    return name in CAPTURED_ATTRIBUTES or name.startswith("data-")
+
+
+def canonical_element(element: Element) -> str:
+    parts = [element.tag.lower()]
+    if element.id:
+        parts.append("#" + escape_ident(element.id))
+    parts.extend("." + escape_ident(c) for c in sorted(set(element.classes)))
+    if element.nth_child is not None:
+        parts.append(f":nth-child({element.nth_child})")
+    for name in sorted(element.attributes, key=str.lower):
+        value = element.attributes[name][:MAX_ATTRIBUTE_LENGTH]
+        parts.append(f'[{escape_ident(name.lower())}="{escape_value(value)}"]')
+    return "".join(parts)
+
+
+def canonical_hierarchy(target: Target) -> str:
+    """Root first, target last; see the module docstring for the grammar."""
+    return ";".join(canonical_element(e) for e in reversed(target.elements))
+
+
+def normalise_text(text: str | None) -> str | None:
+    if text is None:
+        return None
+    collapsed = " ".join(text.split())
+    return collapsed[:MAX_TEXT_LENGTH] or None
+
+
+# -- rows -----------------------------------------------------------------------------------
+
+EVENT_COLUMNS = (
+    "event_id",
+    "anonymous_id",
+    "occurred_at",
+    "received_at",
+    "type",
+    "name",
+    "user_id",
+    "session_id",
+    "page_url",
+    "page_path",
+    "page_title",
+    "referrer",
+    "target_tag",
+    "target_id",
+    "target_classes",
+    "target_text",
+    "target_href",
+    "hierarchy",
+    "properties",
+    "context",
+    "extra",
+    "source_partition",
+    "source_offset",
+)
+
+
+def _without_nul(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold U+0000; replace it rather than lose the event."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def parse_message(payload: bytes | None) -> RawEvent:
+    """Validate one Kafka message value; raise ContractViolation naming what is wrong."""
+    if payload is None:
+        raise ContractViolation("empty message (no value)")
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ContractViolation(
+            f"message is {len(payload)} bytes, larger than the {MAX_MESSAGE_BYTES}-byte limit"
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractViolation(f"message is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ContractViolation(f"message is not JSON: {exc.msg} at character {exc.pos}")
+    if not isinstance(document, dict):
+        raise ContractViolation(f"message is JSON {type(document).__name__}, not an object")
+    try:
+        return RawEvent.model_validate(_without_nul(document))
+    except ValidationError as exc:
+        raise ContractViolation(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "event"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def page_path(page: Page | None) -> str | None:
+    if page is None:
+        return None
+    if page.path:
+        return page.path
+    return urlsplit(page.url).path or "/" if page.url else None
+
+
+def _unknown_fields(event: RawEvent) -> dict[str, Any]:
+    extra = dict(event.model_extra or {})
+    if event.page is not None and event.page.model_extra:
+        extra["page"] = event.page.model_extra
+    return extra
+
+
+def to_row(
+    event: RawEvent, *, received_at: datetime, partition: int | None, offset: int | None
+) -> tuple:
+    """The ``raw.events`` row for an event, in ``EVENT_COLUMNS`` order."""
+    target = event.target
+    element = target.elements[0] if target else None
+    page = event.page
+    return (
+        event.event_id,
+        event.anonymous_id,
+        event.occurred_at,
+        event.received_at or received_at,
+        event.type.value,
+        event.name,
+        event.user_id,
+        event.session_id,
+        page.url if page else None,
+        page_path(page),
+        page.title if page else None,
+        page.referrer if page else None,
+        element.tag.lower() if element else None,
+        element.id if element else None,
+        sorted(set(element.classes)) if element else None,
+        normalise_text(target.text) if target else None,
+        element.attributes.get("href") if element else None,
+        canonical_hierarchy(target) if target else None,
+        json.dumps(event.properties),
+        json.dumps(event.context),
+        json.dumps(_unknown_fields(event)),
+        partition,
+        offset,
+    )

@@ -1,0 +1,83 @@
+"""Connection settings, read from the environment with defaults that point at the local stack.
+
+Every process (loader, generator, collector, dbt profile, Dagster resources) reads its settings
+here, so a user with their own Kafka and PostgreSQL/Citus sets these variables and nothing else:
+
+| variable                        | default                                             |
+| ------------------------------- | --------------------------------------------------- |
+| RETROLYTICS_DATABASE_URL        | the local stack's PostgreSQL (``stack status``)     |
+| RETROLYTICS_KAFKA_BOOTSTRAP     | the local stack's Kafka broker                      |
+| RETROLYTICS_TOPIC               | ``retrolytics.events``                              |
+| RETROLYTICS_CONSUMER_GROUP      | ``retrolytics-loader``                              |
+| RETROLYTICS_STATE_DIR           | ``.retrolytics`` in the project folder              |
+
+The local stack writes the ports it picked to ``<state dir>/stack.env``; when a variable is not
+set, that file supplies it, and when there is no file either, the fixed fallback ports below do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TOPIC = "retrolytics.events"
+DEFAULT_CONSUMER_GROUP = "retrolytics-loader"
+FALLBACK_POSTGRES_PORT = 54329
+FALLBACK_KAFKA_PORT = 19092
+LOCAL_DATABASE = "retrolytics"
+LOCAL_USER = "retrolytics"
+
+
+def state_dir() -> Path:
+    """The git-ignored folder holding the local stack's data, logs and chosen ports."""
+    return Path(os.environ.get("RETROLYTICS_STATE_DIR", PROJECT_ROOT / ".retrolytics"))
+
+
+def stack_env_file() -> Path:
+    return state_dir() / "stack.env"
+
+
+def read_stack_env() -> dict[str, str]:
+    """The ``RETROLYTICS_…=value`` lines the local stack wrote when it started."""
+    path = stack_env_file()
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("RETROLYTICS_"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def local_database_url(port: int, database: str = LOCAL_DATABASE) -> str:
+    return f"postgresql://{LOCAL_USER}@127.0.0.1:{port}/{database}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    kafka_bootstrap: str
+    topic: str = DEFAULT_TOPIC
+    consumer_group: str = DEFAULT_CONSUMER_GROUP
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        stack = read_stack_env()
+
+        def pick(name: str, default: str) -> str:
+            return os.environ.get(name) or stack.get(name) or default
+
+        return cls(
+            database_url=pick(
+                "RETROLYTICS_DATABASE_URL", local_database_url(FALLBACK_POSTGRES_PORT)
+            ),
+            kafka_bootstrap=pick("RETROLYTICS_KAFKA_BOOTSTRAP", f"127.0.0.1:{FALLBACK_KAFKA_PORT}"),
+            topic=pick("RETROLYTICS_TOPIC", DEFAULT_TOPIC),
+            consumer_group=pick("RETROLYTICS_CONSUMER_GROUP", DEFAULT_CONSUMER_GROUP),
+        )
+
+    def with_overrides(self, **changes: str) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

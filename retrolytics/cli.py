@@ -1,0 +1,81 @@
+"""The ``retrolytics`` command. Each sub-command is a thin wrapper over a module that owns it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ingestion.settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestion import stack
+
+    return stack.main(args.action, citus=getattr(args, "citus", False))
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestion import generator
+
+    summary = generator.produce(settings, events=args.events, days=args.days, seed=args.seed)
+    print(summary)
+    return 0
+
+
+def _load(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestion import loader
+
+    return loader.main(settings, drain=args.drain, batch_size=args.batch_size)
+
+
+def _definitions(args: argparse.Namespace, settings: Settings) -> int:
+    from retrolytics.language import commands
+
+    return commands.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrolytics", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="start, stop or show the local PostgreSQL + Kafka")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--citus", action="store_true", help="coordinator + 2 workers (needs citus)")
+    stack.set_defaults(handler=_stack)
+
+    generate = commands.add_parser("generate", help="produce synthetic web-shop traffic to Kafka")
+    generate.add_argument("--events", type=int, required=True, help="how many events, about")
+    generate.add_argument("--days", type=int, default=7, help="spread over this many past days")
+    generate.add_argument("--seed", type=int, default=1, help="same seed, same events")
+    generate.set_defaults(handler=_generate)
+
+    load = commands.add_parser("load", help="load the topic into raw.events, exactly once")
+    load.add_argument("--drain", action="store_true", help="stop at the current end of the topic")
+    load.add_argument("--batch-size", type=int, default=5000)
+    load.set_defaults(handler=_load)
+
+    definitions = commands.add_parser("definitions", help="check, show and compile definitions")
+    actions = definitions.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("check", help="validate definitions and funnels")
+    check.add_argument("path", nargs="?", default=None)
+    show = actions.add_parser("show", help="print a definition's compiled SQL predicate")
+    show.add_argument("name")
+    show.add_argument("--path", default=None)
+    definitions.set_defaults(handler=_definitions)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args, Settings.from_env())
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
