@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -46,6 +46,10 @@ MAX_HIERARCHY_DEPTH = 100
 MAX_TEXT_LENGTH = 255
 MAX_ATTRIBUTE_LENGTH = 1024
 CAPTURED_ATTRIBUTES = ("href", "name", "type")  # plus every data-* attribute
+# How far occurred_at (client clock) may lie from received_at (collector clock). Measured against
+# received_at, not the loader's clock, so replaying the topic later decides exactly the same way.
+MAX_LATENESS = timedelta(days=400)
+MAX_CLOCK_SKEW = timedelta(days=1)
 
 
 class EventType(StrEnum):
@@ -239,11 +243,13 @@ def parse_message(payload: bytes | None) -> RawEvent:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ContractViolation(f"message is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+        raise ContractViolation(
+            f"message is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ContractViolation(f"message is not JSON: {exc.msg} at character {exc.pos}")
+        raise ContractViolation(f"message is not JSON: {exc.msg} at character {exc.pos}") from None
     if not isinstance(document, dict):
         raise ContractViolation(f"message is JSON {type(document).__name__}, not an object")
     try:
@@ -268,6 +274,19 @@ def page_path(page: Page | None) -> str | None:
     return urlsplit(page.url).path or "/" if page.url else None
 
 
+def check_time_bounds(occurred_at: datetime, received_at: datetime) -> None:
+    if occurred_at < received_at - MAX_LATENESS:
+        raise ContractViolation(
+            f"occurred_at {occurred_at.isoformat()} is more than {MAX_LATENESS.days} days "
+            f"before received_at {received_at.isoformat()}"
+        )
+    if occurred_at > received_at + MAX_CLOCK_SKEW:
+        raise ContractViolation(
+            f"occurred_at {occurred_at.isoformat()} is more than {MAX_CLOCK_SKEW.days} day "
+            f"after received_at {received_at.isoformat()} (client clock ahead)"
+        )
+
+
 def _unknown_fields(event: RawEvent) -> dict[str, Any]:
     extra = dict(event.model_extra or {})
     if event.page is not None and event.page.model_extra:
@@ -279,6 +298,8 @@ def to_row(
     event: RawEvent, *, received_at: datetime, partition: int | None, offset: int | None
 ) -> tuple:
     """The ``raw.events`` row for an event, in ``EVENT_COLUMNS`` order."""
+    received_at = event.received_at or received_at
+    check_time_bounds(event.occurred_at, received_at)
     target = event.target
     element = target.elements[0] if target else None
     page = event.page
@@ -286,7 +307,7 @@ def to_row(
         event.event_id,
         event.anonymous_id,
         event.occurred_at,
-        event.received_at or received_at,
+        received_at,
         event.type.value,
         event.name,
         event.user_id,
