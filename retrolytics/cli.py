@@ -28,7 +28,9 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 def _load(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import loader
 
-    return loader.main(settings, drain=args.drain, batch_size=args.batch_size)
+    return loader.main(
+        settings, drain=args.drain, batch_size=args.batch_size, report_every=args.report_every
+    )
 
 
 def _definitions(args: argparse.Namespace, settings: Settings) -> int:
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     load = commands.add_parser("load", help="load the topic into raw.events, exactly once")
     load.add_argument("--drain", action="store_true", help="stop at the current end of the topic")
     load.add_argument("--batch-size", type=int, default=5000)
+    load.add_argument("--report-every", type=float, default=10.0, help="seconds between logs")
     load.set_defaults(handler=_load)
 
     definitions = commands.add_parser("definitions", help="check, show and compile definitions")

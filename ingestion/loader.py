@@ -1,0 +1,396 @@
+"""Kafka → PostgreSQL loader: exactly once into ``raw.events``.
+
+How exactly-once works here: each batch of rows and the Kafka offsets it covers are written in one
+PostgreSQL transaction, and the loader always (re)starts from the offsets stored in
+``raw.ingest_offsets``, never from Kafka's committed offsets. Inside that transaction the stored
+offsets are locked and messages below them are dropped, so two loaders that briefly own the same
+partition during a rebalance cannot write a message twice. Rows are COPYed into a temporary table
+and moved with ``INSERT … ON CONFLICT DO NOTHING``, so an event_id that a producer or a browser sent
+twice is stored once. Messages that break the contract go to ``raw.dead_letters`` in the same
+transaction, so the valid messages around them still load.
+
+Two modes: a long-running stream (consumer group, rebalances) and ``drain`` (assign every
+partition, stop at the end offsets seen at start, exit).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from ingestion import schema
+from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
+from ingestion.settings import Settings
+from ingestion.topics import ensure_topic
+
+log = logging.getLogger("retrolytics.loader")
+
+_COLUMN_LIST = ", ".join(EVENT_COLUMNS)
+_OCCURRED_AT = EVENT_COLUMNS.index("occurred_at")
+_PARTITION = EVENT_COLUMNS.index("source_partition")
+_OFFSET = EVENT_COLUMNS.index("source_offset")
+
+
+@dataclass
+class LoadStats:
+    loaded: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, other: BatchResult) -> None:
+        self.loaded += other.loaded
+        self.duplicates += other.duplicates
+        self.dead_letters += other.dead_letters
+        self.batches += 1
+
+    def summary(self) -> str:
+        seconds = time.monotonic() - self.started
+        rate = self.loaded / seconds if seconds > 0 else 0.0
+        return (
+            f"loaded {self.loaded} events, skipped {self.duplicates} duplicates, "
+            f"{self.dead_letters} dead letters in {seconds:.1f} s ({rate:.0f} events/s)"
+        )
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    loaded: int
+    duplicates: int
+    dead_letters: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the loader needs of one Kafka message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
+
+    @classmethod
+    def from_message(cls, message: Message) -> Record:
+        kind, stamp = message.timestamp()
+        return cls(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            value=message.value(),
+            timestamp_ms=stamp if kind != 0 else None,
+        )
+
+    @property
+    def broker_time(self) -> datetime:
+        seconds = (self.timestamp_ms or time.time() * 1000) / 1000
+        return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+# -- writing a batch ------------------------------------------------------------------------
+
+
+def _rows_and_dead_letters(records: Sequence[Record]) -> tuple[list[tuple], list[tuple]]:
+    rows, dead = [], []
+    for record in records:
+        try:
+            event = parse_message(record.value)
+            row = to_row(
+                event,
+                received_at=record.broker_time,
+                partition=record.partition,
+                offset=record.offset,
+            )
+        except ContractViolation as violation:
+            dead.append(
+                (
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key,
+                    record.value,
+                    violation.reason,
+                )
+            )
+        else:
+            rows.append(row)
+    return rows, dead
+
+
+def _prepare_session(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "create temporary table if not exists loader_batch "
+        "(like raw.events including defaults) on commit delete rows"
+    )
+
+
+def _stored_offsets(
+    conn: psycopg.Connection, group: str, topic: str, partitions: Iterable[int], lock: bool
+) -> dict[int, int]:
+    query = (
+        "select partition, next_offset from raw.ingest_offsets "
+        "where consumer_group = %s and topic = %s and partition = any(%s)"
+    )
+    rows = conn.execute(query + (" for update" if lock else ""), (group, topic, list(partitions)))
+    return dict(rows.fetchall())
+
+
+def _insert_rows(conn: psycopg.Connection, rows: list[tuple]) -> int:
+    if not rows:
+        return 0
+    with conn.cursor() as cur:
+        with cur.copy(f"copy loader_batch ({_COLUMN_LIST}) from stdin") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            f"insert into raw.events ({_COLUMN_LIST}) select {_COLUMN_LIST} from loader_batch "
+            "on conflict do nothing"
+        )
+        return cur.rowcount
+
+
+def _insert_dead_letters(conn: psycopg.Connection, dead: list[tuple]) -> None:
+    if not dead:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            'insert into raw.dead_letters (topic, partition, "offset", message_key, payload, '
+            "reason) values (%s, %s, %s, %s, %s, %s) on conflict do nothing",
+            dead,
+        )
+
+
+def _store_offsets(
+    conn: psycopg.Connection, group: str, topic: str, next_offsets: dict[int, int]
+) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into raw.ingest_offsets (consumer_group, topic, partition, next_offset) "
+            "values (%s, %s, %s, %s) on conflict (consumer_group, topic, partition) do update "
+            "set next_offset = excluded.next_offset, updated_at = now() "
+            "where raw.ingest_offsets.next_offset < excluded.next_offset",
+            [(group, topic, p, o) for p, o in next_offsets.items()],
+        )
+
+
+def write_batch(conn: psycopg.Connection, group: str, records: Sequence[Record]) -> BatchResult:
+    """Write records and the offsets they reach in one transaction; skip what is already stored."""
+    if not records:
+        return BatchResult(0, 0, 0)
+    topic = records[0].topic
+    rows, dead = _rows_and_dead_letters(records)
+    schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
+    with conn.transaction():
+        stored = _stored_offsets(conn, group, topic, {r.partition for r in records}, lock=True)
+        fresh = {(r.partition, r.offset) for r in records if r.offset >= stored.get(r.partition, 0)}
+        rows = [row for row in rows if (row[_PARTITION], row[_OFFSET]) in fresh]
+        dead = [d for d in dead if (d[1], d[2]) in fresh]
+        loaded = _insert_rows(conn, rows)
+        _insert_dead_letters(conn, dead)
+        next_offsets: dict[int, int] = {}
+        for r in records:
+            next_offsets[r.partition] = max(next_offsets.get(r.partition, 0), r.offset + 1)
+        _store_offsets(conn, group, topic, next_offsets)
+    return BatchResult(loaded=loaded, duplicates=len(rows) - loaded, dead_letters=len(dead))
+
+
+def store_events(conn: psycopg.Connection, events: Iterable[dict]) -> int:
+    """Validate contract dicts and insert them straight into raw.events, bypassing Kafka.
+
+    For tests and benchmarks of what lies downstream of the loader. Returns rows inserted;
+    a contract violation raises, naming the event.
+    """
+    import json
+
+    rows = []
+    now = datetime.now(tz=UTC)
+    for event in events:
+        parsed = parse_message(json.dumps(event).encode())
+        rows.append(to_row(parsed, received_at=now, partition=None, offset=None))
+    schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
+    _prepare_session(conn)
+    with conn.transaction():
+        return _insert_rows(conn, rows)
+
+
+# -- consuming ------------------------------------------------------------------------------
+
+
+class Loader:
+    """Consumes the topic and writes it in batches; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        batch_size: int = 5000,
+        max_batch_seconds: float = 1.0,
+        report_every_seconds: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.batch_size = batch_size
+        self.max_batch_seconds = max_batch_seconds
+        self.report_every_seconds = report_every_seconds
+        self.stats = LoadStats()
+        self._stopping = False
+        self._conn = psycopg.connect(settings.database_url, autocommit=True)
+        schema.bootstrap(self._conn)
+        _prepare_session(self._conn)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": settings.consumer_group,
+                # Offsets live in PostgreSQL; Kafka's copy is only for lag dashboards.
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 64 * 1024 * 1024,
+            }
+        )
+
+    def request_stop(self, *_: object) -> None:
+        """Finish the batch in hand, then stop (SIGTERM/SIGINT)."""
+        self._stopping = True
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._conn.close()
+
+    # Partition assignment: always seek to the offsets stored with the data.
+    def _positions(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        stored = _stored_offsets(
+            self._conn,
+            self.settings.consumer_group,
+            self.settings.topic,
+            [p.partition for p in partitions],
+            lock=False,
+        )
+        for tp in partitions:
+            tp.offset = stored.get(tp.partition, OFFSET_BEGINNING)
+        return partitions
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.assign(self._positions(partitions))
+        log.info("assigned partitions %s", sorted(p.partition for p in partitions))
+
+    def _next_batch(self) -> list[Record]:
+        records: list[Record] = []
+        deadline = time.monotonic() + self.max_batch_seconds
+        while len(records) < self.batch_size and not self._stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            messages = self._consumer.consume(
+                num_messages=self.batch_size - len(records), timeout=min(remaining, 0.5)
+            )
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    records.append(Record.from_message(message))
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+        return records
+
+    def _write(self, records: list[Record]) -> None:
+        result = write_batch(self._conn, self.settings.consumer_group, records)
+        self.stats.add(result)
+        # Informational only: resuming always uses the offsets stored in PostgreSQL.
+        ends: dict[int, int] = {}
+        for r in records:
+            ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+        self._consumer.commit(
+            offsets=[TopicPartition(self.settings.topic, p, o) for p, o in ends.items()],
+            asynchronous=True,
+        )
+
+    def _lag(self) -> int:
+        lag = 0
+        for tp in self._consumer.assignment():
+            _, high = self._consumer.get_watermark_offsets(tp, timeout=5)
+            position = self._consumer.position([tp])[0].offset
+            lag += max(0, high - max(position, 0))
+        return lag
+
+    def _report(self, last_report: float) -> float:
+        now = time.monotonic()
+        if now - last_report < self.report_every_seconds:
+            return last_report
+        log.info("%s; lag %d messages", self.stats.summary(), self._lag())
+        return now
+
+    def stream(self) -> LoadStats:
+        """Run until asked to stop."""
+        ensure_topic(self.settings.kafka_bootstrap, self.settings.topic)
+        self._consumer.subscribe([self.settings.topic], on_assign=self._on_assign)
+        last_report = time.monotonic()
+        while not self._stopping:
+            records = self._next_batch()
+            if records:
+                self._write(records)
+            last_report = self._report(last_report)
+        return self.stats
+
+    def drain(self) -> LoadStats:
+        """Load up to the end offsets every partition has now, then return."""
+        topic = self.settings.topic
+        metadata = self._consumer.list_topics(topic, timeout=15)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            raise KafkaException(
+                f"topic {topic!r} does not exist on {self.settings.kafka_bootstrap}"
+            )
+        partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
+        watermarks = {
+            tp.partition: self._consumer.get_watermark_offsets(tp, timeout=15) for tp in partitions
+        }
+        ends = {partition: high for partition, (_, high) in watermarks.items()}
+        assigned = self._positions(partitions)
+        pending = set()
+        for tp in assigned:
+            low, high = watermarks[tp.partition]
+            start = tp.offset if tp.offset >= 0 else low
+            if start < high:
+                pending.add(tp.partition)
+        self._consumer.assign(assigned)
+        last_report = time.monotonic()
+        while pending and not self._stopping:
+            records = self._next_batch()
+            if records:
+                self._write(records)
+            for tp in self._consumer.position([TopicPartition(topic, p) for p in pending]):
+                if tp.offset >= ends[tp.partition]:
+                    pending.discard(tp.partition)
+            last_report = self._report(last_report)
+        return self.stats
+
+
+def main(
+    settings: Settings, *, drain: bool, batch_size: int = 5000, report_every: float = 10.0
+) -> int:
+    """The ``retrolytics load`` command."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    loader = Loader(settings, batch_size=batch_size, report_every_seconds=report_every)
+    signal.signal(signal.SIGTERM, loader.request_stop)
+    signal.signal(signal.SIGINT, loader.request_stop)
+    try:
+        stats = loader.drain() if drain else loader.stream()
+    finally:
+        loader.close()
+    print(stats.summary(), flush=True)
+    return 0

@@ -1,0 +1,118 @@
+"""The raw event contract: validation, normalisation, the canonical hierarchy."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from ingestion.contract import (
+    EVENT_COLUMNS,
+    MAX_MESSAGE_BYTES,
+    ContractViolation,
+    parse_message,
+    to_row,
+)
+from tests.factories import BASE_TIME, click_event, encode, iso, pageview_event
+
+
+def row_of(event: dict) -> dict:
+    parsed = parse_message(encode(event))
+    return dict(
+        zip(
+            EVENT_COLUMNS, to_row(parsed, received_at=BASE_TIME, partition=0, offset=7), strict=True
+        )
+    )
+
+
+def test_click_becomes_a_row_with_canonical_hierarchy() -> None:
+    row = row_of(click_event())
+    assert row["hierarchy"] == (
+        "html:nth-child(1);body:nth-child(2);form#cart:nth-child(1);"
+        'button.btn.checkout:nth-child(3)[type="submit"];span.label:nth-child(1)'
+    )
+    assert row["target_tag"] == "span"
+    assert row["target_text"] == "Check out"
+    assert row["page_path"] == "/cart"
+    assert (row["source_partition"], row["source_offset"]) == (0, 7)
+
+
+def test_hierarchy_escapes_delimiters_inside_names_and_values() -> None:
+    event = click_event()
+    event["target"]["elements"] = [
+        {
+            "tag": "A",
+            "id": "x;y",
+            "classes": ["b.c", "a:d", "a:d"],
+            "attributes": {"HREF": 'say "hi"; \\ bye', "data-x": "1"},
+        }
+    ]
+    row = row_of(event)
+    assert row["hierarchy"] == 'a#x\\;y.a\\:d.b\\.c[data-x="1"][href="say \\"hi\\"\\; \\\\ bye"]'
+
+
+def test_unknown_fields_are_kept() -> None:
+    row = row_of(pageview_event(experiment="b", page={"url": "https://s.test/", "lang": "de"}))
+    assert json.loads(row["extra"]) == {"experiment": "b", "page": {"lang": "de"}}
+
+
+def test_text_is_trimmed_collapsed_and_bounded() -> None:
+    event = click_event()
+    event["target"]["text"] = "  many\n\n   words " + "x" * 400
+    assert row_of(event)["target_text"].startswith("many words x")
+    assert len(row_of(event)["target_text"]) == 255
+
+
+def test_nul_characters_are_replaced_not_fatal() -> None:
+    row = row_of(click_event(properties={"q": "a\x00b"}))
+    assert json.loads(row["properties"]) == {"q": "a\ufffdb"}
+
+
+BAD_MESSAGES = {
+    "not JSON": (b"{nope", "not JSON"),
+    "not an object": (b"[1, 2]", "not an object"),
+    "invalid UTF-8": (b'{"a": "\xff"}', "not valid UTF-8"),
+    "oversized": (b"{" + b" " * MAX_MESSAGE_BYTES + b"}", "larger than"),
+    "missing field": (
+        encode({k: v for k, v in click_event().items() if k != "anonymous_id"}),
+        "anonymous_id",
+    ),
+    "bad uuid": (encode(click_event(event_id="123")), "event_id"),
+    "unknown type": (encode(click_event(type="hover")), "type"),
+    "bad timestamp": (encode(click_event(occurred_at="yesterday")), "occurred_at"),
+    "epoch timestamp": (encode(click_event(occurred_at=1700000000)), "RFC 3339"),
+    "no time zone": (encode(click_event(occurred_at="2026-11-20T12:00:00")), "occurred_at"),
+    "wrong type": (encode(click_event(properties=["a"])), "properties"),
+    "click without target": (encode(click_event(target=None)), "needs a target"),
+    "custom without name": (encode(pageview_event(type="custom")), "needs a name"),
+    "empty message": (None, "empty message"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MESSAGES))
+def test_bad_messages_are_refused_with_a_reason(kind: str) -> None:
+    payload, expected = BAD_MESSAGES[kind]
+    with pytest.raises(ContractViolation) as refused:
+        parse_message(payload)
+    assert expected in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"),
+    [
+        (timedelta(days=-399), True),
+        (timedelta(days=-401), False),
+        (timedelta(hours=23), True),
+        (timedelta(hours=25), False),
+    ],
+)
+def test_event_time_bounds_are_measured_against_received_at(
+    offset: timedelta, accepted: bool
+) -> None:
+    event = pageview_event(occurred_at=iso(BASE_TIME + offset), received_at=iso(BASE_TIME))
+    if accepted:
+        assert row_of(event)["occurred_at"] == BASE_TIME + offset
+    else:
+        with pytest.raises(ContractViolation, match="occurred_at"):
+            row_of(event)
