@@ -39,6 +39,12 @@ def _definitions(args: argparse.Namespace, settings: Settings) -> int:
     return commands.main(args)
 
 
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from retrolytics import demo
+
+    return demo.main(events=args.events, days=args.days, seed=args.seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrolytics", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--batch-size", type=int, default=5000)
     load.add_argument("--report-every", type=float, default=10.0, help="seconds between logs")
     load.set_defaults(handler=_load)
+
+    demo = commands.add_parser("demo", help="the main job: stack, traffic, load, derive, report")
+    demo.add_argument("--events", type=int, default=20_000)
+    demo.add_argument("--days", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(handler=_demo)
 
     definitions = commands.add_parser("definitions", help="check, show and compile definitions")
     actions = definitions.add_subparsers(dest="action", required=True)

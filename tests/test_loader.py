@@ -1,0 +1,261 @@
+"""The loader's guarantees, each against the real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from ingestion.contract import MAX_MESSAGE_BYTES
+from ingestion.loader import Loader, Record, write_batch
+from ingestion.settings import Settings
+from tests.factories import (
+    BASE_TIME,
+    click_event,
+    encode,
+    iso,
+    many_events,
+    pageview_event,
+    produce,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def drain(settings: Settings, batch_size: int = 500):
+    loader = Loader(settings, batch_size=batch_size)
+    try:
+        return loader.drain()
+    finally:
+        loader.close()
+
+
+def scalar(database_url: str, query: str, params: tuple = ()) -> object:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+def produce_events(settings: Settings, events: list[dict]) -> int:
+    keys = [e["anonymous_id"] for e in events]
+    return produce(settings.kafka_bootstrap, settings.topic, map(encode, events), keys)
+
+
+def loader_process(settings: Settings, *args: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "RETROLYTICS_DATABASE_URL": settings.database_url,
+        "RETROLYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "RETROLYTICS_TOPIC": settings.topic,
+        "RETROLYTICS_CONSUMER_GROUP": settings.consumer_group,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "retrolytics.cli", "load", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_rows(database_url: str, at_least: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            count = scalar(database_url, "select count(*) from raw.events")
+        except psycopg.errors.UndefinedTable:
+            count = 0
+        if count >= at_least:
+            return count
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {at_least} rows after {timeout} s")
+
+
+def test_drain_loads_every_event_and_stops(settings: Settings) -> None:
+    events = many_events(1200)
+    produce_events(settings, events)
+    stats = drain(settings)
+    assert (stats.loaded, stats.duplicates, stats.dead_letters) == (1200, 0, 0)
+    stored = scalar(settings.database_url, "select array_agg(event_id::text) from raw.events")
+    assert sorted(stored) == sorted(e["event_id"] for e in events)
+
+
+def test_offsets_are_stored_with_the_rows(settings: Settings) -> None:
+    produce_events(settings, many_events(700))
+    drain(settings, batch_size=100)
+    with psycopg.connect(settings.database_url) as conn:
+        per_partition = dict(
+            conn.execute(
+                "select source_partition, max(source_offset) + 1 from raw.events group by 1"
+            ).fetchall()
+        )
+        stored = dict(
+            conn.execute(
+                "select partition, next_offset from raw.ingest_offsets where consumer_group = %s",
+                (settings.consumer_group,),
+            ).fetchall()
+        )
+    assert stored == per_partition
+
+
+def test_replaying_the_topic_adds_no_row(settings: Settings) -> None:
+    produce_events(settings, many_events(500))
+    first = drain(settings)
+    replay = drain(replace(settings, consumer_group=settings.consumer_group + "-replay"))
+    assert first.loaded == 500
+    assert (replay.loaded, replay.duplicates) == (0, 500)
+    assert scalar(settings.database_url, "select count(*) from raw.events") == 500
+
+
+def test_same_event_id_twice_is_stored_once(settings: Settings) -> None:
+    event = click_event()
+    produce_events(settings, [event, pageview_event(), event])
+    stats = drain(settings)
+    assert (stats.loaded, stats.duplicates) == (2, 1)
+    count = scalar(
+        settings.database_url,
+        "select count(*) from raw.events where event_id = %s",
+        (event["event_id"],),
+    )
+    assert count == 1
+
+
+def test_a_batch_already_written_is_skipped_by_its_offsets(raw_db: psycopg.Connection) -> None:
+    records = [
+        Record("t", 0, offset, b"device-1", encode(pageview_event()), None) for offset in range(5)
+    ]
+    first = write_batch(raw_db, "group", records)
+    again = write_batch(raw_db, "group", records)
+    # Not even counted as duplicates: the stored offsets fence the replayed messages off
+    # before ON CONFLICT is reached.
+    assert (first.loaded, again.loaded, again.duplicates) == (5, 0, 0)
+
+
+BAD_PAYLOADS: dict[str, tuple[bytes, str]] = {
+    "not JSON": (b"{this is not json", "not JSON"),
+    "not an object": (b'"just a string"', "not an object"),
+    "missing required field": (
+        encode({k: v for k, v in click_event().items() if k != "occurred_at"}),
+        "occurred_at: Field required",
+    ),
+    "malformed required field": (encode(click_event(anonymous_id="")), "anonymous_id"),
+    "unknown type": (encode(click_event(type="hover")), "type: Input should be"),
+    "bad uuid": (encode(click_event(event_id="not-a-uuid")), "event_id"),
+    "bad timestamp": (encode(click_event(occurred_at="32/13/2026")), "occurred_at"),
+    "oversized payload": (
+        encode(click_event(properties={"blob": "x" * MAX_MESSAGE_BYTES})),
+        "larger than the",
+    ),
+    "wrong field type": (encode(click_event(session_id=["a", "b"])), "session_id"),
+    "invalid UTF-8": (b'{"type": "click", "name": "\xc3\x28"}', "not valid UTF-8"),
+    "too far in the future": (
+        encode(click_event(occurred_at=iso(BASE_TIME + timedelta(days=3)))),
+        "client clock ahead",
+    ),
+}
+
+
+def test_each_kind_of_bad_message_becomes_a_dead_letter(settings: Settings) -> None:
+    good = many_events(len(BAD_PAYLOADS) + 1)
+    payloads: list[bytes] = []
+    for index, (bad, _reason) in enumerate(BAD_PAYLOADS.values()):
+        payloads += [encode(good[index]), bad]
+    payloads.append(encode(good[-1]))
+    # One partition key so the interleaving (good, bad, good, ...) is kept on the topic.
+    produce(settings.kafka_bootstrap, settings.topic, payloads, ["same"] * len(payloads))
+
+    stats = drain(settings)
+
+    assert (stats.loaded, stats.dead_letters) == (len(good), len(BAD_PAYLOADS))
+    with psycopg.connect(settings.database_url) as conn:
+        letters = conn.execute(
+            'select topic, partition, "offset", payload, reason from raw.dead_letters '
+            'order by "offset"'
+        ).fetchall()
+    assert len(letters) == len(BAD_PAYLOADS)
+    for (kind, (bad, reason)), letter in zip(BAD_PAYLOADS.items(), letters, strict=True):
+        topic, _partition, offset, payload, stored_reason = letter
+        assert topic == settings.topic
+        assert offset % 2 == 1, kind  # every bad message sat between two good ones
+        assert bytes(payload) == bad, kind
+        assert reason in stored_reason, (kind, stored_reason)
+
+
+def test_late_and_old_events_get_their_own_daily_partitions(settings: Settings) -> None:
+    late = pageview_event(
+        occurred_at=iso(BASE_TIME - timedelta(days=40)), received_at=iso(BASE_TIME)
+    )
+    produce_events(settings, [pageview_event(), late])
+    drain(settings)
+    with psycopg.connect(settings.database_url) as conn:
+        partitions = {
+            row[0]
+            for row in conn.execute("select tableoid::regclass::text from raw.events").fetchall()
+        }
+    day = BASE_TIME.date()
+    assert partitions == {
+        f"raw.events_{day:%Y%m%d}",
+        f"raw.events_{day - timedelta(days=40):%Y%m%d}",
+    }
+
+
+def test_sigkill_at_any_point_loses_and_duplicates_nothing(settings: Settings) -> None:
+    events = many_events(6000, devices=60)
+    produce_events(settings, events)
+    rng = random.Random(7)
+    for _ in range(5):
+        process = loader_process(settings, "--batch-size", "200")
+        time.sleep(rng.uniform(0.8, 2.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    stats = drain(settings, batch_size=200)
+    with psycopg.connect(settings.database_url) as conn:
+        total, distinct = conn.execute(
+            "select count(*), count(distinct event_id) from raw.events"
+        ).fetchone()
+    assert total == distinct == len(events)
+    assert stats.duplicates == 0
+
+
+def test_sigterm_finishes_the_batch_and_exits_cleanly(settings: Settings) -> None:
+    produce_events(settings, many_events(3000))
+    process = loader_process(settings, "--batch-size", "100")
+    wait_for_rows(settings.database_url, at_least=1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert out.startswith("loaded ")
+    loaded = int(out.split()[1])
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute("select count(*) from raw.events").fetchone()[0]
+        covered = conn.execute("select sum(next_offset) from raw.ingest_offsets").fetchone()[0]
+    # Every message the stored offsets cover is in the table, and nothing more.
+    assert rows == loaded == covered
+
+
+def test_stream_logs_throughput_and_lag(settings: Settings) -> None:
+    produce_events(settings, many_events(300))
+    process = loader_process(settings, "--report-every", "0.5")
+    wait_for_rows(settings.database_url, at_least=300)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    reports = [line for line in err.splitlines() if "events/s" in line and "lag" in line]
+    assert reports, err
+    assert reports[-1].endswith("lag 0 messages"), reports[-1]
+
+
+def test_drain_command_prints_one_summary_line(settings: Settings) -> None:
+    produce_events(settings, many_events(50))
+    process = loader_process(settings, "--drain")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert out.strip().startswith("loaded 50 events, skipped 0 duplicates, 0 dead letters")
+    assert len(out.strip().splitlines()) == 1
