@@ -207,14 +207,23 @@ def test_late_and_old_events_get_their_own_daily_partitions(settings: Settings) 
 
 
 def test_sigkill_at_any_point_loses_and_duplicates_nothing(settings: Settings) -> None:
-    events = many_events(6000, devices=60)
+    events = many_events(20_000, devices=60)
     produce_events(settings, events)
     rng = random.Random(7)
-    for _ in range(5):
-        process = loader_process(settings, "--batch-size", "200")
-        time.sleep(rng.uniform(0.8, 2.5))
+    seen_after_kills = []
+    for run in range(6):
+        # Alternate the stream (consumer group, rebalances) and drain (assigned) modes.
+        mode = ("--drain",) if run % 2 else ()
+        process = loader_process(settings, "--batch-size", "50", *mode)
+        already = seen_after_kills[-1] if seen_after_kills else 0
+        wait_for_rows(settings.database_url, at_least=already + 1)
+        time.sleep(rng.uniform(0.0, 0.3))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
+        seen_after_kills.append(scalar(settings.database_url, "select count(*) from raw.events"))
+    # The kills landed mid-stream: each run made progress and none finished the topic.
+    assert seen_after_kills == sorted(set(seen_after_kills)), seen_after_kills
+    assert seen_after_kills[-1] < len(events), seen_after_kills
     stats = drain(settings, batch_size=200)
     with psycopg.connect(settings.database_url) as conn:
         total, distinct = conn.execute(
