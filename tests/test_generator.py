@@ -24,6 +24,7 @@ from ingestion.generator import (
     generate_events,
     shop_page_of,
 )
+from ingestion.settings import Settings
 
 UNTIL = date(2026, 11, 24)
 DAYS = 7
@@ -385,6 +386,20 @@ def test_the_module_documentation_shows_every_page_tree() -> None:
 
 
 # -- Kafka ---------------------------------------------------------------------------------------
+
+NOWHERE = Settings(
+    database_url="postgresql://nobody@127.0.0.1:1/none", kafka_bootstrap="127.0.0.1:9", topic="t"
+)
+
+
+def test_produce_refuses_bad_arguments_before_touching_kafka() -> None:
+    with pytest.raises(ValueError, match="events must be a positive whole number"):
+        generator.produce(NOWHERE, events=-5)
+
+
+def test_produce_names_the_unreachable_kafka() -> None:
+    with pytest.raises(RuntimeError, match=r"cannot prepare topic t on Kafka at 127\.0\.0\.1:9"):
+        generator.produce(NOWHERE, events=10)
 
 
 @pytest.mark.integration
