@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack.set_defaults(handler=_stack)
 
     generate = commands.add_parser("generate", help="produce synthetic web-shop traffic to Kafka")
-    generate.add_argument("--events", type=int, required=True, help="how many events, about")
+    generate.add_argument("--events", type=int, required=True, help="how many messages, exactly")
     generate.add_argument("--days", type=int, default=7, help="spread over this many past days")
     generate.add_argument("--seed", type=int, default=1, help="same seed, same events")
     generate.set_defaults(handler=_generate)
