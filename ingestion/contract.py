@@ -221,15 +221,26 @@ EVENT_COLUMNS = (
 )
 
 
-def _without_nul(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold U+0000; replace it rather than lose the event."""
+def _storable(value: Any) -> Any:
+    """Make strings storable: PostgreSQL cannot hold U+0000 and UTF-8 cannot hold a lone
+    surrogate (JSON can spell both). Replace them with U+FFFD rather than lose the event."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_storable(v) for v in value]
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ContractViolation(f"message is not JSON: {name} is not a JSON value")
+
+
+# Spellings that only the slow path handles: NUL and surrogate escapes, NaN and Infinity.
+_NEEDS_SLOW_PATH = re.compile(rb"\\u0000|\\u[dD]|NaN|Infinity")
 
 
 def parse_message(payload: bytes | None) -> RawEvent:
@@ -240,6 +251,13 @@ def parse_message(payload: bytes | None) -> RawEvent:
         raise ContractViolation(
             f"message is {len(payload)} bytes, larger than the {MAX_MESSAGE_BYTES}-byte limit"
         )
+    if not _NEEDS_SLOW_PATH.search(payload):
+        # Fast path: pydantic parses and validates the bytes in one go. Anything it refuses
+        # takes the slow path below, which names the problem precisely.
+        try:
+            return RawEvent.model_validate_json(payload)
+        except ValidationError:
+            pass
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -247,13 +265,13 @@ def parse_message(payload: bytes | None) -> RawEvent:
             f"message is not valid UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise ContractViolation(f"message is not JSON: {exc.msg} at character {exc.pos}") from None
     if not isinstance(document, dict):
         raise ContractViolation(f"message is JSON {type(document).__name__}, not an object")
     try:
-        return RawEvent.model_validate(_without_nul(document))
+        return RawEvent.model_validate(_storable(document))
     except ValidationError as exc:
         raise ContractViolation(describe_validation_error(exc)) from None
 

@@ -116,3 +116,33 @@ def test_event_time_bounds_are_measured_against_received_at(
     else:
         with pytest.raises(ContractViolation, match="occurred_at"):
             row_of(event)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused_since_jsonb_cannot_hold_them(constant: str) -> None:
+    payload = encode(click_event())[:-1] + f', "score": {constant}}}'.encode()
+    with pytest.raises(ContractViolation, match=f"{constant.lstrip('-')} is not a JSON value"):
+        parse_message(payload)
+
+
+def test_lone_surrogates_are_replaced_and_pairs_kept() -> None:
+    payload = encode(click_event(properties={"lone": "\ud800x", "pair": "\U0001f600"}))
+    assert b"\\ud800" in payload and b"\\ud83d\\ude00" in payload
+    row = dict(
+        zip(
+            EVENT_COLUMNS,
+            to_row(parse_message(payload), received_at=BASE_TIME, partition=0, offset=0),
+            strict=True,
+        )
+    )
+    assert json.loads(row["properties"]) == {"lone": "\ufffdx", "pair": "\U0001f600"}
+    row["properties"].encode("utf-8")  # storable
+
+
+def test_fast_and_slow_paths_agree_on_a_valid_event() -> None:
+    event = click_event(properties={"city": "Zürich"})
+    fast = parse_message(encode(event))
+    slow = parse_message(encode(event).replace(b"Z\\u00fcrich", b"Z\\u00fcrich\\u0000"))
+    assert fast.properties == {"city": "Zürich"}
+    assert slow.properties == {"city": "Zürich\ufffd"}
+    assert fast.model_dump(exclude={"properties"}) == slow.model_dump(exclude={"properties"})

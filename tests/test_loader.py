@@ -155,6 +155,10 @@ BAD_PAYLOADS: dict[str, tuple[bytes, str]] = {
     ),
     "wrong field type": (encode(click_event(session_id=["a", "b"])), "session_id"),
     "invalid UTF-8": (b'{"type": "click", "name": "\xc3\x28"}', "not valid UTF-8"),
+    "NaN, which jsonb cannot hold": (
+        encode(click_event())[:-1] + b', "score": NaN}',
+        "NaN is not a JSON value",
+    ),
     "too far in the future": (
         encode(click_event(occurred_at=iso(BASE_TIME + timedelta(days=3)))),
         "client clock ahead",

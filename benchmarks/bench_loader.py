@@ -1,0 +1,159 @@
+"""Loader throughput against the ceiling of a plain COPY of the same rows into the same table.
+
+The loader runs as its own process (``retrolytics load --drain``) so its CPU time and peak memory
+come from the kernel's accounting of that process alone; PostgreSQL's CPU is the sum over its
+processes during the run. Then the same rows are exported, the table emptied, and the rows
+COPYed back from the file: the work no loader can beat. Last, the drain is repeated in-process
+under pyinstrument to name where the loader's time goes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+
+from benchmarks.common import Section, Stopwatch, scratch
+from ingestion import generator
+from ingestion.contract import EVENT_COLUMNS
+from ingestion.loader import Loader
+from ingestion.settings import Settings
+
+_COLUMNS = ", ".join(EVENT_COLUMNS)
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by every process named postgres on this machine."""
+    ticks = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if name.startswith("postgres"):
+            fields = stat[stat.rindex(")") + 2 :].split()
+            # utime, stime, and the cutime, cstime of backends that exited and were reaped
+            ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_loader_process(settings: Settings) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds, peak RSS in MiB and the summary line of one drain."""
+    env = {
+        **os.environ,
+        "RETROLYTICS_DATABASE_URL": settings.database_url,
+        "RETROLYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "RETROLYTICS_TOPIC": settings.topic,
+        "RETROLYTICS_CONSUMER_GROUP": settings.consumer_group,
+    }
+    with Stopwatch() as watch:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "retrolytics.cli", "load", "--drain", "--batch-size", "10000"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        summary = process.stdout.read().strip()
+        _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"loader exited with status {status}")
+    return watch.seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, summary
+
+
+def copy_ceiling(database_url: str) -> tuple[float, int]:
+    """Export the loaded rows, empty the table, COPY them back; seconds of that COPY, rows."""
+    with tempfile.TemporaryFile() as spool, psycopg.connect(database_url) as conn:
+        with (
+            conn.cursor() as cur,
+            cur.copy(f"copy (select {_COLUMNS} from raw.events) to stdout") as out,
+        ):
+            for block in out:
+                spool.write(block)
+        conn.execute("truncate raw.events")
+        conn.commit()
+        spool.seek(0)
+        with Stopwatch() as watch:
+            with conn.cursor() as cur, cur.copy(f"copy raw.events ({_COLUMNS}) from stdin") as copy:
+                while block := spool.read(1 << 20):
+                    copy.write(block)
+            conn.commit()
+        rows = conn.execute("select count(*) from raw.events").fetchone()[0]
+    return watch.seconds, rows
+
+
+def top_costs(settings: Settings, limit: int = 8) -> list[tuple[str, str]]:
+    """Drain the topic again in-process under pyinstrument; the functions with most self time."""
+    from pyinstrument import Profiler
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("truncate raw.events, raw.ingest_offsets, raw.dead_letters")
+    profiler = Profiler(interval=0.005)
+    loader = Loader(settings, batch_size=10_000)
+    profiler.start()
+    try:
+        loader.drain()
+    finally:
+        profiler.stop()
+        loader.close()
+    session = profiler.last_session
+    totals: Counter[str] = Counter()
+
+    def walk(frame, owner: str) -> None:
+        # pyinstrument books a function's own time on a synthetic "[self]" child frame.
+        if not frame.function.startswith("["):
+            owner = f"{frame.function} ({Path(frame.file_path_short or '?').name}:{frame.line_no})"
+        totals[owner] += frame.total_self_time
+        for child in frame.children:
+            walk(child, owner)
+
+    walk(session.root_frame(), "?")
+    whole = sum(totals.values()) or 1.0
+    return [(name, f"{100 * seconds / whole:.0f}%") for name, seconds in totals.most_common(limit)]
+
+
+def run(quick: bool) -> Section:
+    events = 100_000 if quick else 1_000_000
+    section = Section(
+        "1. Loader throughput against plain COPY",
+        f"python -m benchmarks {'--quick ' if quick else ''}--only loader",
+    )
+    with scratch("loader") as settings:
+        section.add(generator.produce(settings, events=events, days=30, seed=42))
+        cpu_before = postgres_cpu_seconds()
+        wall, cpu, peak_mib, summary = run_loader_process(settings)
+        postgres_cpu = postgres_cpu_seconds() - cpu_before
+        section.add(f"loader: {summary}")
+        copy_seconds, rows = copy_ceiling(settings.database_url)
+        per_100k = 100_000 / rows
+        section.table(
+            ("measure", "value"),
+            [
+                ("messages on the topic", events),
+                ("rows in raw.events", rows),
+                ("loader wall time (s)", f"{wall:.1f}"),
+                ("loader events/s", f"{rows / wall:.0f}"),
+                ("plain COPY of the same rows (s)", f"{copy_seconds:.1f}"),
+                ("plain COPY rows/s", f"{rows / copy_seconds:.0f}"),
+                ("**loader time / COPY time**", f"**{wall / copy_seconds:.2f}**"),
+                ("loader CPU per 100k events (s)", f"{cpu * per_100k:.2f}"),
+                (
+                    "PostgreSQL CPU per 100k events during the load (s)",
+                    f"{postgres_cpu * per_100k:.2f}",
+                ),
+                ("loader peak RSS (MiB)", peak_mib),
+            ],
+        )
+        section.lines.append("")
+        section.lines.append(
+            "Where the loader's own time goes (pyinstrument, self time, same drain in-process):"
+        )
+        section.lines.append("")
+        section.table(("function", "share of samples"), top_costs(settings))
+    return section
