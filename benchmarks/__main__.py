@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Written by `python -m benchmarks{' --quick' if args.quick else ''}` ({mode} mode) on "
         f"{datetime.now(tz=UTC):%Y-%m-%d %H:%M} UTC. Ratios compare runs made side by side in",
-        "this one run; absolute figures depend on a shared, noisy machine and are reported, not trusted alone.",
+        "this one run; absolute figures depend on a shared, noisy machine: reported, not trusted",
+        "alone.",
         "",
         *machine_description(),
         "",

@@ -80,12 +80,13 @@ def machine_description() -> list[str]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    memory_kb = int(open("/proc/meminfo").readline().split()[1])
+    with open("/proc/meminfo") as meminfo:
+        memory_gib = int(meminfo.readline().split()[1]) // 1024 // 1024
     postgres = subprocess.run(
         ["psql", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
     return [
-        f"- machine: {platform.machine()}, {cpu}, {_cores()} cores, {memory_kb // 1024 // 1024} GiB",
+        f"- machine: {platform.machine()}, {cpu}, {_cores()} cores, {memory_gib} GiB",
         f"- os: {platform.platform()}",
         f"- python: {platform.python_version()}; {postgres}; Apache Kafka 4.1.1 (KRaft, 1 node)",
     ]
