@@ -1,0 +1,1 @@
+"""The asset graph: raw events (upstream), the dbt models, one asset per funnel."""

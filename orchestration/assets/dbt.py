@@ -1,0 +1,128 @@
+"""Every dbt model, seed and test as Dagster assets and asset checks (dagster-dbt).
+
+Two multi-assets over one manifest:
+
+- ``dbt_daily``: the windowed, retroactive models (materialized ``distributed_incremental``),
+  partitioned by day. A run receives its partition window as the dbt vars ``start``/``end`` plus
+  ``lookback_hours``; a backfill of a date range is one run over the whole range
+  (``BackfillPolicy.single_run()``), which the models handle like any window.
+- ``dbt_current``: everything else (the compiled-definitions seeds, staging views), not
+  partitioned: they hold the current state, not a slice of time. The declarations are compiled
+  into the seeds right before ``dbt build`` so the warehouse always gets the files as they are.
+
+dbt runs against one warehouse take turns (a PostgreSQL advisory lock held for the whole
+invocation), so two partition runs launched together queue instead of racing on the same tables.
+"""
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+    get_asset_key_for_model,
+)
+
+from orchestration.partitions import daily_partitions, window_vars
+from orchestration.project import compile_definitions, dbt_project, manifest_path
+from orchestration.resources import RetrolyticsResource
+
+# Models that take a time window (macros/retroactive.sql); everything else is current state.
+WINDOWED = "config.materialized:distributed_incremental"
+DBT_POOL = "retrolytics_dbt"
+_WAREHOUSE_LOCK = 7_264_112_002  # advisory-lock key: one dbt invocation per warehouse at a time
+
+
+class RetrolyticsTranslator(DagsterDbtTranslator):
+    """Keys name the relation (``staging/stg_events``, ``marts/defined_events``, ``raw/events``);
+    groups follow the project's folders, and the compiled declarations are the ``definitions``
+    group."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+        # The configured schema, not the target-prefixed one: keys stay the same in every target.
+        schema = dbt_resource_props.get("config", {}).get("schema") or dbt_resource_props["schema"]
+        name = dbt_resource_props.get("alias") or dbt_resource_props["name"]
+        return dg.AssetKey([schema, name])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "definitions"
+        fqn = dbt_resource_props.get("fqn", [])
+        # fqn = [project, folder, ..., model]; a model at the top of models/ has no folder.
+        return fqn[1] if len(fqn) > 2 else "models"
+
+
+translator = RetrolyticsTranslator(
+    settings=DagsterDbtTranslatorSettings(
+        enable_asset_checks=True, enable_source_tests_as_checks=True, enable_code_references=True
+    )
+)
+
+
+class WindowConfig(dg.Config):
+    """How far before the partition's start late events are picked up again."""
+
+    lookback_hours: int = 24
+
+
+@contextmanager
+def warehouse_turn(retrolytics: RetrolyticsResource, log: dg.DagsterLogManager) -> Iterator[None]:
+    """Hold the warehouse's dbt lock (and the dbt environment) for the block."""
+    with retrolytics.connect() as conn, retrolytics.dbt_env():
+        got_it = conn.execute("select pg_try_advisory_lock(%s)", (_WAREHOUSE_LOCK,)).fetchone()[0]
+        if not got_it:
+            log.info("another dbt run is using this warehouse; waiting for it to finish")
+            conn.execute("select pg_advisory_lock(%s)", (_WAREHOUSE_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (_WAREHOUSE_LOCK,))
+
+
+@dbt_assets(
+    manifest=manifest_path(),
+    project=dbt_project,
+    exclude=WINDOWED,
+    name="dbt_current",
+    dagster_dbt_translator=translator,
+    pool=DBT_POOL,
+)
+def dbt_current(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, retrolytics: RetrolyticsResource
+) -> Iterator[Any]:
+    with warehouse_turn(retrolytics, context.log):
+        context.log.info(f"compiled {compile_definitions()}")
+        yield from dbt.cli(["build"], context=context).stream()
+
+
+@dbt_assets(
+    manifest=manifest_path(),
+    project=dbt_project,
+    select=WINDOWED,
+    name="dbt_daily",
+    dagster_dbt_translator=translator,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DBT_POOL,
+)
+def dbt_daily(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    retrolytics: RetrolyticsResource,
+    config: WindowConfig,
+) -> Iterator[Any]:
+    variables = window_vars(context.partition_time_window, config.lookback_hours)
+    context.log.info(f"dbt window: {variables}")
+    with warehouse_turn(retrolytics, context.log):
+        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+
+
+# The seed `retrolytics definitions compile` writes from definitions/events/*.yml.
+EVENT_DEFINITIONS_SEED = get_asset_key_for_model([dbt_current], "event_definitions")

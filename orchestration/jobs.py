@@ -1,0 +1,32 @@
+"""Jobs: derive a partition, load the topic (drain mode), check that raw events are fresh."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.assets.dbt import dbt_current, dbt_daily
+from orchestration.assets.funnels import funnel_assets
+from orchestration.assets.raw import load_raw_events
+from orchestration.checks import raw_events_fresh
+from orchestration.partitions import daily_partitions
+
+DERIVED = dg.AssetSelection.assets(dbt_current, dbt_daily, *funnel_assets)
+
+derive = dg.define_asset_job(
+    "derive",
+    selection=DERIVED,
+    partitions_def=daily_partitions,
+    description=(
+        "Compile the declarations, build every dbt model and test, and refresh the funnels, "
+        "for one day (or, as a backfill, a range of days in one run)."
+    ),
+    tags={"retrolytics/stage": "derive"},
+)
+
+check_raw_events = dg.define_asset_job(
+    "check_raw_events",
+    selection=dg.AssetSelection.checks(raw_events_fresh),
+    description="Is traffic flowing? Runs the freshness check of raw.events.",
+)
+
+__all__ = ["DERIVED", "check_raw_events", "derive", "load_raw_events"]

@@ -1,0 +1,98 @@
+"""The dbt project as Dagster sees it, and how its manifest is prepared.
+
+The manifest is prepared at build time, not parsed on every import of the code location::
+
+    uv run dagster-dbt project prepare-and-package --file orchestration/project.py
+
+(``make install`` runs it). That compiles ``definitions/events/*.yml`` into the
+``event_definitions`` seed and runs ``dbt parse`` into ``dbt_project/target/manifest.json``.
+Under ``dagster dev`` the same preparation runs on every load, so edits to models or definitions
+show up after a reload; everywhere else (``dagster-webserver``, run workers, the test suite) a
+missing manifest is an error that names the command above.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+from dagster_dbt.dbt_project import DagsterDbtProjectPreparer
+from dagster_shared.record import replace
+
+from ingestion.settings import PROJECT_ROOT, Settings
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DEFINITIONS_DIR = PROJECT_ROOT / "definitions"
+PREPARE_COMMAND = "uv run dagster-dbt project prepare-and-package --file orchestration/project.py"
+
+
+def dbt_environment(settings: Settings) -> dict[str, str | None]:
+    """What ``dbt_project/profiles.yml`` reads, from the loader's own database URL."""
+    from retrolytics.language import dbt_runner
+
+    return dbt_runner.dbt_environment(settings.database_url)
+
+
+def compile_definitions(definitions_dir: Path = DEFINITIONS_DIR) -> str:
+    """Write the seeds dbt reads from the YAML declarations; returns what was written.
+
+    Raises ``DefinitionsInvalid`` listing ``file:line: problem`` when a declaration is bad, so a
+    run fails before dbt touches the warehouse.
+    """
+    from retrolytics.language import dbt_runner
+
+    seed = dbt_runner.compile_seed(definitions_dir, DBT_PROJECT_DIR)
+    return f"{seed.definitions} definitions ({seed.conditions} conditions) into {seed.path.name}"
+
+
+@contextmanager
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, unset) variables for the block, then restore them.
+
+    dbt runs as a subprocess that inherits this process's environment.
+    """
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        _apply(values)
+        yield
+    finally:
+        _apply(saved)
+
+
+def _apply(values: Mapping[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+class RetrolyticsPreparer(DagsterDbtProjectPreparer):
+    """``dbt parse`` needs the generated seeds on disk and a profile it can render."""
+
+    def prepare(self, project: DbtProject) -> None:
+        compile_definitions()
+        with environment(dbt_environment(Settings.from_env())):
+            super().prepare(project)
+
+
+# DbtProject takes no preparer argument in this dagster-dbt; swap ours into the record.
+dbt_project = replace(
+    DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR),
+    preparer=RetrolyticsPreparer(),
+)
+dbt_project.prepare_if_dev()
+
+
+def manifest_path() -> Path:
+    """The prepared manifest, or an error that says how to prepare it."""
+    path = dbt_project.manifest_path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the dbt manifest {path} does not exist yet; prepare it with `{PREPARE_COMMAND}` "
+            "(make install does), or start the UI with `dagster dev`, which prepares it itself"
+        )
+    return path
