@@ -383,11 +383,21 @@ class Loader:
 
 
 def main(
-    settings: Settings, *, drain: bool, batch_size: int = 5000, report_every: float = 10.0
+    settings: Settings,
+    *,
+    drain: bool,
+    batch_size: int = 5000,
+    max_wait: float = 1.0,
+    report_every: float = 10.0,
 ) -> int:
     """The ``retrolytics load`` command."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    loader = Loader(settings, batch_size=batch_size, report_every_seconds=report_every)
+    loader = Loader(
+        settings,
+        batch_size=batch_size,
+        max_batch_seconds=max_wait,
+        report_every_seconds=report_every,
+    )
     signal.signal(signal.SIGTERM, loader.request_stop)
     signal.signal(signal.SIGINT, loader.request_stop)
     try:

@@ -29,8 +29,24 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import loader
 
     return loader.main(
-        settings, drain=args.drain, batch_size=args.batch_size, report_every=args.report_every
+        settings,
+        drain=args.drain,
+        batch_size=args.batch_size,
+        max_wait=args.max_wait_ms / 1000,
+        report_every=args.report_every,
     )
+
+
+def _collect(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestion import collector
+
+    return collector.main(settings, args.host, args.port, args.allow_origin)
+
+
+def _shop(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestion import shop
+
+    return shop.main(args.host, args.port, args.collector)
 
 
 def _definitions(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,8 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     load = commands.add_parser("load", help="load the topic into raw.events, exactly once")
     load.add_argument("--drain", action="store_true", help="stop at the current end of the topic")
     load.add_argument("--batch-size", type=int, default=5000)
+    load.add_argument(
+        "--max-wait-ms", type=int, default=1000, help="longest a batch waits to fill up"
+    )
     load.add_argument("--report-every", type=float, default=10.0, help="seconds between logs")
     load.set_defaults(handler=_load)
+
+    collect = commands.add_parser("collect", help="serve the HTTP collector (browser → Kafka)")
+    collect.add_argument("--host", default="127.0.0.1")
+    collect.add_argument("--port", type=int, default=8700)
+    collect.add_argument(
+        "--allow-origin",
+        action="append",
+        default=None,
+        help="an origin whose pages may send events (repeatable; default: the demo shop)",
+    )
+    collect.set_defaults(handler=_collect)
+
+    shop = commands.add_parser("shop", help="serve the demo shop, wired with the snippet")
+    shop.add_argument("--host", default="127.0.0.1")
+    shop.add_argument("--port", type=int, default=8800)
+    shop.add_argument("--collector", default="http://127.0.0.1:8700", help="the collector's URL")
+    shop.set_defaults(handler=_shop)
 
     demo = commands.add_parser("demo", help="the main job: stack, traffic, load, derive, report")
     demo.add_argument("--events", type=int, default=20_000)
