@@ -144,6 +144,7 @@ class KafkaSink:
             **RELIABLE_PRODUCER_CONFIG,
             "client.id": "retrolytics-collector",
             "message.timeout.ms": int(delivery_timeout_s * 1000),
+            "logger": logging.getLogger("retrolytics.collector.kafka"),
         }
         self._producer = Producer(self._config)
         self._fatal = False
@@ -174,6 +175,8 @@ class KafkaSink:
     async def deliver(self, messages: Sequence[tuple[bytes, bytes]]) -> None:
         """Produce (key, value) pairs; return once Kafka acknowledged all, else raise
         KafkaUnavailable."""
+        if not messages:
+            return
         loop = asyncio.get_running_loop()
         producer = self._current_producer()
         futures: list[asyncio.Future] = []
@@ -414,12 +417,27 @@ def serve(app: Any, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 
 
-@contextlib.contextmanager
-def serving_in_background(app: Any, host: str = DEFAULT_HOST, port: int = 0) -> Iterator[str]:
-    """Serve an app on a thread (port 0: a free port); yields its base URL, stops on exit."""
+def bind_loopback(host: str = DEFAULT_HOST, port: int = 0) -> socket.socket:
+    """A bound listening socket (port 0: a free one), so its URL is known before serving."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def serving_in_background(
+    app: Any, host: str = DEFAULT_HOST, port: int = 0, sock: socket.socket | None = None
+) -> Iterator[str]:
+    """Serve an app on a thread, on ``sock`` or a new socket on host:port (0: a free port);
+    yields its base URL and stops the server (closing the socket) on exit."""
+    sock = sock or bind_loopback(host, port)
+    url = socket_url(sock)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", server_header=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -427,10 +445,10 @@ def serving_in_background(app: Any, host: str = DEFAULT_HOST, port: int = 0) -> 
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             sock.close()
-            raise RuntimeError(f"the server on {host}:{sock.getsockname()[1]} did not start")
+            raise RuntimeError(f"the server on {url} did not start")
         time.sleep(0.02)
     try:
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=15)

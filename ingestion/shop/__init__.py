@@ -158,9 +158,14 @@ def products_main(category: str | None) -> str:
 
 
 def search_products(query: str) -> list[Product]:
-    """Products whose category or name contains a word of the query (plurals forgiven)."""
+    """The catalogue of the first category a query word points at, by the category's name or
+    a product's (plurals forgiven): "backpack" finds all bags, as in the generator."""
     words = {w.rstrip("s") for w in query.lower().split() if len(w.rstrip("s")) >= 3}
-    return [p for p in PRODUCTS if any(w in p.category or w in p.name.lower() for w in words)]
+    for category in CATEGORIES:
+        products = [p for p in PRODUCTS if p.category == category]
+        if any(w in category or any(w in p.name.lower() for p in products) for w in words):
+            return products
+    return []
 
 
 def search_main(query: str, found: list[Product]) -> str:
