@@ -369,3 +369,38 @@ def test_the_snippet_retries_a_batch_the_collector_answered_with_503(
         ("custom", "retry_probe"),
     ]
     assert len({r["event_id"] for r in rows}) == 3
+
+
+def test_a_session_ends_after_30_minutes_without_events_and_the_device_id_stays(
+    page, shop: Shop, settings: Settings
+) -> None:
+    page.goto(f"{shop.url}/product/{PRODUCT}")
+    page.wait_for_function("window.retrolytics !== undefined")
+    idle = """minutes => {
+        const session = JSON.parse(localStorage.getItem('rl_session'));
+        session.last = Date.now() - minutes * 60 * 1000;
+        localStorage.setItem('rl_session', JSON.stringify(session));
+    }"""
+    page.evaluate(idle, 29)
+    page.evaluate("retrolytics.track('after_29_idle_minutes')")
+    page.evaluate(idle, 31)
+    page.evaluate("retrolytics.track('after_31_idle_minutes')")
+    # localStorage wiped: the first-party cookie still knows the device.
+    page.evaluate("localStorage.clear()")
+    page.reload()
+    page.wait_for_function("window.retrolytics !== undefined")
+    page.goto("about:blank")
+    rows = load_until(settings, lambda rows: len(rows) >= 6)
+
+    assert [(r["type"], r["name"]) for r in rows] == [
+        ("pageview", None),
+        ("custom", "product_viewed"),
+        ("custom", "after_29_idle_minutes"),
+        ("custom", "after_31_idle_minutes"),
+        ("pageview", None),
+        ("custom", "product_viewed"),
+    ]
+    sessions = [r["session_id"] for r in rows]
+    assert sessions[0] == sessions[1] == sessions[2]
+    assert sessions[3] not in sessions[:3]
+    assert len({r["anonymous_id"] for r in rows}) == 1
