@@ -1,20 +1,25 @@
 # The two commands of the README. Everything they need is installed from here.
 UV ?= python3 -m uv
 UV_VERSION ?= 0.13.9
+APT = $(if $(filter 0,$(shell id -u)),sh -c,sudo sh -c)
 
-.PHONY: demo test install lint stack-down
+.PHONY: demo test install browser lint stack-down
 
 ## make demo: install, start the local stack, generate a week of shop traffic, load it, derive it
 demo: install
 	$(UV) run retrolytics demo
 
 ## make test: install, lint and run the whole test suite against the real stack
-test: install lint
+test: install browser lint
 	$(UV) run pytest
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) sync --frozen
+
+# The browser test drives Debian's Chromium; no browser is ever downloaded by a test tool.
+browser:
+	@test -x /usr/bin/chromium || $(APT) "apt-get update -qq && apt-get install -y -qq chromium"
 
 lint:
 	$(UV) run ruff check .
