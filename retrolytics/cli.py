@@ -49,6 +49,12 @@ def _shop(args: argparse.Namespace, settings: Settings) -> int:
     return shop.main(args.host, args.port, args.collector)
 
 
+def _dbt(args: argparse.Namespace, settings: Settings) -> int:
+    from retrolytics.language import commands
+
+    return commands.dbt_main(args.dbt_args, settings)
+
+
 def _definitions(args: argparse.Namespace, settings: Settings) -> int:
     from retrolytics.language import commands
 
@@ -115,7 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     show = actions.add_parser("show", help="print a definition's compiled SQL predicate")
     show.add_argument("name")
     show.add_argument("--path", default=None)
+    compile_seeds = actions.add_parser("compile", help="write the dbt seeds from the definitions")
+    compile_seeds.add_argument("--path", default=None)
+    compile_seeds.add_argument("--project-dir", default=None)
+    pr_check = actions.add_parser(
+        "pr-check", help="build what a change touches into a scratch schema; compare with prod"
+    )
+    pr_check.add_argument("--state", required=True, help="folder with production's manifest.json")
+    pr_check.add_argument("--scratch-schema", default="pr_check", help="prefix of scratch schemas")
+    pr_check.add_argument("--path", default=None)
+    pr_check.add_argument("--project-dir", default=None)
     definitions.set_defaults(handler=_definitions)
+
+    dbt = commands.add_parser("dbt", help="compile the definitions, then run dbt on dbt_project/")
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="a dbt command and its options")
+    dbt.set_defaults(handler=_dbt)
     return parser
 
 

@@ -1,0 +1,38 @@
+{#-
+    Does event `e` satisfy compiled condition `c` (a row of stg_event_definitions)?
+
+    The one generic predicate behind every event definition: definitions are rows of data, their
+    literals are compared as values and never become SQL. A NULL test in `c` means "no test".
+    `retrolytics definitions show` renders the same tests, term for term, with the literals
+    written out (retrolytics/language/events.py, condition_predicate); a test checks that both
+    select the same events.
+
+    One CASE, because PostgreSQL re-orders AND-ed quals by its cost estimates (it would run the
+    selector's regex before the type test); a CASE is evaluated in the order written. So cheap
+    tests come first, the event type and a literal the selector needs (strpos) reject most rows,
+    and the selector's regex runs last and rarely. A test that yields NULL counts as failed.
+-#}
+{% macro condition_matches(e, c) -%}
+case
+    when ({{ c }}.event_types is null or {{ e }}.type = any({{ c }}.event_types)) is not true then false
+    when ({{ c }}.event_name is null or {{ e }}.name = {{ c }}.event_name) is not true then false
+    when ({{ c }}.selector_literal is null or strpos({{ e }}.hierarchy, {{ c }}.selector_literal) > 0) is not true then false
+    when {{ value_matches(e ~ '.target_text', c ~ '.text_op', c ~ '.text_value') }} is not true then false
+    when {{ value_matches(e ~ '.target_href', c ~ '.href_op', c ~ '.href_value') }} is not true then false
+    when {{ value_matches(e ~ '.page_path', c ~ '.path_op', c ~ '.path_value') }} is not true then false
+    when {{ value_matches(e ~ '.page_url', c ~ '.url_op', c ~ '.url_value') }} is not true then false
+    when ({{ c }}.properties is null or {{ e }}.properties @> {{ c }}.properties) is not true then false
+    else ({{ c }}.selector_regex is null or {{ e }}.hierarchy ~ {{ c }}.selector_regex) is true
+end
+{%- endmacro %}
+
+
+{#- One of equals / contains / starts_with / regex (a path `like` arrives compiled to regex). -#}
+{% macro value_matches(column, op, value) -%}
+({{ op }} is null or case {{ op }}
+        when 'equals' then {{ column }} = {{ value }}
+        when 'contains' then strpos({{ column }}, {{ value }}) > 0
+        when 'starts_with' then starts_with({{ column }}, {{ value }})
+        when 'regex' then {{ column }} ~ {{ value }}
+    end)
+{%- endmacro %}

@@ -1,0 +1,90 @@
+{#-
+    distributed_incremental: a table distributed on anonymous_id (colocated with raw.events)
+    that is created EMPTY and filled with INSERT ... SELECT, then kept up to date by windowed,
+    retroactive runs (macros/retroactive.sql says exactly what a run recomputes).
+
+    Never CTAS: on Citus a CREATE TABLE AS result would be computed on the coordinator. The table
+    is created from the model's contract (columns, types, constraints) when it enforces one, else
+    with `create table ... as (...) with no data`; `retrolytics.distribute()` is the single Citus
+    switch and a no-op on plain PostgreSQL.
+
+    Configs: time_column, version_column, hash_column, versions_model (see retroactive.sql),
+    plus dbt's `indexes` and `contract`.
+-#}
+{% materialization distributed_incremental, adapter='postgres' -%}
+    {%- set target_relation = this.incorporate(type='table') -%}
+    {%- set existing = load_cached_relation(this) -%}
+    {%- set versions = ref(config.require('versions_model')) -%}
+    {%- set version_column = config.require('version_column') -%}
+    {%- set hash_column = config.require('hash_column') -%}
+    {%- set time_column = config.require('time_column') -%}
+    {%- set incremental = retro_is_incremental() -%}
+
+    {{ run_hooks(pre_hooks, inside_transaction=False) }}
+    {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+    {%- if incremental %}
+        {#- Runs of this model take turns: each one's plan must see the previous one's ledger. -#}
+        {%- call statement('lock') -%}
+            lock table {{ target_relation }} in share row exclusive mode
+        {%- endcall -%}
+        {%- call statement('forget') -%}
+            {{ retro_forget(target_relation, versions, version_column, hash_column, time_column) }}
+        {%- endcall -%}
+        {%- call statement('main') -%}
+            {{ distributed_insert(target_relation, sql) }}
+        {%- endcall -%}
+    {%- else %}
+        {%- if existing is not none -%}
+            {{ adapter.drop_relation(existing) }}
+        {%- endif -%}
+        {%- call statement('create_empty') -%}
+            {{ distributed_create_empty(target_relation, sql) }}
+        {%- endcall -%}
+        {%- call statement('distribute') -%}
+            select retrolytics.distribute('{{ target_relation.include(database=false) }}'::regclass)
+        {%- endcall -%}
+        {%- call statement('create_ledger') -%}
+            {{ retro_create_ledger(target_relation) }}
+        {%- endcall -%}
+        {%- call statement('main') -%}
+            {{ distributed_insert(target_relation, sql) }}
+        {%- endcall -%}
+        {%- do create_indexes(target_relation) -%}
+    {%- endif %}
+
+    {%- call statement('record_versions') -%}
+        {{ retro_record_versions(target_relation, versions, version_column, hash_column) }}
+    {%- endcall -%}
+
+    {{ run_hooks(post_hooks, inside_transaction=True) }}
+    {%- do persist_docs(target_relation, model) -%}
+    {{ adapter.commit() }}
+    {{ run_hooks(post_hooks, inside_transaction=False) }}
+    {{ return({'relations': [target_relation]}) }}
+{%- endmaterialization %}
+
+
+{% macro distributed_create_empty(relation, sql) -%}
+    {%- if config.get('contract').enforced -%}
+        {{ get_assert_columns_equivalent(sql) }}
+        create table {{ relation }} {{ get_table_columns_and_constraints() }}
+    {%- else -%}
+        create table {{ relation }} as (
+            {{ sql }}
+        ) with no data
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro distributed_insert(relation, sql) -%}
+    {%- if config.get('contract').enforced -%}
+        insert into {{ relation }} ({{ adapter.dispatch('get_column_names', 'dbt')() }})
+        {{ get_select_subquery(sql) }}
+    {%- else -%}
+        insert into {{ relation }}
+        select * from (
+            {{ sql }}
+        ) as model_subq
+    {%- endif -%}
+{%- endmacro %}

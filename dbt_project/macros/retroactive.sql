@@ -1,0 +1,159 @@
+{#-
+    Retroactive, windowed derivation: the one place that decides what a run of a model
+    materialized as `distributed_incremental` recomputes and what it deletes first.
+
+    A model derived from *versioned* declarations (event definitions; funnels later) names
+      version_column  the declaration's name in the model's rows (definition_name),
+      hash_column     its content hash (content_hash),
+      versions_model  a model with one row per current declaration: version_column, hash_column,
+      time_column     the event time the partition window applies to (occurred_at).
+    Next to the table lives a ledger, `<table>__versions` (name, content_hash, derived_at,
+    invocation_id): the declarations the table holds, as of its last run. Each run, in one
+    transaction that holds a lock on the table against concurrent runs:
+
+      1. declarations whose hash differs from the ledger's (changed, new, removed) lose every
+         row they have;
+      2. the others lose their rows inside the window [start - lookback_hours, end);
+      3. changed and new declarations are derived over ALL history, the others over the window
+         (the model asks `retro_rederive()` which is which, and `retro_in_window()` for the window);
+      4. the ledger becomes the current versions.
+
+    So rerunning a window changes nothing, a new or edited declaration is re-derived over all
+    history and only it, and a removed one disappears. Without the vars `start` and `end` the
+    window is all history. The first run (or --full-refresh) builds everything from scratch.
+    The ledger exists so a declaration that matches nothing is not re-derived on every run.
+-#}
+
+
+{% macro retro_timestamp(name) -%}
+    {%- set raw = var(name, none) -%}
+    {%- if raw is none or (raw | string | trim) == '' -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set text = raw | string | trim -%}
+    {%- set iso = '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,6})?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?' -%}
+    {%- if not modules.re.fullmatch(iso, text) -%}
+        {{- exceptions.raise_compiler_error(
+            "The var '" ~ name ~ "' must be an ISO 8601 timestamp such as "
+            ~ "2026-11-20T00:00:00Z; got '" ~ text ~ "'") -}}
+    {%- endif -%}
+    {%- set moment = modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')) -%}
+    {%- if moment.tzinfo is none -%}
+        {%- set moment = modules.pytz.utc.localize(moment) -%}
+    {%- endif -%}
+    {{- return(moment) -}}
+{%- endmacro %}
+
+
+{#- none (all history), or {'since': iso text, 'end': iso text} with the lookback applied. -#}
+{% macro retro_window() -%}
+    {%- set start = retro_timestamp('start') -%}
+    {%- set end = retro_timestamp('end') -%}
+    {%- if start is none and end is none -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- if start is none or end is none -%}
+        {{- exceptions.raise_compiler_error(
+            "Give both vars 'start' and 'end' (the partition window), or neither for all history") -}}
+    {%- endif -%}
+    {%- if start >= end -%}
+        {{- exceptions.raise_compiler_error(
+            "The window is empty: start " ~ start.isoformat() ~ " is not before end " ~ end.isoformat()) -}}
+    {%- endif -%}
+    {%- set lookback = var('lookback_hours', 0) | string | trim -%}
+    {%- if not modules.re.fullmatch('[0-9]+(\\.[0-9]+)?', lookback) -%}
+        {{- exceptions.raise_compiler_error(
+            "The var 'lookback_hours' must be a number of hours >= 0; got '" ~ lookback ~ "'") -}}
+    {%- endif -%}
+    {%- set since = start - modules.datetime.timedelta(hours=(lookback | float)) -%}
+    {{- return({'since': since.isoformat(), 'end': end.isoformat()}) -}}
+{%- endmacro %}
+
+
+{#- SQL: the window's bounds as timestamptz expressions, -infinity/infinity for all history. -#}
+{% macro retro_window_bounds() -%}
+    {%- set window = retro_window() -%}
+    {%- if window is none -%}
+        {{- return(["'-infinity'::timestamptz", "'infinity'::timestamptz"]) -}}
+    {%- endif -%}
+    {{- return(["'" ~ window.since ~ "'::timestamptz", "'" ~ window.end ~ "'::timestamptz"]) -}}
+{%- endmacro %}
+
+
+{#- SQL: is `column` inside this run's window (true when the window is all history)? -#}
+{% macro retro_in_window(column) -%}
+    {%- set window = retro_window() -%}
+    {%- if window is none -%}
+        true
+    {%- else -%}
+        ({{ column }} >= '{{ window.since }}'::timestamptz and {{ column }} < '{{ window.end }}'::timestamptz)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro retro_ledger_relation(relation) -%}
+    {{- return(relation.incorporate(path={'identifier': relation.identifier ~ '__versions'}, type='table')) -}}
+{%- endmacro %}
+
+
+{#- Does this run add to an existing table (true) or build it from scratch (false)? -#}
+{% macro retro_is_incremental() -%}
+    {%- if not execute or should_full_refresh() -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set table = adapter.get_relation(this.database, this.schema, this.identifier) -%}
+    {%- set ledger = adapter.get_relation(this.database, this.schema, this.identifier ~ '__versions') -%}
+    {{- return(table is not none and table.is_table and ledger is not none) -}}
+{%- endmacro %}
+
+
+{#- SQL: must the declaration (name, hash) be derived over all history in this run? -#}
+{% macro retro_rederive(name_column, hash_column) -%}
+    {%- if retro_is_incremental() -%}
+        not exists (
+            select 1 from {{ retro_ledger_relation(this) }} as derived
+            where derived.name = {{ name_column }} and derived.content_hash = {{ hash_column }}
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- SQL for steps 1 and 2: forget what this run recomputes. -#}
+{% macro retro_forget(target, versions, version_column, hash_column, time_column) -%}
+    {%- set ledger = retro_ledger_relation(target) -%}
+    delete from {{ target }}
+    where {{ version_column }} in (
+        select coalesce(current_version.{{ version_column }}, derived.name)
+        from {{ versions }} as current_version
+        full join {{ ledger }} as derived
+            on derived.name = current_version.{{ version_column }}
+        where derived.content_hash is distinct from current_version.{{ hash_column }}
+    );
+    delete from {{ target }}
+    where {{ retro_in_window(time_column) }}
+{%- endmacro %}
+
+
+{#- SQL for step 4. -#}
+{% macro retro_record_versions(target, versions, version_column, hash_column) -%}
+    {%- set ledger = retro_ledger_relation(target) -%}
+    delete from {{ ledger }};
+    insert into {{ ledger }} (name, content_hash, derived_at, invocation_id)
+    select distinct {{ version_column }}, {{ hash_column }}, now(), '{{ invocation_id }}'
+    from {{ versions }}
+{%- endmacro %}
+
+
+{% macro retro_create_ledger(target) -%}
+    {%- set ledger = retro_ledger_relation(target) -%}
+    drop table if exists {{ ledger }};
+    create table {{ ledger }} (
+        name          text        primary key,
+        content_hash  text        not null,
+        derived_at    timestamptz not null,
+        invocation_id text        not null
+    );
+    select retrolytics.make_reference('{{ ledger.include(database=false) }}'::regclass)
+{%- endmacro %}

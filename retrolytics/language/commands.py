@@ -1,0 +1,103 @@
+"""``retrolytics definitions check|show|compile|pr-check`` and ``retrolytics dbt ...``.
+
+- ``check [PATH]``: validate every declaration below PATH (default ``definitions/``); print
+  ``file:line: what is wrong`` per problem and exit 1, or ``ok: …`` and exit 0.
+- ``show NAME``: a definition's compiled SQL predicate over ``staging.stg_events``, with its
+  regexes, literals escaped (``sql.py``): paste it after ``where`` to try it.
+- ``compile``: write the dbt seeds (``dbt_project/seeds/event_definitions.csv``, …). Plain dbt
+  users run ``retrolytics definitions compile && dbt build``.
+- ``pr-check --state DIR``: what a pull request changes, built into a scratch schema
+  (``pr_check.py``).
+- ``retrolytics dbt ARGS…``: compile the seeds, then run dbt on this project with the
+  connection settings of the loader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ingestion.settings import Settings
+from retrolytics.language import dbt_runner, events
+from retrolytics.language.check import DefinitionsInvalid, check, load_catalog
+
+
+def main(args: argparse.Namespace) -> int:
+    handlers = {
+        "check": _check,
+        "show": _show,
+        "compile": _compile,
+        "pr-check": _pr_check,
+    }
+    return handlers[args.action](args)
+
+
+def _definitions_dir(args: argparse.Namespace) -> Path:
+    path = getattr(args, "path", None)
+    return Path(path) if path else dbt_runner.DEFINITIONS_DIR
+
+
+def _check(args: argparse.Namespace) -> int:
+    catalog = check(_definitions_dir(args))
+    for problem in catalog.problems:
+        print(problem)
+    if catalog.problems:
+        print(f"{len(catalog.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(catalog.summary())
+    return 0
+
+
+def _print_problems(error: DefinitionsInvalid) -> int:
+    for problem in error.problems:
+        print(problem)
+    print(f"{len(error.problems)} problem(s) found; fix them first", file=sys.stderr)
+    return 1
+
+
+def _show(args: argparse.Namespace) -> int:
+    try:
+        catalog = load_catalog(_definitions_dir(args))
+    except DefinitionsInvalid as error:
+        return _print_problems(error)
+    by_name = {d.name: d for d in catalog.event_definitions}
+    definition = by_name.get(args.name)
+    if definition is None:
+        known = ", ".join(sorted(by_name)) or "none"
+        print(f"no event definition named {args.name!r} (known: {known})", file=sys.stderr)
+        return 1
+    print(events.describe_compiled(events.compile_definition(definition)))
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    project_dir = Path(getattr(args, "project_dir", None) or dbt_runner.DBT_PROJECT_DIR)
+    try:
+        seed = dbt_runner.compile_seed(_definitions_dir(args), project_dir)
+    except DefinitionsInvalid as error:
+        return _print_problems(error)
+    written = ", ".join(str(p) for p in seed.paths)
+    print(f"compiled {seed.definitions} definitions ({seed.conditions} conditions): {written}")
+    return 0
+
+
+def _pr_check(args: argparse.Namespace) -> int:
+    from retrolytics.language import pr_check
+
+    return pr_check.main(args, Settings.from_env())
+
+
+def dbt_main(dbt_args: list[str], settings: Settings) -> int:
+    """``retrolytics dbt …``: seeds first, then dbt with the project's profile and settings."""
+    if dbt_args[:1] == ["--"]:
+        dbt_args = dbt_args[1:]
+    if not dbt_args:
+        print("usage: retrolytics dbt <dbt command> [options], e.g. retrolytics dbt build")
+        return 2
+    try:
+        dbt_runner.compile_seed()
+    except DefinitionsInvalid as error:
+        return _print_problems(error)
+    result = dbt_runner.run_dbt(dbt_args, database_url=settings.database_url, check=False)
+    return 0 if result.success else 1
