@@ -49,12 +49,16 @@ def raw_db(database_url: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
+def _fresh_topic(bootstrap: str) -> Iterator[str]:
+    name = f"test.events.{uuid.uuid4().hex[:12]}"
+    ensure_topic(bootstrap, name)
+    yield name
+    delete_topic(bootstrap, name)
+
+
 @pytest.fixture
 def topic(stack) -> Iterator[str]:
-    name = f"test.events.{uuid.uuid4().hex[:12]}"
-    ensure_topic(stack.kafka_bootstrap, name)
-    yield name
-    delete_topic(stack.kafka_bootstrap, name)
+    yield from _fresh_topic(stack.kafka_bootstrap)
 
 
 @pytest.fixture
@@ -63,5 +67,69 @@ def settings(stack, database_url: str, topic: str) -> Settings:
         database_url=database_url,
         kafka_bootstrap=stack.kafka_bootstrap,
         topic=topic,
+        consumer_group=f"test-loader-{uuid.uuid4().hex[:8]}",
+    )
+
+
+# -- Citus: tests marked `citus` run on a local coordinator with two workers ---------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without the citus extension (as on CI machines) `citus` tests skip, saying why."""
+    marked = [item for item in items if item.get_closest_marker("citus")]
+    if not marked:
+        return
+    from ingestion.stack import citus as citus_nodes
+
+    reason = citus_nodes.absence_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"{reason}; `citus` tests need a local Citus")
+    for item in marked:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def citus_stack():  # -> ingestion.stack.CitusStackInfo
+    """A coordinator and two workers, started by the code behind `retrolytics stack up --citus`."""
+    from ingestion import stack as local_stack
+    from ingestion.stack import citus as citus_nodes
+
+    reason = citus_nodes.absence_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return local_stack.up(citus=True)
+
+
+@pytest.fixture
+def citus_database_url(citus_stack) -> Iterator[str]:
+    """A new Citus database (on every node, extension created, workers registered)."""
+    from ingestion.stack import citus as citus_nodes
+
+    name = f"rt_{uuid.uuid4().hex[:12]}"
+    citus_nodes.prepare_database(citus_stack.cluster, name)
+    yield _with_database(citus_stack.database_url, name)
+    citus_nodes.drop_database(citus_stack.cluster, name)
+
+
+@pytest.fixture
+def citus_raw_db(citus_database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the coordinator of a fresh, bootstrapped Citus database."""
+    with psycopg.connect(citus_database_url, autocommit=True) as conn:
+        schema.bootstrap(conn)
+        yield conn
+
+
+@pytest.fixture
+def citus_topic(citus_stack) -> Iterator[str]:
+    yield from _fresh_topic(citus_stack.kafka_bootstrap)
+
+
+@pytest.fixture
+def citus_settings(citus_stack, citus_database_url: str, citus_topic: str) -> Settings:
+    return Settings(
+        database_url=citus_database_url,
+        kafka_bootstrap=citus_stack.kafka_bootstrap,
+        topic=citus_topic,
         consumer_group=f"test-loader-{uuid.uuid4().hex[:8]}",
     )

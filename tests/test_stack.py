@@ -209,16 +209,6 @@ def test_status_and_down_of_a_stack_that_never_ran(
     assert "not running" in captured.err
 
 
-def test_citus_flag_explains_what_to_do_instead(capsys: pytest.CaptureFixture[str]) -> None:
-    assert local_stack.main("up", citus=True) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "RETROLYTICS_DATABASE_URL" in captured.err
-    assert "coordinator" in captured.err
-    with pytest.raises(local_stack.CitusUnavailable):
-        local_stack.up(citus=True)
-
-
 def _kill_postgres(paths: StackPaths) -> None:
     """Like a power cut: the postmaster and every server process die at once."""
     postmaster = int((paths.postgres_data / "postmaster.pid").read_text().split()[0])

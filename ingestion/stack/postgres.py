@@ -11,7 +11,7 @@ import pwd
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,20 @@ class PostgresInstall:
         return str(self.bindir / name)
 
     def pkglibdir(self) -> Path:
+        """Where extension libraries live (``pg_config --pkglibdir``)."""
+        return self._pg_config("--pkglibdir", DEBIAN_POSTGRES_ROOT / str(self.major) / "lib")
+
+    def sharedir(self) -> Path:
+        """Where extension control files live, under ``extension/`` (``pg_config --sharedir``)."""
+        return self._pg_config("--sharedir", Path("/usr/share/postgresql") / str(self.major))
+
+    def _pg_config(self, option: str, debian_default: Path) -> Path:
         result = subprocess.run(
-            [self.tool("pg_config"), "--pkglibdir"], capture_output=True, text=True, check=False
+            [self.tool("pg_config"), option], capture_output=True, text=True, check=False
         )
         if result.returncode != 0:
             # Debian ships pg_config with the server; fall back to its fixed layout.
-            return DEBIAN_POSTGRES_ROOT / str(self.major) / "lib"
+            return debian_default
         return Path(result.stdout.strip())
 
 
@@ -165,11 +173,18 @@ def prepare_folders(paths: StackPaths) -> None:
     if os.geteuid() != 0:
         return
     service = pwd.getpwnam(SERVICE_USER)
-    for folder in (paths.root, paths.postgres_dir):
-        folder.chmod(folder.stat().st_mode | 0o055)
+    open_to_service_user(paths.root, paths.postgres_dir)
     for folder in (paths.postgres_dir, paths.postgres_socket_dir, paths.postgres_logs):
         os.chown(folder, service.pw_uid, service.pw_gid)
     _check_traversable(paths.postgres_dir, service)
+
+
+def open_to_service_user(*folders: Path) -> None:
+    """When root runs the stack, let the postgres user read and enter these folders."""
+    if os.geteuid() != 0:
+        return
+    for folder in folders:
+        folder.chmod(folder.stat().st_mode | 0o055)
 
 
 def _check_traversable(folder: Path, user: pwd.struct_passwd) -> None:
@@ -226,7 +241,8 @@ def _socket_dirs(paths: StackPaths, port: int) -> str:
     return str(paths.postgres_socket_dir) if len(str(socket_path)) <= MAX_SOCKET_PATH else ""
 
 
-def write_config(paths: StackPaths, port: int) -> None:
+def write_config(paths: StackPaths, port: int, extra: Mapping[str, str] | None = None) -> None:
+    """Rewrite the stack's settings file; ``extra`` adds or overrides settings (Citus nodes)."""
     settings = {
         "listen_addresses": "'127.0.0.1'",
         "port": str(port),
@@ -250,6 +266,7 @@ def write_config(paths: StackPaths, port: int) -> None:
         "log_rotation_size": "0",
         "log_line_prefix": "'%m [%p] %q%u@%d '",
         "log_min_duration_statement": "'5s'",
+        **(extra or {}),
     }
     lines = [f"{name} = {value}" for name, value in settings.items()]
     config = paths.postgres_data / CONFIG_FILE
@@ -275,9 +292,11 @@ def _wait_for_crashed_postmaster(paths: StackPaths) -> None:
         time.sleep(0.1)
 
 
-def start(paths: StackPaths, install: PostgresInstall, port: int) -> None:
+def start(
+    paths: StackPaths, install: PostgresInstall, port: int, extra: Mapping[str, str] | None = None
+) -> None:
     _wait_for_crashed_postmaster(paths)
-    write_config(paths, port)
+    write_config(paths, port, extra)
     result = _run(
         paths,
         [
@@ -365,7 +384,3 @@ def stop(paths: StackPaths) -> bool:
     if result.returncode != 0:
         raise StackError(f"pg_ctl stop failed:\n{result.stdout}{result.stderr}")
     return True
-
-
-def citus_library(install: PostgresInstall) -> Path:
-    return install.pkglibdir() / "citus.so"
