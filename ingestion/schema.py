@@ -7,11 +7,20 @@ dbt macros) calls them unconditionally. Nothing else in the project branches on 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from datetime import date, timedelta
 
 import psycopg
 from psycopg import sql
+
+from ingestion.contract import MAX_LATENESS
+from ingestion.settings import Settings
+
+# The youngest partitions that may become columnar: the contract accepts events up to
+# MAX_LATENESS older than their arrival, and a new row cannot enter a columnar partition (see
+# retrolytics.columnar_after). The extra day covers a loader that is a day behind.
+COLUMNAR_MIN_AGE = MAX_LATENESS + timedelta(days=1)
 
 CITUS_SWITCH_SQL = """
 create schema if not exists retrolytics;
@@ -52,6 +61,38 @@ begin
         return;
     end if;
     perform create_reference_table(relation);
+end $$;
+
+-- Citus columnar storage for the partitions of raw.events that ended before now() - age,
+-- converted one by one, each in its own transaction; returns their names. A no-op without Citus.
+-- A columnar table cannot take NEW rows through INSERT ... ON CONFLICT (Citus issue 6298:
+-- "columnar_tuple_insert_speculative not implemented"; a duplicate is still skipped), so the
+-- loader's batch would fail on a late event for such a day: callers keep age beyond the
+-- loader's lateness bound (ingestion.schema.COLUMNAR_MIN_AGE). Call it outside a transaction.
+create or replace procedure retrolytics.columnar_after(
+    age interval,
+    inout converted text[] default null
+) language plpgsql as $$
+declare
+    old_partition record;
+begin
+    converted := '{}';
+    if not retrolytics.citus_enabled() then
+        return;
+    end if;
+    create extension if not exists citus_columnar;
+    for old_partition in
+        select partition::text as name
+        from pg_catalog.time_partitions
+        where parent_table = 'raw.events'::regclass
+          and access_method is distinct from 'columnar'
+          and to_value::timestamptz <= now() - age
+        order by to_value::timestamptz
+    loop
+        perform alter_table_set_access_method(old_partition.name::regclass, 'columnar');
+        converted := converted || old_partition.name;
+        commit;
+    end loop;
 end $$;
 """
 
@@ -111,7 +152,12 @@ create table if not exists raw.ingest_offsets (
 
 select retrolytics.distribute('raw.events');
 select retrolytics.make_reference('raw.dead_letters');
-select retrolytics.make_reference('raw.ingest_offsets');
+-- raw.ingest_offsets stays a plain table on the coordinator, also on Citus: only the loader
+-- reads it, through the coordinator, and its rows commit with the batch's rows in the same
+-- distributed transaction (Citus' two-phase commit is decided by the coordinator's own commit).
+-- As a reference table every offset update would go to every node, and Citus refuses the
+-- loader's `on conflict ... do update set updated_at = now()` there (DO UPDATE SET functions
+-- must be IMMUTABLE on distributed and reference tables).
 """
 
 _BOOTSTRAP_LOCK = 7_264_112_001  # an arbitrary advisory-lock key owned by this bootstrap
@@ -161,3 +207,48 @@ def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> list[da
                 )
             )
     return missing
+
+
+def _check_columnar_age(older_than: timedelta) -> None:
+    if older_than < COLUMNAR_MIN_AGE:
+        raise ValueError(
+            f"partitions younger than {COLUMNAR_MIN_AGE.days} days must stay row-based (asked "
+            f"for {older_than.days} days): the loader still accepts events up to "
+            f"{MAX_LATENESS.days} days late, and a columnar partition cannot take new rows"
+        )
+
+
+def convert_old_partitions_to_columnar(
+    conn: psycopg.Connection, older_than: timedelta
+) -> list[str]:
+    """Move the partitions of raw.events that ended more than ``older_than`` ago to Citus
+    columnar storage; returns the partitions converted now (none without Citus).
+
+    ``conn`` must be in autocommit mode: every partition is converted in its own transaction.
+    """
+    _check_columnar_age(older_than)
+    bootstrap(conn)  # the procedure is current, whatever version created the database
+    row = conn.execute("call retrolytics.columnar_after(%s)", (older_than,)).fetchone()
+    return list(row[0]) if row else []
+
+
+def maintain(settings: Settings, *, columnar_after_days: int) -> int:
+    """The ``retrolytics maintain`` command: old partitions to columnar storage on Citus."""
+    older_than = timedelta(days=columnar_after_days)
+    try:
+        _check_columnar_age(older_than)
+    except ValueError as exc:
+        print(f"retrolytics maintain: --columnar-after-days: {exc}", file=sys.stderr)
+        return 2
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        converted = convert_old_partitions_to_columnar(conn, older_than)
+        citus = conn.execute("select retrolytics.citus_enabled()").fetchone()
+    if not (citus and citus[0]):
+        print("no citus extension in this database: every partition stays row-based")
+    elif converted:
+        print(f"moved {len(converted)} partitions to columnar storage: {', '.join(converted)}")
+    else:
+        print(
+            f"no row-based partition of raw.events ended more than {columnar_after_days} days ago"
+        )
+    return 0

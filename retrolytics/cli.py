@@ -49,6 +49,12 @@ def _shop(args: argparse.Namespace, settings: Settings) -> int:
     return shop.main(args.host, args.port, args.collector)
 
 
+def _maintain(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestion import schema
+
+    return schema.maintain(settings, columnar_after_days=args.columnar_after_days)
+
+
 def _dbt(args: argparse.Namespace, settings: Settings) -> int:
     from retrolytics.language import commands
 
@@ -107,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     shop.add_argument("--port", type=int, default=8800)
     shop.add_argument("--collector", default="http://127.0.0.1:8700", help="the collector's URL")
     shop.set_defaults(handler=_shop)
+
+    maintain = commands.add_parser("maintain", help="storage upkeep of raw.events (Citus)")
+    maintain.add_argument(
+        "--columnar-after-days",
+        type=int,
+        required=True,
+        help="move daily partitions that ended this many days ago to Citus columnar storage",
+    )
+    maintain.set_defaults(handler=_maintain)
 
     demo = commands.add_parser("demo", help="the main job: stack, traffic, load, derive, report")
     demo.add_argument("--events", type=int, default=20_000)
