@@ -14,7 +14,7 @@
 -#}
 {% macro condition_matches(e, c) -%}
 case
-    when ({{ c }}.event_types is null or {{ e }}.type = any({{ c }}.event_types)) is not true then false
+    when ({{ c }}.event_types is null or {{ c }}.event_types ? {{ e }}.type) is not true then false
     when ({{ c }}.event_name is null or {{ e }}.name = {{ c }}.event_name) is not true then false
     when ({{ c }}.selector_literal is null or strpos({{ e }}.hierarchy, {{ c }}.selector_literal) > 0) is not true then false
     when {{ value_matches(e ~ '.target_text', c ~ '.text_op', c ~ '.text_value') }} is not true then false

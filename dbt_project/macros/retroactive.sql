@@ -70,16 +70,6 @@
 {%- endmacro %}
 
 
-{#- SQL: the window's bounds as timestamptz expressions, -infinity/infinity for all history. -#}
-{% macro retro_window_bounds() -%}
-    {%- set window = retro_window() -%}
-    {%- if window is none -%}
-        {{- return(["'-infinity'::timestamptz", "'infinity'::timestamptz"]) -}}
-    {%- endif -%}
-    {{- return(["'" ~ window.since ~ "'::timestamptz", "'" ~ window.end ~ "'::timestamptz"]) -}}
-{%- endmacro %}
-
-
 {#- SQL: is `column` inside this run's window (true when the window is all history)? -#}
 {% macro retro_in_window(column) -%}
     {%- set window = retro_window() -%}

@@ -418,12 +418,14 @@ SEED_COLUMNS = (
     "url_value",
     "properties",
 )
-# Free text travels through the seed as JSON strings (jsonb columns): dbt reads seed cells with
-# agate, which turns '', 'null' and ' NULL ' into SQL NULL. A JSON string never looks like that.
+# Free text travels through the seed as JSON (jsonb columns): dbt reads seed cells with agate,
+# which turns '', 'null' and ' NULL ' into SQL NULL; a JSON string never looks like that. The
+# event types are a JSON array too (dbt's unit tests cannot mock text[] columns).
 JSON_COLUMNS = frozenset(
     {
         "description",
         "owner",
+        "event_types",
         "event_name",
         "selector",
         "selector_regex",
@@ -475,10 +477,12 @@ class CompiledCondition:
             value = getattr(self, column)
             if value is None:
                 row[column] = ""
-            elif column in JSON_COLUMNS:
-                row[column] = sql.canonical_json(dict(value) if column == "properties" else value)
+            elif column == "properties":
+                row[column] = sql.canonical_json(dict(value))
             elif column == "event_types":
-                row[column] = "{" + ",".join(value) + "}"  # enum words need no quoting
+                row[column] = sql.canonical_json(list(value))
+            elif column in JSON_COLUMNS:
+                row[column] = sql.canonical_json(value)
             else:
                 row[column] = str(value)
         return row

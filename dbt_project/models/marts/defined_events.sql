@@ -9,7 +9,6 @@
     )
 }}
 -- depends_on: {{ ref('int_event_definition_versions') }}
-{%- set window_from, window_until = retro_window_bounds() %}
 
 with
 
@@ -24,42 +23,45 @@ conditions as (
 
 ),
 
--- What each condition scans: this run's window, or all history for a definition that is new
--- or changed (macros/retroactive.sql decides).
-scans as (
-
-    select
-        *,
-        case when over_all_history then '-infinity'::timestamptz else {{ window_from }} end
-            as scan_from,
-        case when over_all_history then 'infinity'::timestamptz else {{ window_until }} end
-            as scan_until
-
-    from conditions
-
-),
-
 -- Each condition makes its own pass over the events: a lateral subquery with the condition
 -- outside (`offset 0` keeps PostgreSQL from flattening it into a join it would turn around).
 -- One condition's regexes are then applied to many rows in a row and stay in PostgreSQL's
--- 32-entry cache of compiled regexes, however many definitions there are. The bounds are
--- parameters of the pass, so PostgreSQL skips the daily partitions outside them.
-matches as not materialized (
+-- 32-entry cache of compiled regexes, however many definitions there are (measured: 112
+-- conditions over 100k events take 7 s this way and over 13 minutes as a plain join).
+-- Unchanged definitions pass over this run's window (the partitions outside it are skipped);
+-- new and changed ones over all history (macros/retroactive.sql decides which is which).
+window_matches as not materialized (
 
-    select
-        c.definition_name,
-        c.content_hash,
-        c.conditions_of_definition,
-        e.*
-
-    from scans as c
+    select c.definition_name, c.content_hash, c.conditions_of_definition, e.*
+    from conditions as c
     cross join lateral (
         select * from {{ ref('stg_events') }} as events
-        where events.occurred_at >= c.scan_from
-            and events.occurred_at < c.scan_until
+        where {{ retro_in_window('events.occurred_at') }}
             and {{ condition_matches('events', 'c') }}
         offset 0
     ) as e
+    where not c.over_all_history
+
+),
+
+history_matches as not materialized (
+
+    select c.definition_name, c.content_hash, c.conditions_of_definition, e.*
+    from conditions as c
+    cross join lateral (
+        select * from {{ ref('stg_events') }} as events
+        where {{ condition_matches('events', 'c') }}
+        offset 0
+    ) as e
+    where c.over_all_history
+
+),
+
+matches as not materialized (
+
+    select * from window_matches
+    union all
+    select * from history_matches
 
 ),
 

@@ -28,7 +28,6 @@ renamed as (
         -- on which element (element events only)
         target_tag,
         target_id,
-        target_classes,
         target_text,
         target_href,
         hierarchy,
