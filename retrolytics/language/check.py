@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrolytics.language import events
+from retrolytics.language import events, funnels
 from retrolytics.language.sources import Problem, YamlList, YamlMap, load_yaml
 
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -78,7 +78,17 @@ EVENTS = DeclarationKind(
     seeds=_event_seeds,
 )
 
-KINDS: list[DeclarationKind] = [EVENTS]
+FUNNELS = DeclarationKind(
+    folder="funnels",
+    key="funnels",
+    noun="funnel",
+    plural="funnels",
+    parse_item=funnels.parse_funnel,
+    cross_check=funnels.check_references,
+    seeds=lambda catalog: funnels.seed_files(catalog.declarations.get("funnels", [])),
+)
+
+KINDS: list[DeclarationKind] = [EVENTS, FUNNELS]
 
 
 def shown_path(path: Path) -> str:

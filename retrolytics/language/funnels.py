@@ -1,0 +1,805 @@
+"""Funnels: the language, its validator, and the seeds it compiles to.
+
+A file under ``definitions/funnels/`` holds a list under ``funnels:``::
+
+    funnels:
+      - name: browse_to_purchase            # snake_case, unique across all funnel files
+        description: From a product page to a confirmed order.
+        owner: growth
+        steps:                              # 2 to 20 steps
+          - viewed_product                  # an event definition (definitions/events)
+          - event: added_to_cart            # the same, written as a mapping with options
+            within: 2h                      # reached at most 2h after the previous step
+          - type: custom                    # a raw event type (and, for custom, its name)
+            name: purchase_completed
+        conversion_window: 7d               # from entering (step 1) to the last step
+        order: ordered                      # ordered (default) | strict | unordered
+        unit: user                          # device (default) | user (after identity stitching)
+        breakdown:                          # optional: one value per entry
+          field: utm_source                 # an event field, or `property: <name>`
+          attribution: first_touch          # first_touch (default) | last_touch | step_N
+        exclusions:                         # optional: disqualify an attempt
+          - event: removed_from_cart
+            between: [added_to_cart, 3]     # steps by name or number; default first and last
+        hold_constant: [category]           # optional: properties equal on every step
+
+Durations are a whole number and a unit: ``s``, ``m``, ``h``, ``d`` or ``w`` (``30m``, ``7d``).
+What a funnel *means* (entries, re-entry, ties, windows, exclusions) is written down once, in
+``tests/funnel_reference.py`` and the description of ``fct_funnel_entries``.
+
+Compiling writes two dbt seeds, ``funnels`` (one row per funnel) and ``funnel_steps`` (one row
+per step and per exclusion): data that generic SQL reads, never SQL text.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingestion.contract import EventType
+from retrolytics.language import sql
+from retrolytics.language.sources import Problem, YamlList, YamlMap
+
+FUNNEL_KEYS = (
+    "name",
+    "description",
+    "owner",
+    "steps",
+    "conversion_window",
+    "order",
+    "unit",
+    "breakdown",
+    "exclusions",
+    "hold_constant",
+)
+STEP_KEYS = ("event", "type", "name", "within")
+EXCLUSION_KEYS = ("event", "type", "name", "between")
+BREAKDOWN_KEYS = ("field", "property", "attribution")
+ORDERS = ("ordered", "strict", "unordered")
+UNITS = ("device", "user")
+EVENT_TYPES = tuple(t.value for t in EventType)
+# Event columns a breakdown may read (the entry event's, or the attributed step's).
+BREAKDOWN_FIELDS = (
+    "type",
+    "name",
+    "page_url",
+    "page_path",
+    "page_title",
+    "referrer",
+    "target_text",
+    "target_href",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+)
+MIN_STEPS = 2
+MAX_STEPS = 20
+MAX_HOLD_CONSTANT = 5
+MAX_WINDOW_SECONDS = 366 * 86_400
+MAX_TEXT_LENGTH = 2048
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+MAX_NAME_LENGTH = 63
+DURATION_PATTERN = re.compile(r"([0-9]{1,9})\s*([smhdw])")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+ATTRIBUTION_PATTERN = re.compile(r"first_touch|last_touch|step_([0-9]{1,2})")
+
+
+# -- the declarations -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """What a step or an exclusion matches: an event definition, or a raw event type."""
+
+    definition: str | None = None
+    event_type: str | None = None
+    event_name: str | None = None  # custom events only
+
+    @property
+    def label(self) -> str:
+        if self.definition is not None:
+            return self.definition
+        if self.event_name is not None:
+            return f"{self.event_type}:{self.event_name}"
+        return str(self.event_type)
+
+
+@dataclass(frozen=True)
+class Step:
+    event: EventRef
+    within_seconds: int | None = None  # at most this long after the previous step
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    event: EventRef
+    from_step: int  # 1-based: the attempt is disqualified after reaching this step…
+    to_step: int  # …and before reaching this one
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    field: str | None = None
+    property_name: str | None = None
+    attribution: str = "first_touch"  # first_touch | last_touch | step
+    attribution_step: int | None = None  # for attribution "step"
+
+    @property
+    def label(self) -> str:
+        what = self.field if self.field is not None else f"property {self.property_name}"
+        how = f"step_{self.attribution_step}" if self.attribution == "step" else self.attribution
+        return f"{what} ({how})"
+
+
+@dataclass(frozen=True)
+class Funnel:
+    name: str
+    description: str
+    owner: str
+    steps: tuple[Step, ...]
+    conversion_window_seconds: int
+    order: str = "ordered"
+    unit: str = "device"
+    breakdown: Breakdown | None = None
+    exclusions: tuple[Exclusion, ...] = ()
+    hold_constant: tuple[str, ...] = ()
+    path: str = ""
+    line: int = 0
+
+    def definitions_used(self) -> frozenset[str]:
+        """The event definitions the funnel reads (steps and exclusions)."""
+        refs = [s.event for s in self.steps] + [x.event for x in self.exclusions]
+        return frozenset(r.definition for r in refs if r.definition is not None)
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Report:
+    path: str
+    label: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, line: int, message: str) -> None:
+        self.problems.append(Problem(self.path, line, f"{self.label}: {message}"))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else _describe(value)
+
+
+def parse_funnel(
+    item: Any, path: str, line: int, index: int
+) -> tuple[Funnel | None, list[Problem]]:
+    """Validate one entry of a ``funnels:`` list; return the funnel or the problems.
+
+    References to event definitions are checked later, against the whole catalogue
+    (``check_references``), because definitions live in other files.
+    """
+    report = _Report(path, f"funnels[{index}]")
+    if not isinstance(item, YamlMap):
+        report.add(
+            line, f"must be a mapping with keys {', '.join(FUNNEL_KEYS)}; got {_describe(item)}"
+        )
+        return None, report.problems
+    name = item.get("name")
+    if isinstance(name, str) and name:
+        report.label = f"funnel {name!r}"
+        if not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
+            report.add(
+                item.line_of("name"),
+                "the name must be snake_case: lower-case letters and digits in words joined by "
+                f"single underscores, starting with a letter, at most {MAX_NAME_LENGTH} characters",
+            )
+    for key in item:
+        if key not in FUNNEL_KEYS:
+            report.add(
+                item.key_lines.get(key, item.line),
+                f"unknown key {key!r} in a funnel (allowed: {', '.join(FUNNEL_KEYS)})",
+            )
+    texts = {key: _required_text(item, key, report) for key in ("name", "description", "owner")}
+    order = _choice(item, "order", ORDERS, "ordered", report)
+    unit = _choice(item, "unit", UNITS, "device", report)
+    window = _conversion_window(item, report)
+    steps = _steps(item, order, window, report)
+    exclusions = _exclusions(item, steps, order, report) if steps else ()
+    breakdown = _breakdown(item, len(steps or ()), report)
+    hold_constant = _hold_constant(item, report)
+    if report.problems or steps is None or window is None:
+        return None, report.problems
+    funnel = Funnel(
+        name=texts["name"],
+        description=texts["description"],
+        owner=texts["owner"],
+        steps=steps,
+        conversion_window_seconds=window,
+        order=order,
+        unit=unit,
+        breakdown=breakdown,
+        exclusions=exclusions,
+        hold_constant=hold_constant,
+        path=path,
+        line=item.line,
+    )
+    return funnel, []
+
+
+def _required_text(mapping: YamlMap, key: str, report: _Report) -> str:
+    if key not in mapping:
+        report.add(mapping.line, f"missing required key {key!r}")
+        return ""
+    value = mapping[key]
+    if not isinstance(value, str) or not value.strip():
+        report.add(
+            mapping.line_of(key), f"{key!r} must be a non-empty string; got {_describe(value)}"
+        )
+        return ""
+    if "\x00" in value or len(value) > MAX_TEXT_LENGTH:
+        report.add(
+            mapping.line_of(key),
+            f"{key!r} must be at most {MAX_TEXT_LENGTH} characters without NUL characters",
+        )
+        return ""
+    return value.strip()
+
+
+def _choice(
+    mapping: YamlMap, key: str, allowed: Sequence[str], default: str, report: _Report
+) -> str:
+    if key not in mapping:
+        return default
+    value = mapping[key]
+    if value not in allowed:
+        report.add(
+            mapping.line_of(key),
+            f"{key!r} must be one of {', '.join(allowed)}; got {_describe(value)}",
+        )
+        return default
+    return value
+
+
+def parse_duration(text: Any) -> int:
+    """Seconds in a duration such as ``30m`` or ``7d``; ``ValueError`` says what is wrong."""
+    if not isinstance(text, str):
+        raise ValueError(f"must be a duration such as 30m, 2h or 7d; got {_describe(text)}")
+    match = DURATION_PATTERN.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration: write a whole number and one of s, m, h, d, w "
+            "(30m, 2h, 7d)"
+        )
+    seconds = int(match.group(1)) * DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is zero; a window must be longer than that")
+    if seconds > MAX_WINDOW_SECONDS:
+        raise ValueError(f"{text!r} is longer than the longest window allowed, 366d")
+    return seconds
+
+
+def format_duration(seconds: int) -> str:
+    for unit in ("w", "d", "h", "m"):
+        if seconds % DURATION_UNITS[unit] == 0:
+            return f"{seconds // DURATION_UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def _conversion_window(item: YamlMap, report: _Report) -> int | None:
+    if "conversion_window" not in item:
+        report.add(item.line, "missing required key 'conversion_window' (a duration such as 7d)")
+        return None
+    try:
+        return parse_duration(item["conversion_window"])
+    except ValueError as exc:
+        report.add(item.line_of("conversion_window"), f"conversion_window: {exc}")
+        return None
+
+
+def _event_ref(raw: Any, where: str, line: int, report: _Report) -> EventRef | None:
+    """A step or exclusion's event: ``name``, ``{event: name}`` or ``{type: t[, name: n]}``."""
+    if isinstance(raw, str):
+        return _definition_ref(raw, where, line, report)
+    if not isinstance(raw, YamlMap):
+        report.add(
+            line,
+            f"{where} must be an event definition name or a mapping with 'event' or 'type'; "
+            f"got {_describe(raw)}",
+        )
+        return None
+    has_event, has_type = "event" in raw, "type" in raw
+    if has_event == has_type:
+        report.add(
+            raw.line,
+            f"{where} needs exactly one of 'event' (an event definition) and 'type' (a raw "
+            "event type)",
+        )
+        return None
+    if has_event:
+        if "name" in raw:
+            report.add(
+                raw.key_lines["name"], f"{where}.name goes with 'type: custom', not with 'event'"
+            )
+            return None
+        return _definition_ref(raw["event"], f"{where}.event", raw.line_of("event"), report)
+    event_type = raw["type"]
+    if event_type not in EVENT_TYPES:
+        report.add(
+            raw.line_of("type"),
+            f"{where}.type: unknown event type {_shown(event_type)} "
+            f"(known: {', '.join(EVENT_TYPES)})",
+        )
+        return None
+    name = raw.get("name")
+    if name is not None and (event_type != "custom" or not isinstance(name, str) or not name):
+        report.add(
+            raw.line_of("name"),
+            f"{where}.name must be a non-empty string, and only a custom event has one",
+        )
+        return None
+    if isinstance(name, str) and ("\x00" in name or len(name) > 200):
+        report.add(raw.line_of("name"), f"{where}.name must be at most 200 characters without NUL")
+        return None
+    return EventRef(event_type=event_type, event_name=name)
+
+
+def _definition_ref(value: Any, where: str, line: int, report: _Report) -> EventRef | None:
+    if (
+        not isinstance(value, str)
+        or not NAME_PATTERN.fullmatch(value)
+        or len(value) > MAX_NAME_LENGTH
+    ):
+        report.add(
+            line, f"{where} must name an event definition (snake_case); got {_describe(value)}"
+        )
+        return None
+    return EventRef(definition=value)
+
+
+def _steps(
+    item: YamlMap, order: str, window: int | None, report: _Report
+) -> tuple[Step, ...] | None:
+    if "steps" not in item:
+        report.add(item.line, f"missing required key 'steps' ({MIN_STEPS} to {MAX_STEPS} steps)")
+        return None
+    raw_steps = item["steps"]
+    line = item.line_of("steps")
+    if not isinstance(raw_steps, YamlList):
+        report.add(
+            line,
+            f"'steps' must be a list of {MIN_STEPS} to {MAX_STEPS} steps; "
+            f"got {_describe(raw_steps)}",
+        )
+        return None
+    if not MIN_STEPS <= len(raw_steps) <= MAX_STEPS:
+        report.add(
+            line, f"a funnel has {MIN_STEPS} to {MAX_STEPS} steps; this one has {len(raw_steps)}"
+        )
+        return None
+    steps = []
+    before = len(report.problems)
+    for index, raw in enumerate(raw_steps):
+        where = f"step {index + 1}"
+        step_line = raw_steps.line_of(index)
+        within = None
+        if isinstance(raw, YamlMap):
+            for key in raw:
+                if key not in STEP_KEYS:
+                    report.add(
+                        raw.key_lines[key],
+                        f"unknown key {key!r} in {where} (allowed: {', '.join(STEP_KEYS)})",
+                    )
+            if "within" in raw:
+                within = _step_window(raw, index, order, window, where, report)
+        ref = _event_ref(raw, where, step_line, report)
+        if ref is not None:
+            steps.append(Step(event=ref, within_seconds=within, line=step_line))
+    if len(report.problems) > before:
+        return None
+    return tuple(steps)
+
+
+def _step_window(
+    raw: YamlMap, index: int, order: str, window: int | None, where: str, report: _Report
+) -> int | None:
+    line = raw.line_of("within")
+    if index == 0:
+        report.add(line, f"{where}.within: the first step has no previous step to be within")
+        return None
+    if order == "unordered":
+        report.add(
+            line, f"{where}.within: an unordered funnel has no previous step; use conversion_window"
+        )
+        return None
+    try:
+        seconds = parse_duration(raw["within"])
+    except ValueError as exc:
+        report.add(line, f"{where}.within: {exc}")
+        return None
+    if window is not None and seconds > window:
+        report.add(
+            line,
+            f"{where}.within ({format_duration(seconds)}) is longer than the conversion_window "
+            f"({format_duration(window)}), so it would never apply",
+        )
+        return None
+    return seconds
+
+
+def _exclusions(
+    item: YamlMap, steps: tuple[Step, ...], order: str, report: _Report
+) -> tuple[Exclusion, ...]:
+    if "exclusions" not in item:
+        return ()
+    raw_list = item["exclusions"]
+    line = item.line_of("exclusions")
+    if order == "unordered":
+        report.add(
+            line, "exclusions need an ordered or strict funnel: they apply between two steps"
+        )
+        return ()
+    if not isinstance(raw_list, YamlList) or not raw_list:
+        report.add(line, f"'exclusions' must be a non-empty list; got {_describe(raw_list)}")
+        return ()
+    exclusions = []
+    for index, raw in enumerate(raw_list):
+        where = f"exclusions[{index}]"
+        item_line = raw_list.line_of(index)
+        if not isinstance(raw, YamlMap):
+            report.add(
+                item_line, f"{where} must be a mapping with 'event' (or 'type') and 'between'"
+            )
+            continue
+        for key in raw:
+            if key not in EXCLUSION_KEYS:
+                report.add(
+                    raw.key_lines[key],
+                    f"unknown key {key!r} in {where} (allowed: {', '.join(EXCLUSION_KEYS)})",
+                )
+        ref = _event_ref(raw, where, item_line, report)
+        bounds = _between(raw, steps, where, report)
+        if ref is None or bounds is None:
+            continue
+        first, last = bounds
+        for number in range(first + 1, last + 1):
+            if steps[number - 1].event == ref:
+                report.add(
+                    item_line,
+                    f"{where}: {ref.label} is step {number}, inside the range it excludes "
+                    f"(after step {first}, before step {last}); every attempt reaching step "
+                    f"{number} would be excluded",
+                )
+                break
+        else:
+            exclusions.append(Exclusion(ref, first, last, item_line))
+    return tuple(exclusions)
+
+
+def _between(
+    raw: YamlMap, steps: tuple[Step, ...], where: str, report: _Report
+) -> tuple[int, int] | None:
+    if "between" not in raw:
+        return 1, len(steps)
+    value = raw["between"]
+    line = raw.line_of("between")
+    if not isinstance(value, list) or len(value) != 2:
+        report.add(
+            line,
+            f"{where}.between must be two steps, [from, to], by name or number; "
+            f"got {_describe(value)}",
+        )
+        return None
+    numbers = [_step_number(v, steps, f"{where}.between", line, report) for v in value]
+    if None in numbers:
+        return None
+    first, last = numbers
+    assert first is not None and last is not None
+    if first >= last:
+        report.add(line, f"{where}.between: step {first} must come before step {last}")
+        return None
+    return first, last
+
+
+def _step_number(
+    value: Any, steps: tuple[Step, ...], where: str, line: int, report: _Report
+) -> int | None:
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, int):
+        if not 1 <= value <= len(steps):
+            report.add(line, f"{where}: there is no step {value} (steps are 1 to {len(steps)})")
+            return None
+        return value
+    if isinstance(value, str):
+        numbers = [i + 1 for i, s in enumerate(steps) if s.event.label == value]
+        if len(numbers) == 1:
+            return numbers[0]
+        if numbers:
+            report.add(line, f"{where}: {value!r} is steps {numbers}; give the step number instead")
+        else:
+            report.add(line, f"{where}: {value!r} is not one of the funnel's steps")
+        return None
+    report.add(line, f"{where}: a step is a name or a number; got {_describe(value)}")
+    return None
+
+
+def _breakdown(item: YamlMap, step_count: int, report: _Report) -> Breakdown | None:
+    if "breakdown" not in item:
+        return None
+    raw = item["breakdown"]
+    line = item.line_of("breakdown")
+    if not isinstance(raw, YamlMap):
+        report.add(
+            line, f"'breakdown' must be a mapping with 'field' or 'property'; got {_describe(raw)}"
+        )
+        return None
+    for key in raw:
+        if key not in BREAKDOWN_KEYS:
+            report.add(
+                raw.key_lines[key],
+                f"unknown key {key!r} in breakdown (allowed: {', '.join(BREAKDOWN_KEYS)})",
+            )
+    if ("field" in raw) == ("property" in raw):
+        report.add(
+            raw.line, "breakdown needs exactly one of 'field' (an event field) and 'property'"
+        )
+        return None
+    breakdown_field = raw.get("field")
+    prop = raw.get("property")
+    if "field" in raw and breakdown_field not in BREAKDOWN_FIELDS:
+        report.add(
+            raw.line_of("field"),
+            f"breakdown.field: unknown field {_shown(breakdown_field)} "
+            f"(known: {', '.join(BREAKDOWN_FIELDS)})",
+        )
+        return None
+    if "property" in raw and not _property_name(prop):
+        report.add(
+            raw.line_of("property"),
+            f"breakdown.property must be a property name; got {_describe(prop)}",
+        )
+        return None
+    attribution = raw.get("attribution", "first_touch")
+    match = ATTRIBUTION_PATTERN.fullmatch(attribution) if isinstance(attribution, str) else None
+    if match is None:
+        report.add(
+            raw.line_of("attribution"),
+            "breakdown.attribution must be first_touch, last_touch or step_N; "
+            f"got {_describe(attribution)}",
+        )
+        return None
+    step = int(match.group(1)) if match.group(1) else None
+    if step is not None and step_count and not 1 <= step <= step_count:
+        report.add(
+            raw.line_of("attribution"),
+            f"breakdown.attribution: there is no step {step} (steps are 1 to {step_count})",
+        )
+        return None
+    return Breakdown(
+        field=breakdown_field,
+        property_name=prop,
+        attribution="step" if step is not None else attribution,
+        attribution_step=step,
+    )
+
+
+def _property_name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 200 and "\x00" not in value
+
+
+def _hold_constant(item: YamlMap, report: _Report) -> tuple[str, ...]:
+    if "hold_constant" not in item:
+        return ()
+    value = item["hold_constant"]
+    line = item.line_of("hold_constant")
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(_property_name(n) for n in names):
+        report.add(
+            line,
+            f"'hold_constant' must be a property name or a list of them; got {_describe(value)}",
+        )
+        return ()
+    if len(set(names)) != len(names):
+        report.add(line, "'hold_constant' names a property twice")
+        return ()
+    if len(names) > MAX_HOLD_CONSTANT:
+        report.add(line, f"'hold_constant' holds at most {MAX_HOLD_CONSTANT} properties")
+        return ()
+    return tuple(names)
+
+
+def check_references(catalog: Any) -> list[Problem]:
+    """Every step and exclusion must name an event definition of the catalogue."""
+    known = {d.name for d in catalog.declarations.get("events", [])}
+    problems = []
+    for funnel in catalog.declarations.get("funnels", []):
+        refs = [(f"step {i + 1}", s.event, s.line) for i, s in enumerate(funnel.steps)]
+        refs += [(f"exclusions[{i}]", x.event, x.line) for i, x in enumerate(funnel.exclusions)]
+        for where, ref, line in refs:
+            if ref.definition is None or ref.definition in known:
+                continue
+            hint = difflib.get_close_matches(ref.definition, sorted(known), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            problems.append(
+                Problem(
+                    funnel.path,
+                    line,
+                    f"funnel {funnel.name!r}: {where}: unknown event definition "
+                    f"{ref.definition!r}{suggestion}",
+                )
+            )
+    return problems
+
+
+# -- compiling ------------------------------------------------------------------------------
+
+FUNNEL_COLUMNS = (
+    "funnel_name",
+    "content_hash",
+    "description",
+    "owner",
+    "step_count",
+    "conversion_window_seconds",
+    "order_mode",
+    "unit",
+    "breakdown_field",
+    "breakdown_property",
+    "attribution",
+    "attribution_step",
+    "hold_constant",
+)
+STEP_COLUMNS = (
+    "funnel_name",
+    "role",
+    "position",
+    "label",
+    "definition_name",
+    "event_type",
+    "event_name",
+    "within_seconds",
+    "from_step",
+    "to_step",
+)
+# As in the event definitions seed: free text travels as JSON strings (jsonb columns), because
+# dbt reads the CSV cells '', 'null' and ' NULL ' as SQL NULL.
+FUNNELS_SEED = "funnels.csv"
+FUNNEL_STEPS_SEED = "funnel_steps.csv"
+
+
+def _semantics(funnel: Funnel) -> dict[str, Any]:
+    """What decides the funnel's facts: everything but description and owner."""
+
+    def ref(r: EventRef) -> list[Any]:
+        return [r.definition, r.event_type, r.event_name]
+
+    breakdown = funnel.breakdown
+    return {
+        "name": funnel.name,
+        "steps": [[ref(s.event), s.within_seconds] for s in funnel.steps],
+        "window": funnel.conversion_window_seconds,
+        "order": funnel.order,
+        "unit": funnel.unit,
+        "breakdown": None
+        if breakdown is None
+        else [
+            breakdown.field,
+            breakdown.property_name,
+            breakdown.attribution,
+            breakdown.attribution_step,
+        ],
+        "exclusions": [[ref(x.event), x.from_step, x.to_step] for x in funnel.exclusions],
+        "hold_constant": list(funnel.hold_constant),
+    }
+
+
+def content_hash(funnel: Funnel) -> str:
+    """Changes exactly when what the funnel computes changes (not its description or owner).
+
+    The facts also re-derive when a definition the funnel reads changes: the model combines
+    this hash with the definitions' hashes (``int_funnel_versions``).
+    """
+    return hashlib.sha256(sql.canonical_json(_semantics(funnel)).encode()).hexdigest()[:16]
+
+
+def _json(value: Any) -> str:
+    return "" if value is None else sql.canonical_json(value)
+
+
+def funnel_row(funnel: Funnel) -> dict[str, str]:
+    breakdown = funnel.breakdown or Breakdown()
+    return {
+        "funnel_name": funnel.name,
+        "content_hash": content_hash(funnel),
+        "description": _json(funnel.description),
+        "owner": _json(funnel.owner),
+        "step_count": str(len(funnel.steps)),
+        "conversion_window_seconds": str(funnel.conversion_window_seconds),
+        "order_mode": funnel.order,
+        "unit": funnel.unit,
+        "breakdown_field": breakdown.field or "",
+        "breakdown_property": _json(breakdown.property_name),
+        "attribution": breakdown.attribution if funnel.breakdown else "",
+        "attribution_step": ""
+        if breakdown.attribution_step is None
+        else str(breakdown.attribution_step),
+        "hold_constant": _json(list(funnel.hold_constant)),
+    }
+
+
+def _ref_cells(ref: EventRef) -> dict[str, str]:
+    return {
+        "label": _json(ref.label),
+        "definition_name": ref.definition or "",
+        "event_type": ref.event_type or "",
+        "event_name": _json(ref.event_name),
+    }
+
+
+def step_rows(funnel: Funnel) -> list[dict[str, str]]:
+    rows = []
+    for position, step in enumerate(funnel.steps, start=1):
+        rows.append(
+            {
+                "funnel_name": funnel.name,
+                "role": "step",
+                "position": str(position),
+                **_ref_cells(step.event),
+                "within_seconds": "" if step.within_seconds is None else str(step.within_seconds),
+                "from_step": "",
+                "to_step": "",
+            }
+        )
+    for position, exclusion in enumerate(funnel.exclusions, start=1):
+        rows.append(
+            {
+                "funnel_name": funnel.name,
+                "role": "exclusion",
+                "position": str(position),
+                **_ref_cells(exclusion.event),
+                "within_seconds": "",
+                "from_step": str(exclusion.from_step),
+                "to_step": str(exclusion.to_step),
+            }
+        )
+    return rows
+
+
+def _csv(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def seed_files(funnels: Iterable[Funnel]) -> dict[str, str]:
+    """The two seeds' CSV text by file name (``retrolytics definitions compile`` writes them
+    into ``dbt_project/seeds``)."""
+    ordered = sorted(funnels, key=lambda f: f.name)
+    return {
+        FUNNELS_SEED: _csv(FUNNEL_COLUMNS, (funnel_row(f) for f in ordered)),
+        FUNNEL_STEPS_SEED: _csv(STEP_COLUMNS, (r for f in ordered for r in step_rows(f))),
+    }
