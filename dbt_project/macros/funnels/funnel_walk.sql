@@ -1,0 +1,175 @@
+{#-
+    retrolytics.funnel_walk(): one unit's attempts at one funnel, from its stream of events.
+
+    The semantics are written down once, in tests/funnel_reference.py (and summarised in the
+    description of fct_funnel_entries); this function implements them for the SQL models. It is
+    generic: the funnel arrives as arguments (from the compiled seeds), never as SQL text.
+
+    One pass over the unit's events in stream order (the caller sorts them), constant work per
+    event and step: the time a funnel takes grows linearly with its events, and with its steps
+    only through the bit masks (no join per pair of steps).
+
+    Arguments: the funnel (step count, order, conversion window, each step's `within` bound
+    (element k bounds step k; null for none), the exclusions' from/to steps), then the stream as
+    parallel arrays: times, the bit mask of steps each event matches (bit k-1 = step k), the bit
+    mask of exclusions it matches, and its hold_constant group (equal groups = equal values).
+    Returns one row per attempt, with stream positions (1-based) of its events.
+-#}
+{% macro funnel_walk_function() -%}
+create or replace function retrolytics.funnel_walk(
+    step_count integer,
+    order_mode text,
+    conversion_window interval,
+    step_within interval[],
+    exclusion_from integer[],
+    exclusion_to integer[],
+    event_times timestamptz[],
+    event_steps integer[],
+    event_exclusions integer[],
+    event_holds integer[]
+) returns table (
+    entry_index integer,
+    step_indexes integer[],
+    step_reached_at timestamptz[],
+    furthest_step integer,
+    outcome text,
+    ended_at timestamptz,
+    deadline_at timestamptz,
+    last_index integer
+)
+language plpgsql immutable parallel safe
+as $walk$
+declare
+    event_count integer := coalesce(cardinality(event_times), 0);
+    exclusion_count integer := coalesce(cardinality(exclusion_from), 0);
+    unordered boolean := order_mode = 'unordered';
+    strict_order boolean := order_mode = 'strict';
+    i integer := 1;
+    alive boolean := false;
+    entry integer;
+    filled integer;
+    filled_mask integer;
+    hold integer;
+    deadline timestamptz;
+    indexes integer[];
+    times timestamptz[];
+    latest integer;
+    event_time timestamptz;
+    mask integer;
+    candidates integer;
+    step integer;
+    did_fill boolean;
+    excluded boolean;
+begin
+    while i <= event_count loop
+        event_time := event_times[i];
+        mask := event_steps[i];
+
+        -- The first event after the deadline ends the attempt; the event is then looked at again.
+        if alive and event_time > deadline then
+            return query select entry, indexes, times, filled, 'dropped_off'::text,
+                deadline, deadline, latest;
+            alive := false;
+        end if;
+
+        -- Which step would the event fill? Idle: step 1 (unordered: its lowest step) enters the
+        -- funnel. Alive: the next step (unordered: its lowest step not filled yet), provided the
+        -- hold_constant values equal the entry's.
+        step := 0;
+        if not alive then
+            candidates := case when unordered then mask else mask & 1 end;
+        elsif event_holds[i] is distinct from hold then
+            candidates := 0;
+        elsif unordered then
+            candidates := mask & ~filled_mask;
+        else
+            candidates := mask & (1 << filled);
+        end if;
+        if candidates <> 0 then
+            for s in 1 .. step_count loop
+                if candidates & (1 << (s - 1)) <> 0 then
+                    step := s;
+                    exit;
+                end if;
+            end loop;
+        end if;
+
+        if not alive then
+            if step > 0 then
+                alive := true;
+                entry := i;
+                hold := event_holds[i];
+                indexes := array_fill(null::integer, array[step_count]);
+                times := array_fill(null::timestamptz, array[step_count]);
+                filled := 0;
+                filled_mask := 0;
+            else
+                i := i + 1;
+                continue;
+            end if;
+        end if;
+
+        did_fill := step > 0;
+        if did_fill then
+            indexes[step] := i;
+            times[step] := event_time;
+            filled := filled + 1;
+            filled_mask := filled_mask | (1 << (step - 1));
+            latest := i;
+            deadline := event_times[entry] + conversion_window;
+            if not unordered and filled < step_count and step_within[filled + 1] is not null then
+                deadline := least(deadline, event_time + step_within[filled + 1]);
+            end if;
+            if entry = i then
+                i := i + 1;
+                continue;
+            end if;
+        end if;
+
+        if did_fill and filled = step_count then
+            return query select entry, indexes, times, filled, 'converted'::text,
+                event_time, deadline, latest;
+            alive := false;
+            i := i + 1;
+            continue;
+        end if;
+
+        if not did_fill and strict_order and mask <> 0 then
+            return query select entry, indexes, times, filled, 'broken_order'::text,
+                event_time, deadline, latest;
+            alive := false;
+            continue;  -- the same event, looked at again by an idle unit
+        end if;
+
+        if event_exclusions[i] <> 0 then
+            excluded := false;
+            for x in 1 .. exclusion_count loop
+                if event_exclusions[i] & (1 << (x - 1)) <> 0
+                    and exclusion_from[x] <= filled and filled < exclusion_to[x]
+                    and event_time > times[exclusion_from[x]]
+                then
+                    excluded := true;
+                    exit;
+                end if;
+            end loop;
+            if excluded then
+                return query select entry, indexes, times, filled, 'excluded'::text,
+                    event_time, deadline, latest;
+                alive := false;
+                if did_fill then
+                    i := i + 1;
+                end if;
+                continue;  -- unless it filled a step, looked at again by an idle unit
+            end if;
+        end if;
+
+        i := i + 1;
+    end loop;
+
+    if alive then
+        return query select entry, indexes, times, filled, 'dropped_off'::text,
+            deadline, deadline, latest;
+    end if;
+end
+$walk$;
+{%- endmacro %}

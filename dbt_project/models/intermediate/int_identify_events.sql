@@ -1,0 +1,54 @@
+{{
+    config(
+        materialized='distributed_incremental',
+        time_column='occurred_at',
+        version_column='identity_rules',
+        hash_column='content_hash',
+        versions_model='int_identity_rules',
+    )
+}}
+-- depends_on: {{ ref('int_identity_rules') }}
+-- The identify events (device -> user), kept per partition window like defined_events, so the
+-- identity model never scans all raw events again.
+
+with
+
+rules as (
+
+    select
+        versions.identity_rules,
+        versions.content_hash,
+        {{ retro_rederive('versions.identity_rules', 'versions.content_hash') }}
+            as over_all_history
+
+    from {{ ref('int_identity_rules') }} as versions
+
+),
+
+identifies as (
+
+    select anonymous_id, event_id, occurred_at, user_id
+    from {{ ref('stg_events') }}
+    where type = 'identify' and user_id is not null
+
+),
+
+final as (
+
+    select
+        identifies.anonymous_id,
+        identifies.event_id,
+        identifies.occurred_at,
+        identifies.user_id,
+        rules.identity_rules,
+        rules.content_hash,
+        now() as derived_at,
+        '{{ invocation_id }}'::text as invocation_id
+
+    from identifies
+    cross join rules
+    where rules.over_all_history or {{ retro_in_window('identifies.occurred_at') }}
+
+)
+
+select * from final

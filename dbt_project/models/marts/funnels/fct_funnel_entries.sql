@@ -1,0 +1,272 @@
+{{
+    config(
+        materialized='funnel_facts',
+        versions_model='int_funnel_versions',
+        indexes=[{'columns': ['funnel_name', 'entered_at']}],
+    )
+}}
+-- depends_on: {{ ref('int_funnel_versions') }}
+-- depends_on: {{ ref('int_device_persons') }}
+-- One row per unit per attempt at a funnel (semantics: the model's description and
+-- tests/funnel_reference.py). In an incremental run the materialization first writes a plan
+-- (`fct_funnel_entries__plan`: which units to recompute, from which attempt on); this query
+-- then reads only those units' events from that point, plus every event of funnels whose
+-- version changed.
+{%- set planned = funnel_facts_planned() %}
+
+with
+
+funnels as (
+
+    select
+        funnels.funnel_name,
+        versions.content_hash,
+        funnels.step_count,
+        funnels.order_mode,
+        funnels.unit,
+        funnels.conversion_window_seconds * interval '1 second' as conversion_window,
+        funnels.breakdown_field,
+        funnels.breakdown_property,
+        funnels.attribution,
+        funnels.attribution_step,
+        funnels.hold_constant,
+        {{ retro_rederive('funnels.funnel_name', 'versions.content_hash') }} as rebuilt
+
+    from {{ ref('stg_funnels') }} as funnels
+    inner join {{ ref('int_funnel_versions') }} as versions
+        on versions.funnel_name = funnels.funnel_name
+
+),
+
+-- Per funnel: each step's `within` bound (element k bounds step k) and the exclusions' ranges.
+bounds as (
+
+    select
+        funnel_name,
+        array_agg(within_seconds * interval '1 second' order by position)
+            filter (where role = 'step') as step_within,
+        coalesce(array_agg(from_step order by position)
+            filter (where role = 'exclusion'), '{}') as exclusion_from,
+        coalesce(array_agg(to_step order by position)
+            filter (where role = 'exclusion'), '{}') as exclusion_to
+
+    from {{ ref('stg_funnel_steps') }}
+    group by funnel_name
+
+),
+
+{% if planned %}
+plan as (
+
+    select * from {{ funnel_plan_relation(this) }}
+
+),
+
+matches as (
+
+    select step_events.*
+    from {{ ref('int_funnel_step_events') }} as step_events
+    inner join funnels on funnels.funnel_name = step_events.funnel_name
+    where funnels.rebuilt
+
+    union all
+
+    select step_events.*
+    from {{ ref('int_funnel_step_events') }} as step_events
+    inner join plan
+        on plan.funnel_name = step_events.funnel_name
+        and plan.unit_id = step_events.unit_id
+        and step_events.occurred_at >= plan.from_at
+
+),
+{% else %}
+matches as (
+
+    select * from {{ ref('int_funnel_step_events') }}
+
+),
+{% endif %}
+
+-- One row per funnel, unit and event: the steps (bit k-1 = step k) and exclusions it matches.
+stream_events as (
+
+    select
+        funnel_name,
+        unit_id,
+        anonymous_id,
+        event_id,
+        occurred_at,
+        coalesce(bit_or(1 << (position - 1)) filter (where role = 'step'), 0) as step_mask,
+        coalesce(bit_or(1 << (position - 1)) filter (where role = 'exclusion'), 0)
+            as exclusion_mask,
+        {{ funnel_sort_step("min(position) filter (where role = 'step')") }} as sort_step
+
+    from matches
+    group by funnel_name, unit_id, anonymous_id, event_id, occurred_at
+
+),
+
+in_scope as (
+
+    select stream_events.*
+    from stream_events
+    {% if planned %}
+    inner join funnels on funnels.funnel_name = stream_events.funnel_name
+    left join plan
+        on plan.funnel_name = stream_events.funnel_name
+        and plan.unit_id = stream_events.unit_id
+    where funnels.rebuilt
+        or {{ funnel_stream_key('stream_events') }} >= (
+            plan.from_at, plan.from_step, plan.from_event_id, plan.from_anonymous_id collate "C"
+        )
+    {% endif %}
+
+),
+
+-- What the walk needs of each event besides its steps: its hold_constant values and its
+-- breakdown value (a field, or a property as text like ->>).
+described as (
+
+    select
+        in_scope.*,
+        events.user_id,
+        case
+            when cardinality(funnels.hold_constant) = 0 then null
+            else (
+                select jsonb_agg(nullif(events.properties -> held.name, 'null'::jsonb)
+                    order by held.position)
+                from unnest(funnels.hold_constant) with ordinality as held (name, position)
+            )
+        end as hold_values,
+        case
+            when funnels.breakdown_property is not null
+                then events.properties ->> funnels.breakdown_property
+            else {{ funnel_breakdown_field('funnels.breakdown_field', 'events') }}
+        end as breakdown_value
+
+    from in_scope
+    inner join funnels on funnels.funnel_name = in_scope.funnel_name
+    inner join {{ ref('stg_events') }} as events
+        on events.anonymous_id = in_scope.anonymous_id
+        and events.event_id = in_scope.event_id
+        and events.occurred_at = in_scope.occurred_at
+
+),
+
+numbered as (
+
+    select
+        described.*,
+        row_number() over unit_stream as stream_position,
+        dense_rank() over (
+            partition by funnel_name, unit_id order by hold_values
+        )::integer as hold_group
+
+    from described
+    window unit_stream as (
+        partition by funnel_name, unit_id
+        order by occurred_at, sort_step, event_id, anonymous_id collate "C"
+    )
+
+),
+
+streams as (
+
+    select
+        funnel_name,
+        unit_id,
+        array_agg(occurred_at order by stream_position) as times,
+        array_agg(step_mask order by stream_position) as steps,
+        array_agg(exclusion_mask order by stream_position) as exclusions,
+        array_agg(hold_group order by stream_position) as holds
+
+    from numbered
+    group by funnel_name, unit_id
+
+),
+
+attempts as (
+
+    select
+        streams.funnel_name,
+        streams.unit_id,
+        walk.*,
+        case funnels.attribution
+            when 'first_touch' then walk.entry_index
+            when 'last_touch' then walk.last_index
+            when 'step' then walk.step_indexes[funnels.attribution_step]
+        end as attributed_index,
+        row_number() over (
+            partition by streams.funnel_name, streams.unit_id order by walk.entry_index
+        ) as attempt_offset
+
+    from streams
+    inner join funnels on funnels.funnel_name = streams.funnel_name
+    inner join bounds on bounds.funnel_name = streams.funnel_name
+    cross join lateral retrolytics.funnel_walk(
+        funnels.step_count,
+        funnels.order_mode,
+        funnels.conversion_window,
+        bounds.step_within,
+        bounds.exclusion_from,
+        bounds.exclusion_to,
+        streams.times,
+        streams.steps,
+        streams.exclusions,
+        streams.holds
+    ) as walk
+
+),
+
+final as (
+
+    select
+        attempts.funnel_name,
+        funnels.content_hash,
+        funnels.unit,
+        attempts.unit_id,
+        case
+            when funnels.unit = 'device' then entry_event.user_id
+            when starts_with(attempts.unit_id, 'user:') then substr(attempts.unit_id, 6)
+        end as user_id,
+        entry_event.anonymous_id,
+        {% if planned %}coalesce(plan.first_attempt, 1){% else %}1{% endif %}
+            + attempts.attempt_offset::integer - 1 as attempt_number,
+        entry_event.event_id as entry_event_id,
+        entry_event.occurred_at as entered_at,
+        (entry_event.occurred_at at time zone 'UTC')::date as entry_day,
+        array_position(attempts.step_indexes, attempts.entry_index) as entry_step,
+        attempts.step_reached_at,
+        attempts.furthest_step,
+        attempts.outcome = 'converted' as converted,
+        case when attempts.outcome = 'converted' then attempts.ended_at end as converted_at,
+        case
+            when attempts.outcome = 'converted'
+                then extract(epoch from attempts.ended_at - entry_event.occurred_at)::float8
+        end as seconds_to_convert,
+        attempts.outcome,
+        attempts.ended_at,
+        attempts.deadline_at,
+        attributed.breakdown_value,
+        now() as derived_at,
+        '{{ invocation_id }}'::text as invocation_id
+
+    from attempts
+    inner join funnels on funnels.funnel_name = attempts.funnel_name
+    inner join numbered as entry_event
+        on entry_event.funnel_name = attempts.funnel_name
+        and entry_event.unit_id = attempts.unit_id
+        and entry_event.stream_position = attempts.entry_index
+    left join numbered as attributed
+        on attributed.funnel_name = attempts.funnel_name
+        and attributed.unit_id = attempts.unit_id
+        and attributed.stream_position = attempts.attributed_index
+    {% if planned %}
+    left join plan
+        on plan.funnel_name = attempts.funnel_name
+        and plan.unit_id = attempts.unit_id
+    {% endif %}
+
+)
+
+select * from final

@@ -1,0 +1,206 @@
+{{
+    config(
+        materialized='funnel_mart',
+        changes_of='fct_funnel_entries',
+    )
+}}
+-- Per funnel, entry day and breakdown value, one row per step: units, attempts, conversion and
+-- timing, ready for BI tools (filter by funnel_name). Semantics: the model's description and
+-- tests/funnel_reference.py. An incremental run recomputes only the queued (funnel, day) pairs.
+{%- set incremental = funnel_mart_incremental() %}
+
+with
+
+funnels as (
+
+    select funnel_name, unit, step_count, breakdown_field, breakdown_property, attribution,
+        attribution_step, order_mode
+    from {{ ref('stg_funnels') }}
+
+),
+
+steps as (
+
+    select funnel_name, position as step_number, label
+    from {{ ref('stg_funnel_steps') }}
+    where role = 'step'
+
+),
+
+-- Materialized: on Citus the percentiles then run over an intermediate result.
+facts as materialized (
+
+    select
+        facts.funnel_name,
+        facts.content_hash,
+        facts.unit_id,
+        facts.attempt_number,
+        facts.entry_day,
+        facts.entered_at,
+        facts.step_reached_at,
+        case
+            when funnels.breakdown_field is null and funnels.breakdown_property is null
+                then '(all)'
+            else coalesce(facts.breakdown_value, '(none)')
+        end as breakdown_value
+
+    from {{ ref('fct_funnel_entries') }} as facts
+    inner join funnels on funnels.funnel_name = facts.funnel_name
+    where facts.outcome <> 'excluded'
+    {% if incremental %}
+        and (
+            exists (select 1 from {{ funnel_mart_changes_relation() }} where funnel_name is null)
+            or exists (
+                select 1 from {{ funnel_mart_changes_relation() }} as changed
+                where changed.funnel_name = facts.funnel_name
+                    and changed.entry_day = facts.entry_day
+            )
+        )
+    {% endif %}
+
+),
+
+-- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k).
+progress as (
+
+    select
+        facts.funnel_name,
+        facts.entry_day,
+        facts.breakdown_value,
+        facts.unit_id,
+        facts.entered_at,
+        facts.attempt_number,
+        filled.step_number,
+        extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds
+
+    from facts
+    cross join lateral (
+        select
+            row_number() over (order by reached.at, reached.step) as step_number,
+            reached.at as reached_at
+        from unnest(facts.step_reached_at) with ordinality as reached (at, step)
+        where reached.at is not null
+    ) as filled
+
+),
+
+-- Per unit, the first attempt of the day (and breakdown value) that got this far.
+first_per_unit as (
+
+    select distinct on (funnel_name, entry_day, breakdown_value, step_number, unit_id) *
+    from progress
+    order by funnel_name, entry_day, breakdown_value, step_number, unit_id,
+        entered_at, attempt_number
+
+),
+
+per_step as (
+
+    select
+        funnel_name,
+        entry_day,
+        breakdown_value,
+        step_number,
+        count(*) as units,
+        percentile_cont(0.5) within group (order by seconds) as median_seconds_to_step,
+        percentile_cont(0.9) within group (order by seconds) as p90_seconds_to_step
+
+    from first_per_unit
+    group by funnel_name, entry_day, breakdown_value, step_number
+
+),
+
+attempts_per_step as (
+
+    select funnel_name, entry_day, breakdown_value, step_number, count(*) as entries
+    from progress
+    group by funnel_name, entry_day, breakdown_value, step_number
+
+),
+
+groups as (
+
+    select distinct funnel_name, content_hash, entry_day, breakdown_value
+    from facts
+
+),
+
+grid as (
+
+    select
+        groups.funnel_name,
+        groups.content_hash,
+        funnels.unit,
+        groups.entry_day,
+        case
+            when funnels.breakdown_field is not null then funnels.breakdown_field
+            when funnels.breakdown_property is not null
+                then 'property ' || funnels.breakdown_property
+            else '(none)'
+        end as breakdown_by,
+        funnels.attribution,
+        groups.breakdown_value,
+        steps.step_number,
+        case
+            when funnels.order_mode = 'unordered'
+                then steps.step_number || ' of ' || funnels.step_count || ' steps'
+            else steps.label
+        end as step_name,
+        funnels.step_count,
+        coalesce(per_step.units, 0) as units,
+        coalesce(attempts_per_step.entries, 0) as entries,
+        per_step.median_seconds_to_step,
+        per_step.p90_seconds_to_step
+
+    from groups
+    inner join funnels on funnels.funnel_name = groups.funnel_name
+    inner join steps on steps.funnel_name = groups.funnel_name
+    left join per_step
+        on per_step.funnel_name = groups.funnel_name
+        and per_step.entry_day = groups.entry_day
+        and per_step.breakdown_value = groups.breakdown_value
+        and per_step.step_number = steps.step_number
+    left join attempts_per_step
+        on attempts_per_step.funnel_name = groups.funnel_name
+        and attempts_per_step.entry_day = groups.entry_day
+        and attempts_per_step.breakdown_value = groups.breakdown_value
+        and attempts_per_step.step_number = steps.step_number
+
+),
+
+final as (
+
+    select
+        funnel_name,
+        unit,
+        entry_day,
+        breakdown_by,
+        attribution,
+        breakdown_value,
+        step_number::integer as step_number,
+        step_name,
+        step_count,
+        units::integer as units,
+        entries::integer as entries,
+        units::float8 / nullif(lag(units) over funnel_group, 0) as conversion_from_previous,
+        units::float8 / nullif(first_value(units) over funnel_group, 0) as conversion_overall,
+        median_seconds_to_step,
+        p90_seconds_to_step,
+        max(median_seconds_to_step) filter (where step_number = step_count)
+            over whole_group as median_seconds_to_convert,
+        max(p90_seconds_to_step) filter (where step_number = step_count)
+            over whole_group as p90_seconds_to_convert,
+        content_hash,
+        now() as derived_at,
+        '{{ invocation_id }}'::text as invocation_id
+
+    from grid
+    window
+        funnel_group as (
+            partition by funnel_name, entry_day, breakdown_value order by step_number
+        ),
+        whole_group as (partition by funnel_name, entry_day, breakdown_value)
+
+)
+
+select * from final

@@ -1,0 +1,31 @@
+-- The declared funnels (the `funnels` seed), one row each, JSON-encoded texts decoded.
+with
+
+source as (
+
+    select * from {{ ref('funnels') }}
+
+),
+
+decoded as (
+
+    select
+        funnel_name,
+        content_hash,
+        description #>> '{}' as description,
+        owner #>> '{}' as owner,
+        step_count,
+        conversion_window_seconds,
+        order_mode,
+        unit,
+        breakdown_field,
+        breakdown_property #>> '{}' as breakdown_property,
+        attribution,
+        attribution_step,
+        array(select jsonb_array_elements_text(hold_constant)) as hold_constant
+
+    from source
+
+)
+
+select * from decoded
