@@ -1,0 +1,139 @@
+"""The shipped funnels over synthetic shop traffic, and the read-only role BI tools use.
+
+Here the reference reads which definitions each event matched from marts.defined_events (the
+event definitions are tested on their own); everything after that (identity, attempts, the
+mart) it computes itself from the raw events.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from ingestion.generator import generate_events
+from ingestion.loader import store_events
+from retrolytics.language import dbt_runner
+from tests.funnel_harness import (
+    assert_same,
+    compile_declarations,
+    copy_project,
+    reference_facts,
+    reference_mart,
+    run,
+    sql_facts,
+    sql_mart,
+)
+from tests.funnel_reference import Event
+
+pytestmark = pytest.mark.integration
+
+SHOP_DEFINITIONS = Path(__file__).resolve().parents[1] / "definitions"
+
+
+@pytest.fixture
+def shop(raw_db: psycopg.Connection, database_url: str, tmp_path: Path):
+    """Four days of shop traffic, built with the shipped definitions and funnels."""
+    store_events(raw_db, generate_events(6000, 4, seed=3, until=date(2026, 11, 23)))
+    project = copy_project(tmp_path / "dbt_project")
+    declared = compile_declarations(SHOP_DEFINITIONS, project)
+    run(project, database_url)
+    return raw_db, database_url, project, declared
+
+
+def events_as_stored(conn: psycopg.Connection) -> list[Event]:
+    matched: dict[tuple, set[str]] = defaultdict(set)
+    for row in conn.execute(
+        "select anonymous_id, event_id, occurred_at, definition_name from marts.defined_events"
+    ):
+        matched[row[:3]].add(row[3])
+    events = []
+    for row in conn.cursor(row_factory=dict_row).execute("select * from raw.events"):
+        utm = row["context"].get("utm") or {}
+        fields = {
+            name: row[name]
+            for name in ("type", "name", "page_url", "page_path", "page_title", "referrer")
+        }
+        fields |= {"target_text": row["target_text"], "target_href": row["target_href"]}
+        fields |= {f"utm_{k}": utm.get(k) for k in ("source", "medium", "campaign")}
+        key = (row["anonymous_id"], row["event_id"], row["occurred_at"])
+        events.append(
+            Event(
+                event_id=row["event_id"],
+                anonymous_id=row["anonymous_id"],
+                occurred_at=row["occurred_at"],
+                type=row["type"],
+                name=row["name"],
+                user_id=row["user_id"],
+                properties=row["properties"],
+                fields=fields,
+                definitions=frozenset(matched.get(key, ())),
+            )
+        )
+    return events
+
+
+def test_the_shop_funnels_equal_the_reference(shop) -> None:
+    conn, _url, _project, declared = shop
+    events = events_as_stored(conn)
+    assert_same(sql_facts(conn), reference_facts(declared, events), "fct_funnel_entries")
+    assert_same(sql_mart(conn), reference_mart(declared, events), "mart_funnel_conversion")
+    converted = dict(
+        conn.execute(
+            "select funnel_name, count(*) filter (where converted) "
+            "from marts.fct_funnel_entries group by 1"
+        ).fetchall()
+    )
+    assert {"browse_to_purchase", "signup", "search_to_cart"} <= converted.keys()
+    assert converted["browse_to_purchase"] > 0 and converted["search_to_cart"] > 0
+    persons = conn.execute(
+        "select count(distinct unit_id) from marts.fct_funnel_entries "
+        "where unit = 'user' and unit_id like 'user:%'"
+    ).fetchone()[0]
+    assert persons > 0
+
+
+def test_the_bi_role_reads_the_marts_and_nothing_else(shop) -> None:
+    conn, url, project, _declared = shop
+    role = f"bi_{uuid.uuid4().hex[:10]}"
+    login = f"{role}_login"
+    try:
+        dbt_runner.run_dbt(
+            ["run-operation", "create_bi_role", "--args", json.dumps({"role": role})],
+            database_url=url,
+            project_dir=project,
+        )
+        conn.execute(
+            sql.SQL("create role {} login in role {}").format(*map(sql.Identifier, (login, role)))
+        )
+        # A table the next run creates (a full refresh of the mart) is readable too.
+        dbt_runner.run_dbt(
+            ["build", "--select", "mart_funnel_conversion", "--full-refresh", "--quiet"],
+            database_url=url,
+            project_dir=project,
+        )
+        as_bi = psycopg.conninfo.make_conninfo(url, user=login, password="")
+        with psycopg.connect(as_bi, autocommit=True) as bi:
+            assert bi.execute("select count(*) from marts.mart_funnel_conversion").fetchone()[0] > 0
+            assert bi.execute("select count(*) from marts.fct_funnel_entries").fetchone()[0] > 0
+            for forbidden in (
+                "raw.events",
+                "staging.stg_events",
+                "intermediate.int_device_persons",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    bi.execute(f"select 1 from {forbidden} limit 1")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bi.execute("delete from marts.mart_funnel_conversion")
+    finally:  # roles belong to the whole cluster: leave none behind
+        for name in (login, role):
+            if conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("drop owned by {} cascade").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
