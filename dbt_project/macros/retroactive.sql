@@ -97,7 +97,8 @@
 {%- endmacro %}
 
 
-{#- SQL: must the declaration (name, hash) be derived over all history in this run? -#}
+{#- SQL: must the declaration (name, hash) be derived over all history in this run?
+    Pass qualified columns: the ledger's own columns are called name and content_hash. -#}
 {% macro retro_rederive(name_column, hash_column) -%}
     {%- if retro_is_incremental() -%}
         not exists (

@@ -323,6 +323,13 @@ def _value_match(raw: YamlMap, key: str, where: str, report: _Report) -> ValueMa
     allowed = PATH_OPERATORS if key == "path" else OPERATORS
     if isinstance(value, str):
         value = {"equals": value}
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        report.add(
+            line,
+            f"{where}.{key} must be text; got {_describe(value)}: quote it "
+            f'("{value}") to match that text',
+        )
+        return None
     if not isinstance(value, dict):
         report.add(
             line,

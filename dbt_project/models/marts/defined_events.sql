@@ -15,11 +15,12 @@ with
 conditions as (
 
     select
-        *,
-        count(*) over (partition by definition_name) as conditions_of_definition,
-        {{ retro_rederive('definition_name', 'content_hash') }} as over_all_history
+        compiled.*,
+        count(*) over (partition by compiled.definition_name) as conditions_of_definition,
+        {{ retro_rederive('compiled.definition_name', 'compiled.content_hash') }}
+            as over_all_history
 
-    from {{ ref('stg_event_definitions') }}
+    from {{ ref('stg_event_definitions') }} as compiled
 
 ),
 
