@@ -13,11 +13,21 @@ from orchestration.resources import RetrolyticsResource, dbt_resource
 from orchestration.schedules import schedules
 from orchestration.sensors import declarations_changed
 
-defs = dg.Definitions(
-    assets=[raw_events, dbt_current, dbt_daily, *funnel_assets],
-    asset_checks=[raw_events_fresh],
-    jobs=[derive, load_raw_events, check_raw_events],
-    schedules=schedules,
-    sensors=[declarations_changed],
-    resources={"dbt": dbt_resource(), "retrolytics": RetrolyticsResource()},
-)
+
+def build_definitions(retrolytics: RetrolyticsResource | None = None) -> dg.Definitions:
+    """Everything in the code location; ``retrolytics`` overrides the environment's settings."""
+    return dg.Definitions(
+        assets=[raw_events, dbt_current, dbt_daily, *funnel_assets],
+        asset_checks=[raw_events_fresh],
+        jobs=[derive, load_raw_events, check_raw_events],
+        schedules=schedules,
+        sensors=[declarations_changed],
+        resources={"dbt": dbt_resource(), "retrolytics": retrolytics or RetrolyticsResource()},
+        # The steps of a run are sequential (dbt takes the warehouse one invocation at a time)
+        # and dbt is a subprocess anyway: one process per run instead of one per step saves a
+        # code-location load per step.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

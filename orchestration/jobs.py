@@ -8,14 +8,12 @@ from orchestration.assets.dbt import dbt_current, dbt_daily
 from orchestration.assets.funnels import funnel_assets
 from orchestration.assets.raw import load_raw_events
 from orchestration.checks import raw_events_fresh
-from orchestration.partitions import daily_partitions
 
 DERIVED = dg.AssetSelection.assets(dbt_current, dbt_daily, *funnel_assets)
 
 derive = dg.define_asset_job(
     "derive",
     selection=DERIVED,
-    partitions_def=daily_partitions,
     description=(
         "Compile the declarations, build every dbt model and test, and refresh the funnels, "
         "for one day (or, as a backfill, a range of days in one run)."

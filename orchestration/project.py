@@ -14,6 +14,8 @@ missing manifest is an error that names the command above.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,12 +72,18 @@ def _apply(values: Mapping[str, str | None]) -> None:
             os.environ[key] = value
 
 
+def dbt_executable() -> str:
+    """dbt from PATH, else the one installed next to this Python (a venv that is not active)."""
+    return shutil.which("dbt") or os.fspath(Path(sys.executable).with_name("dbt"))
+
+
 class RetrolyticsPreparer(DagsterDbtProjectPreparer):
     """``dbt parse`` needs the generated seeds on disk and a profile it can render."""
 
     def prepare(self, project: DbtProject) -> None:
         compile_definitions()
-        with environment(dbt_environment(Settings.from_env())):
+        path = os.pathsep.join([str(Path(dbt_executable()).parent), os.environ.get("PATH", "")])
+        with environment({**dbt_environment(Settings.from_env()), "PATH": path}):
             super().prepare(project)
 
 
@@ -87,9 +95,14 @@ dbt_project = replace(
 dbt_project.prepare_if_dev()
 
 
-def manifest_path() -> Path:
+def prepare() -> Path:
+    """Compile the declarations and parse the dbt project: what the build-time command does."""
+    dbt_project.preparer.prepare(dbt_project)
+    return require_manifest(dbt_project.manifest_path)
+
+
+def require_manifest(path: Path) -> Path:
     """The prepared manifest, or an error that says how to prepare it."""
-    path = dbt_project.manifest_path
     if not path.exists():
         raise FileNotFoundError(
             f"the dbt manifest {path} does not exist yet; prepare it with `{PREPARE_COMMAND}` "

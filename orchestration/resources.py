@@ -18,7 +18,7 @@ from dagster_dbt import DbtCliResource
 
 from ingestion.loader import Loader, LoadStats
 from ingestion.settings import Settings
-from orchestration.project import dbt_environment, dbt_project, environment
+from orchestration.project import dbt_environment, dbt_executable, dbt_project, environment
 
 
 class RetrolyticsResource(dg.ConfigurableResource):
@@ -58,4 +58,8 @@ class RetrolyticsResource(dg.ConfigurableResource):
 
 def dbt_resource() -> DbtCliResource:
     """dbt runs from ``dbt_project/`` with the env-driven ``profiles.yml`` kept there."""
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=os.fspath(dbt_project.project_dir))
+    return DbtCliResource(
+        project_dir=dbt_project,
+        profiles_dir=os.fspath(dbt_project.project_dir),
+        dbt_executable=dbt_executable(),
+    )

@@ -9,7 +9,9 @@ downstream of it, minus the per-funnel assets of funnels the change does not tou
 then re-derive the changed declarations over all history themselves (their ledgers compare
 content hashes), and only those.
 
-The first tick only records the hashes: the schedules build the initial state.
+The first tick only records the hashes: the schedules build the initial state. Upstream assets
+that were never materialized (a fresh deployment) join the run, so it never reads a table that
+does not exist yet.
 Invalid files launch nothing; the tick is skipped with the validator's ``file:line`` messages.
 """
 
@@ -105,6 +107,16 @@ def affected_selection(changes: Changes, steps: dict[str, frozenset[str]]) -> dg
     return dg.AssetSelection.assets(*seeds).downstream() - dg.AssetSelection.assets(*untouched)
 
 
+def never_materialized_upstream(
+    instance: dg.DagsterInstance, selected: set[dg.AssetKey]
+) -> set[dg.AssetKey]:
+    """Upstream assets of the selection this instance has never materialized (a fresh
+    deployment): the run builds them too, or it would read tables that do not exist yet."""
+    derived = [dbt_current, dbt_daily, *funnel_assets]
+    upstream = dg.AssetSelection.assets(*selected).upstream().resolve(derived) - selected
+    return {key for key in upstream if instance.get_latest_materialization_event(key) is None}
+
+
 def _load_cursor(cursor: str | None) -> Hashes | None:
     if not cursor:
         return None
@@ -143,6 +155,7 @@ def build_declaration_sensor(
         steps = funnel_steps(definitions_dir) if changes.events else {}
         selection = affected_selection(changes, steps)
         keys = selection.resolve([dbt_current, dbt_daily, *funnel_assets])
+        keys |= never_materialized_upstream(context.instance, keys)
         today = partition_key_for(datetime.now(tz=UTC).date())
         context.log.info(f"changed: {changes.describe()}; re-deriving {len(keys)} assets")
         request = dg.RunRequest(

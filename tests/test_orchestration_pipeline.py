@@ -1,0 +1,318 @@
+"""The whole asset graph in-process, against the real PostgreSQL with events from the real Kafka.
+
+Each test gets a fresh database and topic (``settings``), fills the topic with generated shop
+traffic, drains it with the ``load_raw_events`` job and derives partitions with the ``derive``
+job, the way the schedules and the UI do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from ingestion import generator
+from ingestion.settings import PROJECT_ROOT, Settings
+from tests.factories import click_event, encode, iso, produce
+
+pytestmark = pytest.mark.integration
+
+TODAY = datetime.now(tz=UTC).date()
+YESTERDAY = TODAY - timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def prepared() -> None:
+    from orchestration.project import prepare
+
+    prepare()
+
+
+@pytest.fixture
+def defs(prepared: None, settings: Settings) -> dg.Definitions:
+    """The code location, its settings pointed at this test's database and topic."""
+    from orchestration.definitions import build_definitions
+    from orchestration.resources import RetrolyticsResource
+
+    return build_definitions(
+        RetrolyticsResource(
+            database_url=settings.database_url,
+            kafka_bootstrap=settings.kafka_bootstrap,
+            topic=settings.topic,
+            consumer_group=settings.consumer_group,
+        )
+    )
+
+
+def _scalar(settings: Settings, query: str, *params: object) -> object:
+    with psycopg.connect(settings.database_url) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+def _load(defs: dg.Definitions) -> dg.ExecuteInProcessResult:
+    result = defs.resolve_job_def("load_raw_events").execute_in_process()
+    assert result.success
+    return result
+
+
+def _derive(defs: dg.Definitions, **kwargs: object) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("derive").execute_in_process(**kwargs)
+
+
+def _defined_events_digest(settings: Settings) -> tuple[int, str]:
+    """Row count and a digest of every row: equal digests, equal tables."""
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(
+            "select definition_name, anonymous_id, event_id::text, occurred_at "
+            "from marts.defined_events order by 1, 2, 3, 4"
+        ).fetchall()
+    return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def _partition_of(day: date) -> str:
+    return day.isoformat()
+
+
+def test_one_partition_of_the_whole_graph_from_kafka_to_marts(
+    defs: dg.Definitions, settings: Settings
+) -> None:
+    generator.produce(settings, events=1500, days=2, seed=11)
+    load = _load(defs)
+    loaded = _scalar(settings, "select count(*) from raw.events")
+    assert loaded > 1400  # the generator sends a few duplicates, stored once
+    [materialization] = load.asset_materializations_for_node("drain_topic_into_raw_events")
+    assert materialization.asset_key == dg.AssetKey(["raw", "events"])
+    assert materialization.metadata["loaded"].value == loaded
+
+    run = _derive(defs, partition_key=_partition_of(YESTERDAY))
+    assert run.success
+    materialized = {
+        event.asset_key.to_user_string(): event.partition
+        for event in run.get_asset_materialization_events()
+    }
+    assert materialized["marts/defined_events"] == _partition_of(YESTERDAY)
+    assert materialized["staging/stg_events"] is None  # current state, not partitioned
+    assert "staging/event_definitions" in materialized
+
+    evaluations = run.get_asset_check_evaluations()
+    assert len(evaluations) > 20
+    failed = [e.check_name for e in evaluations if not e.passed]
+    assert not failed
+    assert {e.asset_key.to_user_string() for e in evaluations} >= {
+        "raw/events",
+        "staging/stg_events",
+        "marts/defined_events",
+    }
+
+    # The first run derives all history; purchases are custom events the shop names exactly.
+    purchases = _scalar(
+        settings,
+        "select count(*) from raw.events where type = 'custom' and name = 'purchase_completed'",
+    )
+    derived = _scalar(
+        settings,
+        "select count(*) from marts.defined_events where definition_name = 'completed_purchase'",
+    )
+    assert purchases > 0
+    assert derived == purchases
+    assert (
+        _scalar(settings, "select count(distinct definition_name) from marts.defined_events") > 10
+    )
+
+
+def test_reruns_and_a_single_run_backfill_change_nothing(
+    defs: dg.Definitions, settings: Settings
+) -> None:
+    generator.produce(settings, events=1200, days=3, seed=12)
+    _load(defs)
+    assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
+    first = _defined_events_digest(settings)
+    assert first[0] > 0
+
+    assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
+    assert _defined_events_digest(settings) == first
+
+    start, end = _partition_of(TODAY - timedelta(days=2)), _partition_of(TODAY)
+    instance = dg.DagsterInstance.ephemeral()
+    backfill = _derive(
+        defs,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        },
+    )
+    assert backfill.success
+    logs = [entry.user_message for entry in instance.all_logs(backfill.run_id)]
+    windows = [message for message in logs if "dbt window:" in message]
+    assert len(windows) == 1  # the three days ran as one dbt invocation
+    assert f"'start': '{start} 00:00:00+00:00'" in windows[0]
+    assert f"'end': '{_partition_of(TODAY + timedelta(days=1))} 00:00:00+00:00'" in windows[0]
+    partitions = {
+        event.partition
+        for event in backfill.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey(["marts", "defined_events"])
+    }
+    assert partitions == {_partition_of(TODAY - timedelta(days=n)) for n in range(3)}
+    assert _defined_events_digest(settings) == first
+
+
+def test_late_events_reach_their_day_on_the_next_run(
+    defs: dg.Definitions, settings: Settings
+) -> None:
+    generator.produce(settings, events=600, days=2, seed=13)
+    _load(defs)
+    assert _derive(defs, partition_key=_partition_of(TODAY)).success
+    before = _scalar(
+        settings,
+        "select count(*) from marts.defined_events where definition_name = 'clicked_checkout'",
+    )
+    # A checkout click that happened yesterday evening arrives only now.
+    late_at = datetime.combine(YESTERDAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=22)
+    produce(
+        settings.kafka_bootstrap,
+        settings.topic,
+        [encode(click_event(occurred_at=iso(late_at), received_at=iso(datetime.now(tz=UTC))))],
+    )
+    _load(defs)
+    # Today's hourly run looks back a day (WindowConfig.lookback_hours), so it picks it up.
+    assert _derive(defs, partition_key=_partition_of(TODAY)).success
+    after = _scalar(
+        settings,
+        "select count(*) from marts.defined_events where definition_name = 'clicked_checkout'",
+    )
+    assert after == before + 1
+
+
+def _waiting_for_the_warehouse(settings: Settings) -> int:
+    from orchestration.assets.dbt import WAREHOUSE_LOCK_KEY
+
+    return _scalar(
+        settings,
+        "select count(*) from pg_locks where locktype = 'advisory' and not granted "
+        "and database = (select oid from pg_database where datname = current_database()) "
+        "and ((classid::bigint << 32) | objid::bigint) = %s",
+        WAREHOUSE_LOCK_KEY,
+    )
+
+
+def test_concurrent_partition_runs_take_turns(
+    defs: dg.Definitions, settings: Settings, tmp_path: Path
+) -> None:
+    from orchestration.assets.dbt import WAREHOUSE_LOCK_KEY
+
+    generator.produce(settings, events=1200, days=3, seed=14)
+    _load(defs)
+    assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
+    expected = _defined_events_digest(settings)
+
+    # Two partition runs launched together, each its own process as in a deployment, while a
+    # third dbt run (played by this test) holds the warehouse.
+    dagster = Path(sys.executable).with_name("dagster")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path),
+        "RETROLYTICS_DATABASE_URL": settings.database_url,
+        "RETROLYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "RETROLYTICS_TOPIC": settings.topic,
+    }
+    with psycopg.connect(settings.database_url, autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,))
+        runs = [
+            subprocess.Popen(
+                [
+                    str(dagster),
+                    *("asset", "materialize", "-m", "orchestration.definitions"),
+                    *("--select", "*", "--partition", _partition_of(day)),
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for day in (YESTERDAY, TODAY - timedelta(days=2))
+        ]
+        deadline = time.monotonic() + 240
+        while _waiting_for_the_warehouse(settings) < 2:
+            assert all(run.poll() is None for run in runs), "a run ended before it queued"
+            assert time.monotonic() < deadline, "the runs did not queue for the warehouse"
+            time.sleep(0.5)
+        holder.execute("select pg_advisory_unlock(%s)", (WAREHOUSE_LOCK_KEY,))
+    outputs = [run.communicate(timeout=400)[0] for run in runs]
+    for run, output in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, output[-4000:]
+        assert "another dbt run is using this warehouse" in output
+    assert _defined_events_digest(settings) == expected
+
+
+def test_freshness_check_fails_on_stale_events_and_passes_on_recent_ones(
+    defs: dg.Definitions, settings: Settings
+) -> None:
+    job = defs.resolve_job_def("check_raw_events")
+
+    def evaluate(max_age_minutes: int) -> dg.AssetCheckEvaluation:
+        op_name = "raw__events_raw_events_fresh"  # the check's op: asset key + check name
+        config = {"ops": {op_name: {"config": {"max_age_minutes": max_age_minutes}}}}
+        result = job.execute_in_process(run_config=config)
+        [evaluation] = result.get_asset_check_evaluations()
+        return evaluation
+
+    empty = evaluate(60)
+    assert not empty.passed  # no raw.events at all yet
+
+    three_hours_ago = datetime.now(tz=UTC) - timedelta(hours=3)
+    produce(
+        settings.kafka_bootstrap,
+        settings.topic,
+        [
+            encode(click_event(occurred_at=iso(three_hours_ago), received_at=iso(three_hours_ago)))
+            for _ in range(3)
+        ],
+    )
+    _load(defs)
+    stale = evaluate(60)
+    assert not stale.passed
+    assert stale.metadata["age_minutes"].value >= 180
+    fresh = evaluate(240)
+    assert fresh.passed
+    assert fresh.metadata["events_received_last_hour"].value == 0
+
+
+def test_the_sensor_run_request_runs(defs: dg.Definitions, settings: Settings, tmp_path) -> None:
+    """What the declarations sensor asks for is a valid run: seed and everything downstream."""
+    import shutil
+
+    from orchestration.sensors import build_declaration_sensor
+
+    generator.produce(settings, events=400, days=1, seed=15)
+    _load(defs)
+    copy = tmp_path / "definitions"
+    shutil.copytree(PROJECT_ROOT / "definitions", copy)
+    sensor = build_declaration_sensor(copy, name="declarations_changed_test")
+    instance = dg.DagsterInstance.ephemeral()  # nothing materialized yet: a fresh deployment
+    context = dg.build_sensor_context(definitions=defs, instance=instance)
+    cursor = sensor.evaluate_tick(context).cursor
+    checkout = copy / "events" / "cart_checkout.yml"
+    checkout.write_text(checkout.read_text().replace("button.checkout", ".checkout"))
+    context = dg.build_sensor_context(cursor=cursor, definitions=defs, instance=instance)
+    [request] = sensor.evaluate_tick(context).run_requests
+    run = _derive(
+        defs,
+        instance=instance,
+        partition_key=request.partition_key,
+        asset_selection=list(request.asset_selection),
+        tags=request.tags,
+    )
+    assert run.success
+    materialized = {e.asset_key for e in run.get_asset_materialization_events()}
+    assert materialized == set(request.asset_selection)
+    assert dg.AssetKey(["marts", "defined_events"]) in materialized
