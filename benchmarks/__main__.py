@@ -18,6 +18,7 @@ from benchmarks.common import machine_description
 BENCHMARKS = {
     "loader": "benchmarks.bench_loader",
     "freshness": "benchmarks.bench_freshness",
+    "funnels": "benchmarks.bench_funnels",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -10,12 +10,24 @@
     only through the bit masks (no join per pair of steps).
 
     Arguments: the funnel (step count, order, conversion window, each step's `within` bound
-    (element k bounds step k; null for none), the exclusions' from/to steps), then the stream as
-    parallel arrays: times, the bit mask of steps each event matches (bit k-1 = step k), the bit
-    mask of exclusions it matches, and its hold_constant group (equal groups = equal values).
-    Returns one row per attempt, with stream positions (1-based) of its events.
+    (element k bounds step k; null for none), the exclusions' from/to steps, the breakdown's
+    attribution), then the stream as parallel arrays: times, the bit mask of steps each event
+    matches (bit k-1 = step k), the bit mask of exclusions it matches, its hold_constant group
+    (equal groups = equal values), and its id, device, user_id and breakdown value. Returns one
+    row per attempt, in stream order; nothing needs joining back to the events afterwards.
 -#}
 {% macro funnel_walk_function() -%}
+{%- set attempt -%}
+        event_ids[entry], event_devices[entry], event_users[entry], event_times[entry], entered_step,
+        times, filled
+{%- endset -%}
+{%- set breakdown -%}
+        case attribution
+            when 'first_touch' then event_breakdowns[entry]
+            when 'last_touch' then event_breakdowns[latest]
+            when 'step' then event_breakdowns[indexes[attribution_step]]
+        end
+{%- endset -%}
 create or replace function retrolytics.funnel_walk(
     step_count integer,
     order_mode text,
@@ -23,21 +35,30 @@ create or replace function retrolytics.funnel_walk(
     step_within interval[],
     exclusion_from integer[],
     exclusion_to integer[],
+    attribution text,
+    attribution_step integer,
     event_times timestamptz[],
     event_steps integer[],
     event_exclusions integer[],
-    event_holds integer[]
+    event_holds integer[],
+    event_ids uuid[],
+    event_devices text[],
+    event_users text[],
+    event_breakdowns text[]
 ) returns table (
-    entry_index integer,
-    step_indexes integer[],
+    entry_event_id uuid,
+    entry_device text,
+    entry_user_id text,
+    entered_at timestamptz,
+    entry_step integer,
     step_reached_at timestamptz[],
     furthest_step integer,
     outcome text,
     ended_at timestamptz,
     deadline_at timestamptz,
-    last_index integer
+    breakdown_value text
 )
-language plpgsql immutable parallel safe
+language plpgsql immutable parallel safe rows 4
 as $walk$
 declare
     event_count integer := coalesce(cardinality(event_times), 0);
@@ -47,6 +68,7 @@ declare
     i integer := 1;
     alive boolean := false;
     entry integer;
+    entered_step integer;
     filled integer;
     filled_mask integer;
     hold integer;
@@ -67,8 +89,9 @@ begin
 
         -- The first event after the deadline ends the attempt; the event is then looked at again.
         if alive and event_time > deadline then
-            return query select entry, indexes, times, filled, 'dropped_off'::text,
-                deadline, deadline, latest;
+            return query select
+{{ attempt }}, 'dropped_off'::text, deadline, deadline,
+{{ breakdown }};
             alive := false;
         end if;
 
@@ -98,6 +121,7 @@ begin
             if step > 0 then
                 alive := true;
                 entry := i;
+                entered_step := step;
                 hold := event_holds[i];
                 indexes := array_fill(null::integer, array[step_count]);
                 times := array_fill(null::timestamptz, array[step_count]);
@@ -127,16 +151,18 @@ begin
         end if;
 
         if did_fill and filled = step_count then
-            return query select entry, indexes, times, filled, 'converted'::text,
-                event_time, deadline, latest;
+            return query select
+{{ attempt }}, 'converted'::text, event_time, deadline,
+{{ breakdown }};
             alive := false;
             i := i + 1;
             continue;
         end if;
 
         if not did_fill and strict_order and mask <> 0 then
-            return query select entry, indexes, times, filled, 'broken_order'::text,
-                event_time, deadline, latest;
+            return query select
+{{ attempt }}, 'broken_order'::text, event_time, deadline,
+{{ breakdown }};
             alive := false;
             continue;  -- the same event, looked at again by an idle unit
         end if;
@@ -153,8 +179,9 @@ begin
                 end if;
             end loop;
             if excluded then
-                return query select entry, indexes, times, filled, 'excluded'::text,
-                    event_time, deadline, latest;
+                return query select
+{{ attempt }}, 'excluded'::text, event_time, deadline,
+{{ breakdown }};
                 alive := false;
                 if did_fill then
                     i := i + 1;
@@ -167,8 +194,9 @@ begin
     end loop;
 
     if alive then
-        return query select entry, indexes, times, filled, 'dropped_off'::text,
-            deadline, deadline, latest;
+        return query select
+{{ attempt }}, 'dropped_off'::text, deadline, deadline,
+{{ breakdown }};
     end if;
 end
 $walk$;

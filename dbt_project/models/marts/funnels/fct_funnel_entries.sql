@@ -178,7 +178,11 @@ streams as (
         array_agg(occurred_at order by stream_position) as times,
         array_agg(step_mask order by stream_position) as steps,
         array_agg(exclusion_mask order by stream_position) as exclusions,
-        array_agg(hold_group order by stream_position) as holds
+        array_agg(hold_group order by stream_position) as holds,
+        array_agg(event_id order by stream_position) as event_ids,
+        array_agg(anonymous_id order by stream_position) as devices,
+        array_agg(user_id order by stream_position) as users,
+        array_agg(breakdown_value order by stream_position) as breakdowns
 
     from numbered
     group by funnel_name, unit_id
@@ -190,15 +194,7 @@ attempts as (
     select
         streams.funnel_name,
         streams.unit_id,
-        walk.*,
-        case funnels.attribution
-            when 'first_touch' then walk.entry_index
-            when 'last_touch' then walk.last_index
-            when 'step' then walk.step_indexes[funnels.attribution_step]
-        end as attributed_index,
-        row_number() over (
-            partition by streams.funnel_name, streams.unit_id order by walk.entry_index
-        ) as attempt_offset
+        walk.*
 
     from streams
     inner join funnels on funnels.funnel_name = streams.funnel_name
@@ -210,11 +206,17 @@ attempts as (
         bounds.step_within,
         bounds.exclusion_from,
         bounds.exclusion_to,
+        funnels.attribution,
+        funnels.attribution_step,
         streams.times,
         streams.steps,
         streams.exclusions,
-        streams.holds
-    ) as walk
+        streams.holds,
+        streams.event_ids,
+        streams.devices,
+        streams.users,
+        streams.breakdowns
+    ) with ordinality as walk
 
 ),
 
@@ -226,41 +228,33 @@ final as (
         funnels.unit,
         attempts.unit_id,
         case
-            when funnels.unit = 'device' then entry_event.user_id
+            when funnels.unit = 'device' then attempts.entry_user_id
             when starts_with(attempts.unit_id, 'user:') then substr(attempts.unit_id, 6)
         end as user_id,
-        entry_event.anonymous_id,
+        attempts.entry_device as anonymous_id,
         {% if planned %}coalesce(plan.first_attempt, 1){% else %}1{% endif %}
-            + attempts.attempt_offset::integer - 1 as attempt_number,
-        entry_event.event_id as entry_event_id,
-        entry_event.occurred_at as entered_at,
-        (entry_event.occurred_at at time zone 'UTC')::date as entry_day,
-        array_position(attempts.step_indexes, attempts.entry_index) as entry_step,
+            + attempts.ordinality::integer - 1 as attempt_number,
+        attempts.entry_event_id,
+        attempts.entered_at,
+        (attempts.entered_at at time zone 'UTC')::date as entry_day,
+        attempts.entry_step,
         attempts.step_reached_at,
         attempts.furthest_step,
         attempts.outcome = 'converted' as converted,
         case when attempts.outcome = 'converted' then attempts.ended_at end as converted_at,
         case
             when attempts.outcome = 'converted'
-                then extract(epoch from attempts.ended_at - entry_event.occurred_at)::float8
+                then extract(epoch from attempts.ended_at - attempts.entered_at)::float8
         end as seconds_to_convert,
         attempts.outcome,
         attempts.ended_at,
         attempts.deadline_at,
-        attributed.breakdown_value,
+        attempts.breakdown_value,
         now() as derived_at,
         '{{ invocation_id }}'::text as invocation_id
 
     from attempts
     inner join funnels on funnels.funnel_name = attempts.funnel_name
-    inner join numbered as entry_event
-        on entry_event.funnel_name = attempts.funnel_name
-        and entry_event.unit_id = attempts.unit_id
-        and entry_event.stream_position = attempts.entry_index
-    left join numbered as attributed
-        on attributed.funnel_name = attempts.funnel_name
-        and attributed.unit_id = attempts.unit_id
-        and attributed.stream_position = attempts.attributed_index
     {% if planned %}
     left join plan
         on plan.funnel_name = attempts.funnel_name
