@@ -231,6 +231,11 @@ def citus_branches(*pathspec: str) -> list[str]:
 
 
 def test_nothing_outside_the_switch_branches_on_citus() -> None:
+    inside = subprocess.run(
+        ["git", "rev-parse", "--is-inside-work-tree"], cwd=PROJECT_ROOT, capture_output=True
+    )
+    if inside.returncode != 0:
+        pytest.skip(f"{PROJECT_ROOT} is not a git checkout, so there is nothing to `git grep`")
     assert citus_branches("*.py", "*.sql", *ALLOWED) == []
     # The check can see a branch: the switch module has the only one.
     found = citus_branches("ingestion/schema.py")
