@@ -77,6 +77,8 @@ matches as (
         on plan.funnel_name = step_events.funnel_name
         and plan.unit_id = step_events.unit_id
         and step_events.occurred_at >= plan.from_at
+    -- A bound known before the scan: older partitions and index ranges are skipped.
+    where step_events.occurred_at >= (select min(from_at) from plan)
 
 ),
 {% else %}
