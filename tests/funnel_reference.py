@@ -182,7 +182,7 @@ def person_of(
 # -- values ----------------------------------------------------------------------------------
 
 
-def _json_key(value: Any) -> Any:
+def json_key(value: Any) -> Any:
     """Equality as jsonb has it: numbers by value, booleans apart from numbers."""
     if value is None:
         return ("null",)
@@ -193,8 +193,8 @@ def _json_key(value: Any) -> Any:
     if isinstance(value, str):
         return ("string", value)
     if isinstance(value, list):
-        return ("array", tuple(_json_key(v) for v in value))
-    return ("object", tuple(sorted((k, _json_key(v)) for k, v in value.items())))
+        return ("array", tuple(json_key(v) for v in value))
+    return ("object", tuple(sorted((k, json_key(v)) for k, v in value.items())))
 
 
 def jsonb_text(value: Any) -> str | None:
@@ -267,7 +267,7 @@ class _Walk:
         self.ended: list[tuple[_Attempt, str, datetime]] = []
 
     def hold_of(self, event: Event) -> tuple:
-        return tuple(_json_key(event.properties.get(name)) for name in self.funnel.hold_constant)
+        return tuple(json_key(event.properties.get(name)) for name in self.funnel.hold_constant)
 
     def set_deadline(self, attempt: _Attempt) -> None:
         deadline = attempt.entry.occurred_at + self.window
