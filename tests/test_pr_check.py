@@ -100,3 +100,35 @@ def test_pr_check_needs_a_production_manifest(tmp_path, capsys):
     status = cli.main(["definitions", "pr-check", "--state", str(tmp_path)])
     assert status == 2
     assert "no manifest.json here" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_pr_check_tries_every_regex_in_postgresql(database_url, tmp_path, monkeypatch, capsys):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "manifest.json").write_text("{}")
+    (tmp_path / "defs" / "events").mkdir(parents=True)
+    (tmp_path / "defs" / "events" / "a.yml").write_text(
+        "events:\n"
+        "  - name: doubled_letter\n"
+        "    description: d\n"
+        "    owner: o\n"
+        "    match:\n"
+        "      - type: click\n"
+        "        text: {regex: '(a)(?=\\1)'}\n"  # Python accepts it, PostgreSQL does not
+    )
+    assert cli.main(["definitions", "check", str(tmp_path / "defs")]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("RETROLYTICS_DATABASE_URL", database_url)
+    status = cli.main(
+        [
+            "definitions", "pr-check",
+            "--state", str(state),
+            "--path", str(tmp_path / "defs"),
+            "--project-dir", str(tmp_path / "project"),
+        ]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "a.yml:6: event definition 'doubled_letter': PostgreSQL refuses the regex" in out
+    assert "invalid backreference number" in out

@@ -11,6 +11,13 @@
     selector's regex before the type test); a CASE is evaluated in the order written. So cheap
     tests come first, the event type and a literal the selector needs (strpos) reject most rows,
     and the selector's regex runs last and rarely. A test that yields NULL counts as failed.
+
+    That order is what keeps PostgreSQL's cache of 32 compiled regexes useful: an event meets
+    every condition in turn, but only the few whose type and literal fit get as far as a regex.
+    Measured on 100k generated events with 112 conditions (56 distinct selector regexes): as a
+    join without the ordering > 13 minutes (every row recompiled every regex), with it 20 s; a
+    lateral pass per condition (one regex hot at a time) took 12 s but makes Citus pull all raw
+    events to the coordinator, so defined_events joins. With the 28 shipped conditions: 1.3 s.
 -#}
 {% macro condition_matches(e, c) -%}
 case
@@ -27,12 +34,13 @@ end
 {%- endmacro %}
 
 
-{#- One of equals / contains / starts_with / regex (a path `like` arrives compiled to regex). -#}
+{#- One of equals / contains / starts_with / regex (a path `like` arrives compiled to regex).
+    A searched CASE: Citus mis-deparses the simple `case op when ...` form (text = boolean). -#}
 {% macro value_matches(column, op, value) -%}
-({{ op }} is null or case {{ op }}
-        when 'equals' then {{ column }} = {{ value }}
-        when 'contains' then strpos({{ column }}, {{ value }}) > 0
-        when 'starts_with' then starts_with({{ column }}, {{ value }})
-        when 'regex' then {{ column }} ~ {{ value }}
+({{ op }} is null or case
+        when {{ op }} = 'equals' then {{ column }} = {{ value }}
+        when {{ op }} = 'contains' then strpos({{ column }}, {{ value }}) > 0
+        when {{ op }} = 'starts_with' then starts_with({{ column }}, {{ value }})
+        when {{ op }} = 'regex' then {{ column }} ~ {{ value }}
     end)
 {%- endmacro %}

@@ -15,7 +15,8 @@
          row they have;
       2. the others lose their rows inside the window [start - lookback_hours, end);
       3. changed and new declarations are derived over ALL history, the others over the window
-         (the model asks `retro_rederive()` which is which, and `retro_in_window()` for the window);
+         (the model asks `retro_ledger_join()`/`retro_is_derived()` which is which, and
+         `retro_in_window()` for the window);
       4. the ledger becomes the current versions.
 
     So rerunning a window changes nothing, a new or edited declaration is re-derived over all
@@ -97,8 +98,35 @@
 {%- endmacro %}
 
 
+{#-
+    Which current declarations are already in the table with their current hash (derived: only
+    the window to redo) and which are not (new or changed: all history). Use as
+        from <current declarations> as d {{ retro_ledger_join('d.name', 'd.hash') }}
+        where {{ retro_is_derived() }}        -- or: where not {{ retro_is_derived() }}
+    A join, not a correlated subquery: Citus pushes joins with reference tables down to the
+    shards, but plans a correlated subquery separately and then cannot push the INSERT down.
+-#}
+{% macro retro_ledger_join(name_column, hash_column) -%}
+    {%- if retro_is_incremental() -%}
+        left join {{ retro_ledger_relation(this) }} as retro_ledger
+            on retro_ledger.name = {{ name_column }}
+            and retro_ledger.content_hash = {{ hash_column }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro retro_is_derived() -%}
+    {%- if retro_is_incremental() -%}
+        (retro_ledger.name is not null)
+    {%- else -%}
+        false
+    {%- endif -%}
+{%- endmacro %}
+
+
 {#- SQL: must the declaration (name, hash) be derived over all history in this run?
-    Pass qualified columns: the ledger's own columns are called name and content_hash. -#}
+    Pass qualified columns: the ledger's own columns are called name and content_hash.
+    (A correlated subquery: on Citus prefer retro_ledger_join, which pushes down.) -#}
 {% macro retro_rederive(name_column, hash_column) -%}
     {%- if retro_is_incremental() -%}
         not exists (

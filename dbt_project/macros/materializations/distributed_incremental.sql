@@ -47,6 +47,10 @@
         {%- call statement('create_ledger') -%}
             {{ retro_create_ledger(target_relation) }}
         {%- endcall -%}
+        {#- Commit the empty, distributed table before filling it: Citus refuses a parallel
+            INSERT ... SELECT over shards created in the same transaction. Should the insert
+            fail, the next run finds an empty ledger and derives every definition again. -#}
+        {{ adapter.commit() }}
         {%- call statement('main') -%}
             {{ distributed_insert(target_relation, sql) }}
         {%- endcall -%}

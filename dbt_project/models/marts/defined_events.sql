@@ -10,55 +10,52 @@
 }}
 -- depends_on: {{ ref('int_event_definition_versions') }}
 
+-- Every CTE is used once, so PostgreSQL and Citus inline them: the whole INSERT ... SELECT then
+-- runs on each shard of raw.events (conditions are a reference table), never on the coordinator.
+
 with
 
-conditions as (
+-- Definitions the table holds with their current hash: only this run's window is redone.
+derived_conditions as (
 
-    select
-        compiled.*,
-        count(*) over (partition by compiled.definition_name) as conditions_of_definition,
-        {{ retro_rederive('compiled.definition_name', 'compiled.content_hash') }}
-            as over_all_history
-
+    select compiled.*
     from {{ ref('stg_event_definitions') }} as compiled
+    {{ retro_ledger_join('compiled.definition_name', 'compiled.content_hash') }}
+    where {{ retro_is_derived() }}
 
 ),
 
--- Each condition makes its own pass over the events: a lateral subquery with the condition
--- outside (`offset 0` keeps PostgreSQL from flattening it into a join it would turn around).
--- One condition's regexes are then applied to many rows in a row and stay in PostgreSQL's
--- 32-entry cache of compiled regexes, however many definitions there are (measured: 112
--- conditions over 100k events take 7 s this way and over 13 minutes as a plain join).
--- Unchanged definitions pass over this run's window (the partitions outside it are skipped);
--- new and changed ones over all history (macros/retroactive.sql decides which is which).
-window_matches as not materialized (
+-- New and changed definitions (all of them on a first build): derived over all history.
+rederived_conditions as (
 
-    select c.definition_name, c.content_hash, c.conditions_of_definition, e.*
-    from conditions as c
-    cross join lateral (
-        select * from {{ ref('stg_events') }} as events
-        where {{ retro_in_window('events.occurred_at') }}
-            and {{ condition_matches('events', 'c') }}
-        offset 0
-    ) as e
-    where not c.over_all_history
+    select compiled.*
+    from {{ ref('stg_event_definitions') }} as compiled
+    {{ retro_ledger_join('compiled.definition_name', 'compiled.content_hash') }}
+    where not {{ retro_is_derived() }}
 
 ),
 
-history_matches as not materialized (
+-- The window is a constant on the events, so PostgreSQL skips the daily partitions outside it.
+window_matches as (
 
-    select c.definition_name, c.content_hash, c.conditions_of_definition, e.*
-    from conditions as c
-    cross join lateral (
-        select * from {{ ref('stg_events') }} as events
-        where {{ condition_matches('events', 'c') }}
-        offset 0
-    ) as e
-    where c.over_all_history
+    select c.definition_name, c.content_hash, e.*
+    from derived_conditions as c
+    inner join {{ ref('stg_events') }} as e
+        on {{ retro_in_window('e.occurred_at') }}
+        and {{ condition_matches('e', 'c') }}
 
 ),
 
-matches as not materialized (
+history_matches as (
+
+    select c.definition_name, c.content_hash, e.*
+    from rederived_conditions as c
+    inner join {{ ref('stg_events') }} as e
+        on {{ condition_matches('e', 'c') }}
+
+),
+
+matches as (
 
     select * from window_matches
     union all
@@ -66,18 +63,11 @@ matches as not materialized (
 
 ),
 
--- An event that meets several conditions of one definition is one defined event; only
--- definitions with more than one condition need the (sorting) de-duplication.
-defined as (
-
-    select * from matches
-    where conditions_of_definition = 1
-
-    union all
+-- An event that meets several conditions of one definition is one defined event.
+deduplicated as (
 
     select distinct on (definition_name, anonymous_id, event_id, occurred_at) *
     from matches
-    where conditions_of_definition > 1
 
 ),
 
@@ -107,7 +97,7 @@ final as (
         now() as derived_at,
         '{{ invocation_id }}'::text as invocation_id
 
-    from defined
+    from deduplicated
 
 )
 
