@@ -1,4 +1,4 @@
-"""retrolytics.funnel_walk (the SQL state machine) against the reference, on random streams.
+"""The funnel_walk function (the SQL state machine) against the reference, on random streams.
 
 The dbt tests run whole pipelines on a few data sets; this one calls the function directly,
 hundreds of times, on small streams where every minute can hold several events: windows hit
@@ -38,10 +38,12 @@ def walk_db(stack) -> Iterator[psycopg.Connection]:
     with psycopg.connect(stack.database_url, autocommit=True) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     url = psycopg.conninfo.make_conninfo(stack.database_url, dbname=name)
-    template = jinja2.Environment().from_string(MACRO.read_text() + "{{ funnel_walk_function() }}")
+    template = jinja2.Environment().from_string(
+        MACRO.read_text() + "{{ funnel_walk_function('walk.funnel_walk') }}"
+    )
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("create schema retrolytics")
+            conn.execute("create schema walk")
             conn.execute(template.render())
             yield conn
     finally:
@@ -127,7 +129,7 @@ def walk_in_sql(conn: psycopg.Connection, funnel: Funnel, events: list[Event]) -
     assert breakdown is not None
     result = conn.execute(
         "select entry_event_id, entered_at, entry_step, step_reached_at, furthest_step, outcome,"
-        " ended_at, deadline_at, breakdown_value from retrolytics.funnel_walk("
+        " ended_at, deadline_at, breakdown_value from walk.funnel_walk("
         "%s, %s, %s * interval '1 second', %s::interval[], %s::integer[], %s::integer[], %s, %s,"
         " %s::timestamptz[], %s::integer[], %s::integer[], %s::integer[], %s::uuid[],"
         " %s::text[], %s::text[], %s::text[])",

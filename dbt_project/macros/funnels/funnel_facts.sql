@@ -36,7 +36,8 @@
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
     {%- call statement('walk_function') -%}
-        {{ funnel_walk_function() }}
+        create schema if not exists {{ adapter.quote(generate_schema_name('intermediate', none)) }};
+        {{ funnel_walk_function(funnel_walk_name()) }}
     {%- endcall -%}
 
     {%- if incremental %}

@@ -1,5 +1,7 @@
 {#-
-    retrolytics.funnel_walk(): one unit's attempts at one funnel, from its stream of events.
+    funnel_walk(): one unit's attempts at one funnel, from its stream of events. It lives in the
+    schema of the intermediate models (`intermediate`, or the pull-request check's prefixed one),
+    so a check never replaces the function production runs.
 
     The semantics are written down once, in tests/funnel_reference.py (and summarised in the
     description of fct_funnel_entries); this function implements them for the SQL models. It is
@@ -16,7 +18,12 @@
     (equal groups = equal values), and its id, device, user_id and breakdown value. Returns one
     row per attempt, in stream order; nothing needs joining back to the events afterwards.
 -#}
-{% macro funnel_walk_function() -%}
+{% macro funnel_walk_name() -%}
+    {{- return(adapter.quote(generate_schema_name('intermediate', none)) ~ '.funnel_walk') -}}
+{%- endmacro %}
+
+
+{% macro funnel_walk_function(name) -%}
 {%- set attempt -%}
         event_ids[entry], event_devices[entry], event_users[entry], event_times[entry], entered_step,
         times, filled
@@ -28,7 +35,7 @@
             when 'step' then event_breakdowns[indexes[attribution_step]]
         end
 {%- endset -%}
-create or replace function retrolytics.funnel_walk(
+create or replace function {{ name }}(
     step_count integer,
     order_mode text,
     conversion_window interval,

@@ -201,7 +201,7 @@ attempts as (
     from streams
     inner join funnels on funnels.funnel_name = streams.funnel_name
     inner join bounds on bounds.funnel_name = streams.funnel_name
-    cross join lateral retrolytics.funnel_walk(
+    cross join lateral {{ funnel_walk_name() }}(
         funnels.step_count,
         funnels.order_mode,
         funnels.conversion_window,
