@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ingestion import schema
 from ingestion.generator import generate_events
 from ingestion.loader import store_events
 from retrolytics.language import dbt_runner
@@ -38,14 +39,25 @@ pytestmark = pytest.mark.integration
 SHOP_DEFINITIONS = Path(__file__).resolve().parents[1] / "definitions"
 
 
-@pytest.fixture
-def shop(raw_db: psycopg.Connection, database_url: str, tmp_path: Path):
-    """Four days of shop traffic, built with the shipped definitions and funnels."""
-    store_events(raw_db, generate_events(6000, 4, seed=3, until=date(2026, 11, 23)))
-    project = copy_project(tmp_path / "dbt_project")
-    declared = compile_declarations(SHOP_DEFINITIONS, project)
-    run(project, database_url)
-    return raw_db, database_url, project, declared
+@pytest.fixture(scope="module")
+def shop(stack, tmp_path_factory: pytest.TempPathFactory):
+    """Four days of shop traffic in a database of this module, built with the shipped
+    definitions and funnels (once: both tests only read it, or add a role they remove)."""
+    name = f"rt_shop_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(stack.database_url, dbname=name)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            schema.bootstrap(conn)
+            store_events(conn, generate_events(6000, 4, seed=3, until=date(2026, 11, 23)))
+            project = copy_project(tmp_path_factory.mktemp("shop") / "dbt_project")
+            declared = compile_declarations(SHOP_DEFINITIONS, project)
+            run(project, url)
+            yield conn, url, project, declared
+    finally:
+        with psycopg.connect(stack.database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
 
 
 def events_as_stored(conn: psycopg.Connection) -> list[Event]:
