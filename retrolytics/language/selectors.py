@@ -20,10 +20,13 @@ compound spells out one whole element: tag, id, classes (sorted, as the string k
 
 Where CSS says a valid selector matches nothing (``[a^=""]``, ``#a#b``, a class with white space),
 the result follows cssselect, the engine the tests compare against: a regex that matches nothing.
+CSS escapes are read by cssselect; the few spellings it reads differently from CSS (a backslash
+before a hexadecimal digit) are refused rather than compiled into something nobody wrote.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
 from collections.abc import Callable
@@ -34,7 +37,7 @@ from cssselect import parser as css
 
 from ingestion.contract import escape_ident, escape_value, is_captured_attribute
 
-__all__ = ["SUPPORTED", "SelectorError", "compile_selector"]
+__all__ = ["NEVER", "SUPPORTED", "SelectorError", "compile_selector"]
 
 SUPPORTED = (
     "supported: tag, #id, .class, [attr], [attr=v], [attr^=v], [attr$=v], [attr*=v], "
@@ -88,17 +91,17 @@ def _literal(text: str) -> str:
 
 # -- the parsed form of one compound selector ------------------------------------------------
 
-Test = tuple[str, str | None]  # (operator, value): "exists", "=", "^=", "$=", "*="
+_Test = tuple[str, str | None]  # (operator, value): "exists", "=", "^=", "$=", "*="
 _Locator = Callable[[list[css.Token]], int | None]  # finds an unsupported part's offset
 
 
 @dataclass
 class _Compound:
     tag: str | None = None
-    id_tests: list[Test] = field(default_factory=list)
+    id_tests: list[_Test] = field(default_factory=list)
     classes: set[str] = field(default_factory=set)
     nth_child: set[int] = field(default_factory=set)
-    attributes: dict[str, list[Test]] = field(default_factory=dict)
+    attributes: dict[str, list[_Test]] = field(default_factory=dict)
 
 
 class _Unsupported(Exception):
@@ -124,6 +127,7 @@ def compile_selector(selector: str) -> str:
         raise SelectorError(selector, f"not valid CSS: {exc}", _syntax_position(exc)) from None
     tokens = list(css.tokenize(selector))
     try:
+        _refuse_misread_escapes(selector, tokens)
         _refuse_namespaces(tokens)
         alternatives = [_complex(item) for item in parsed]
     except _Unsupported as exc:
@@ -291,7 +295,7 @@ def _compound_pattern(compound: _Compound) -> str | None:
     return None if None in parts else "".join(parts)  # type: ignore[arg-type]
 
 
-def _id_pattern(tests: list[Test]) -> str | None:
+def _id_pattern(tests: list[_Test]) -> str | None:
     if not tests:
         return _ANY_ID
     if ("=", "") in tests:
@@ -319,7 +323,7 @@ def _nth_child_pattern(positions: set[int]) -> str | None:
     return rf":nth-child\({positions.pop()}\)"
 
 
-def _attributes_pattern(attributes: dict[str, list[Test]]) -> str | None:
+def _attributes_pattern(attributes: dict[str, list[_Test]]) -> str | None:
     pieces = [_ANY_ATTRIBUTES]
     for name in sorted(attributes):  # the hierarchy sorts attributes by lower-cased name
         value = _field_pattern(attributes[name], _VALUE_UNIT, escape_value, _VALUE_END)
@@ -330,7 +334,7 @@ def _attributes_pattern(attributes: dict[str, list[Test]]) -> str | None:
 
 
 def _field_pattern(
-    tests: list[Test], unit: str, escape: Callable[[str], str], end: str
+    tests: list[_Test], unit: str, escape: Callable[[str], str], end: str
 ) -> str | None:
     """The pattern for one id or attribute value that passes every test, or None if none can.
 
@@ -442,6 +446,55 @@ def _refuse_namespaces(tokens: list[css.Token]) -> None:
         if token.is_delim("|") and not tokens[index + 1].is_delim("="):
             raise _Unsupported(
                 f"namespaces ('|') are not supported ({SUPPORTED})", lambda _, p=token.pos: p
+            )
+
+
+# One CSS escape, read left to right as CSS Syntax 3 says: hex digits (plus one white space), an
+# escaped newline (a line continuation inside strings), or any other character.
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})(?:\r\n|[ \t\n\r\f])?|(\r\n|[\n\r\f])|([\s\S]))")
+_INVALID_INPUT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _css_unescape(raw: str) -> str:
+    def one(escape: re.Match[str]) -> str:
+        digits, newline, other = escape.groups()
+        if newline is not None:
+            return ""
+        if other is not None:
+            return other
+        code = int(digits, 16)
+        return "\ufffd" if code == 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF else chr(code)
+
+    return _CSS_ESCAPE.sub(one, raw)
+
+
+def _token_text(text: str, token: css.Token, following: css.Token) -> str:
+    """The escaped text of an ident, hash or string token, without '#' or quotes."""
+    raw = text[token.pos : following.pos]
+    if token.type != "STRING":
+        return raw.split("/*")[0].removeprefix("#")  # an ident cannot hold an unescaped '/'
+    end = 1
+    while raw[end] != raw[0]:  # cssselect has checked the string is closed
+        end += 2 if raw[end] == "\\" else 1
+    return raw[1:end]
+
+
+def _refuse_misread_escapes(selector: str, tokens: list[css.Token]) -> None:
+    """cssselect (1.6) replaces hex escapes first and simple ones second, without regard to what
+    is already escaped: it reads '\\\\d' (a backslash, then 'd') as U+000D and '\\5c d' as 'd'.
+    Only selectors it reads as CSS does are accepted, so what compiles is what the user meant."""
+    text = _INVALID_INPUT.sub("\ufffd", selector)  # what cssselect's tokenizer does first
+    for token, following in itertools.pairwise(tokens):
+        if token.type not in ("IDENT", "HASH", "STRING"):
+            continue
+        raw = _token_text(text, token, following)
+        meant = _css_unescape(raw)
+        if meant != token.value:
+            raise _Unsupported(
+                f"the CSS parser (cssselect) reads the escapes in {raw!r} as {token.value!r}, "
+                f"not as {meant!r}: write a backslash as '\\\\' and not before a hexadecimal "
+                "digit (no spelling of a backslash before a hexadecimal digit is read correctly)",
+                lambda _, p=token.pos: p,
             )
 
 
