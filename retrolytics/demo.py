@@ -1,7 +1,8 @@
 """``retrolytics demo``: the main job, end to end on the local stack.
 
-Starts PostgreSQL and Kafka, produces a week of synthetic shop traffic, loads it exactly once and
-prints what landed.
+Starts PostgreSQL and Kafka, produces a week of synthetic shop traffic, loads it exactly once,
+derives the event definitions and funnels with dbt over all history and prints what landed and
+what it means.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import psycopg
 
 from ingestion import generator, loader, stack
 from ingestion.settings import Settings
+from retrolytics.language import dbt_runner
 
 
 def _print_table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
@@ -34,6 +36,52 @@ def show_raw_events(database_url: str) -> None:
     print(f"\nraw.dead_letters: {dead}")
 
 
+def show_definitions(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "select d.definition_name, count(e.event_id), count(distinct e.anonymous_id) "
+            "from (select distinct definition_name from staging.stg_event_definitions) d "
+            "left join marts.defined_events e using (definition_name) "
+            "group by 1 order by 2 desc, 1"
+        ).fetchall()
+    _print_table(
+        "event definitions (marts.defined_events)", ("definition", "events", "devices"), rows
+    )
+
+
+# Units that reached each step at least once, over all history. An unordered funnel's
+# furthest_step counts steps done in any order, so its rows read "k of n steps".
+FUNNEL_STEPS = """
+select s.funnel_name, s.position,
+       case when f.order_mode = 'unordered'
+            then format('any %s of %s steps', s.position, f.step_count)
+            else s.label end,
+       count(distinct e.unit_id) filter (where e.furthest_step >= s.position) as units
+from staging.stg_funnel_steps s
+join staging.stg_funnels f using (funnel_name)
+join marts.fct_funnel_entries e
+  on e.funnel_name = s.funnel_name and e.outcome <> 'excluded'
+where s.role = 'step'
+group by 1, 2, 3
+order by 1, 2
+"""
+
+
+def show_funnels(database_url: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(FUNNEL_STEPS).fetchall()
+    funnels: dict[str, list[tuple]] = {}
+    for funnel, position, label, units in rows:
+        funnels.setdefault(funnel, []).append((position, label, units))
+    for funnel, steps in funnels.items():
+        entered = steps[0][2] or 1
+        table = [
+            (position, label, units, f"{100 * units / entered:.1f}%")
+            for position, label, units in steps
+        ]
+        _print_table(f"funnel {funnel}", ("step", "name", "units", "of entered"), table)
+
+
 def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
     info = stack.up()
     settings = Settings.from_env().with_overrides(
@@ -46,4 +94,9 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
     finally:
         load.close()
     show_raw_events(settings.database_url)
+    seed_file = dbt_runner.compile_seed()
+    print(f"\ncompiled {seed_file.definitions} definitions; running dbt build over all history")
+    dbt_runner.run_dbt(["build", "--quiet"], database_url=settings.database_url)
+    show_definitions(settings.database_url)
+    show_funnels(settings.database_url)
     return 0
