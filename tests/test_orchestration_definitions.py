@@ -107,12 +107,38 @@ def test_dbt_tests_are_asset_checks_next_to_the_freshness_check(
     graph = _graph(defs)
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     tests = [n for n in manifest["nodes"].values() if n["resource_type"] == "test"]
-    assert tests
-    for test in tests:
+    # A test belongs to one asset when it is generic (attached to a model or column), reads one
+    # model, or names its model in `meta: {dagster: {ref: ...}}`; such tests become checks.
+    attached = [
+        test
+        for test in tests
+        if test.get("attached_node")
+        or len(test["depends_on"]["nodes"]) == 1
+        or test["config"].get("meta", {}).get("dagster", {}).get("ref")
+    ]
+    assert len(attached) > 20
+    for test in attached:
         assert any(name == test["name"] for _, name in checks), test["unique_id"]
     assert ("raw/events", "raw_events_fresh") in checks
     # dbt's tests of the raw.events source are checks of the raw events asset too
     assert any(asset == "raw/events" and name.startswith("source_") for asset, name in checks)
+
+
+def test_every_declared_funnel_is_an_asset_downstream_of_the_mart(defs: dg.Definitions) -> None:
+    from orchestration.assets.funnels import declared_funnels
+    from orchestration.partitions import daily_partitions
+
+    graph = _graph(defs)
+    funnels = declared_funnels()
+    assert len(funnels) >= 3
+    for funnel in funnels:
+        asset = graph.get(dg.AssetKey(["funnels", funnel.name]))
+        assert asset.group_name == "funnels"
+        assert dg.AssetKey(["marts", "mart_funnel_conversion"]) in asset.parent_keys
+        assert asset.partitions_def == daily_partitions
+        assert asset.owners == [f"team:{funnel.owner}"]
+        assert asset.metadata["steps"] == [step.event.label for step in funnel.steps]
+        assert funnel.name in asset.metadata["query"]
 
 
 def test_jobs_schedules_and_sensor_are_registered(defs: dg.Definitions) -> None:
@@ -219,9 +245,32 @@ def test_sensor_records_first_then_launches_only_for_real_changes(
     selected = {key.to_user_string() for key in request.asset_selection}
     assert {"staging/event_definitions", "marts/defined_events"} <= selected
     assert "staging/stg_events" not in selected  # upstream of the change: untouched
+    assert not any(key.startswith("funnels/") for key in selected)  # no funnel reads it
     assert request.partition_key == datetime.now(tz=UTC).strftime("%Y-%m-%d")
     assert "clicked_checkout" in request.tags["retrolytics/changed"]
     assert not _tick(sensor, changed.cursor, built_instance).run_requests
+
+    # A definition two funnels read: those funnels' assets join, the others stay out.
+    _edit(checkout, 'selector: "#add-to-cart"', 'selector: "button#add-to-cart"')
+    added = _tick(sensor, changed.cursor, built_instance)
+    [request] = added.run_requests
+    funnels = {k.path[-1] for k in request.asset_selection if k.path[0] == "funnels"}
+    assert funnels == {"browse_to_purchase", "search_to_cart"}
+
+    # A funnel edit: its seeds, the facts, the mart and its own asset; no event definitions.
+    signup = definitions_copy / "funnels" / "signup.yml"
+    _edit(signup, "conversion_window: 1d", "conversion_window: 2d")
+    [request] = _tick(sensor, added.cursor, built_instance).run_requests
+    selected = {key.to_user_string() for key in request.asset_selection}
+    assert {
+        "staging/funnels",
+        "marts/fct_funnel_entries",
+        "marts/mart_funnel_conversion",
+        "funnels/signup",
+    } <= selected
+    assert not selected & {"staging/event_definitions", "marts/defined_events"}
+    assert not any(k.startswith("funnels/") and k != "funnels/signup" for k in selected)
+    assert "signup" in request.tags["retrolytics/changed"]
 
     # On a fresh deployment the staging views the change reads are built in the same run.
     with dg.instance_for_test() as fresh:

@@ -77,6 +77,17 @@ def _defined_events_digest(settings: Settings) -> tuple[int, str]:
     return len(rows), hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
+def _facts_of_day(settings: Settings, funnel: str, day: date) -> tuple[int, int]:
+    """Attempts entered that day that were not excluded, and those that converted."""
+    with psycopg.connect(settings.database_url) as conn:
+        return conn.execute(
+            "select count(*) filter (where outcome <> 'excluded'), "
+            "count(*) filter (where outcome = 'converted') "
+            "from marts.fct_funnel_entries where funnel_name = %s and entry_day = %s",
+            (funnel, day),
+        ).fetchone()
+
+
 def _partition_of(day: date) -> str:
     return day.isoformat()
 
@@ -123,9 +134,22 @@ def test_one_partition_of_the_whole_graph_from_kafka_to_marts(
     )
     assert purchases > 0
     assert derived == purchases
-    assert (
-        _scalar(settings, "select count(distinct definition_name) from marts.defined_events") > 10
-    )
+    definitions = "select count(distinct definition_name) from marts.defined_events"
+    assert _scalar(settings, definitions) > 10
+
+    # One asset per funnel, reporting that day's attempts as the facts table counts them.
+    funnel_reports = {
+        event.asset_key.path[-1]: event.event_specific_data.materialization.metadata
+        for event in run.get_asset_materialization_events()
+        if event.asset_key.path[0] == "funnels"
+    }
+    assert {"browse_to_purchase", "signup", "search_to_cart"} <= funnel_reports.keys()
+    for name, metadata in funnel_reports.items():
+        attempts, conversions = _facts_of_day(settings, name, YESTERDAY)
+        assert metadata["attempts"].value == attempts, name
+        assert metadata["conversions"].value == conversions, name
+    assert sum(m["attempts"].value for m in funnel_reports.values()) > 0
+    assert _scalar(settings, "select count(*) from marts.mart_funnel_conversion") > 0
 
 
 def test_reruns_and_a_single_run_backfill_change_nothing(
