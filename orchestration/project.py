@@ -27,7 +27,10 @@ from dagster_shared.record import replace
 from ingestion.settings import PROJECT_ROOT, Settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-DEFINITIONS_DIR = PROJECT_ROOT / "definitions"
+# The declarations: the project's own folder, or another checkout (a benchmark, a fork).
+DEFINITIONS_DIR = Path(
+    os.environ.get("RETROLYTICS_DEFINITIONS_DIR") or PROJECT_ROOT / "definitions"
+)
 PREPARE_COMMAND = "uv run dagster-dbt project prepare-and-package --file orchestration/project.py"
 
 
