@@ -159,7 +159,10 @@ def build_declaration_sensor(
         today = partition_key_for(datetime.now(tz=UTC).date())
         context.log.info(f"changed: {changes.describe()}; re-deriving {len(keys)} assets")
         request = dg.RunRequest(
-            run_key=f"declarations-{_short(cursor)}",
+            # Same key when a crashed tick is retried (same previous tick and state), a new one
+            # when a file changes back and forth (A -> B -> A -> B needs a run every time).
+            run_key="declarations-"
+            + _short(f"{context.last_tick_completion_time}|{context.cursor}|{cursor}"),
             partition_key=today,
             asset_selection=sorted(keys, key=lambda k: k.to_user_string()),
             tags={"retrolytics/changed": changes.describe()[:200]},
