@@ -11,6 +11,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -105,6 +106,12 @@ def test_one_partition_of_the_whole_graph_from_kafka_to_marts(
 
     run = _derive(defs, partition_key=_partition_of(YESTERDAY))
     assert run.success
+    # dbt's per-invocation target folders are gone after a successful run.
+    leftovers = [
+        *(PROJECT_ROOT / "dbt_project" / "target").glob(f"*{run.run_id[:7]}*"),
+        *Path(tempfile.gettempdir()).glob(f"retrolytics-dbt-{run.run_id[:8]}-*"),
+    ]
+    assert not leftovers
     materialized = {
         event.asset_key.to_user_string(): event.partition
         for event in run.get_asset_materialization_events()

@@ -17,8 +17,11 @@ invocation), so two partition runs launched together queue instead of racing on 
 """
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -108,6 +111,15 @@ def warehouse_turn(retrolytics: RetrolyticsResource, log: dg.DagsterLogManager) 
             conn.execute("select pg_advisory_unlock(%s)", (WAREHOUSE_LOCK_KEY,))
 
 
+@contextmanager
+def scratch_target(context: dg.AssetExecutionContext) -> Iterator[Path]:
+    """A target folder for one dbt invocation, removed when it succeeds and kept (its path is
+    in the error) when it fails; otherwise every hourly run would leave one behind."""
+    path = Path(tempfile.mkdtemp(prefix=f"retrolytics-dbt-{context.run.run_id[:8]}-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @dbt_assets(
     manifest=require_manifest(dbt_project.manifest_path),
     project=dbt_project,
@@ -123,7 +135,11 @@ def dbt_current(
         context.log.info(f"compiled {compile_definitions()}")
         # Excluded again at run time: dagster-dbt selects a subset by fully qualified names,
         # and a test that reads a windowed model must wait for the partitioned step.
-        yield from dbt.cli(["build", "--exclude", WINDOWED], context=context).stream()
+        with scratch_target(context) as target:
+            invocation = dbt.cli(
+                ["build", "--exclude", WINDOWED], context=context, target_path=target
+            )
+            yield from invocation.stream()
 
 
 @dbt_assets(
@@ -144,8 +160,9 @@ def dbt_daily(
 ) -> Iterator[Any]:
     variables = window_vars(context.partition_time_window, config.lookback_hours)
     context.log.info(f"dbt window: {variables}")
-    with warehouse_turn(retrolytics, context.log):
-        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+    with warehouse_turn(retrolytics, context.log), scratch_target(context) as target:
+        arguments = ["build", "--vars", json.dumps(variables)]
+        yield from dbt.cli(arguments, context=context, target_path=target).stream()
 
 
 # The seed `retrolytics definitions compile` writes from definitions/events/*.yml.
