@@ -160,11 +160,13 @@ def _insert_rows(conn: psycopg.Connection, rows: list[tuple]) -> int:
         with cur.copy(f"copy loader_batch ({_COLUMN_LIST}) from stdin") as copy:
             for row in rows:
                 copy.write_row(row)
+        # Count the rows RETURNING gives back: on Citus the command tag of an
+        # INSERT ... SELECT ... ON CONFLICT counts the rows selected, not those inserted.
         cur.execute(
             f"insert into raw.events ({_COLUMN_LIST}) select {_COLUMN_LIST} from loader_batch "
-            "on conflict do nothing"
+            "on conflict do nothing returning 1"
         )
-        return cur.rowcount
+        return len(cur.fetchall())
 
 
 def _insert_dead_letters(conn: psycopg.Connection, dead: list[tuple]) -> None:
