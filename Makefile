@@ -3,7 +3,7 @@ UV ?= python3 -m uv
 UV_VERSION ?= 0.13.9
 APT = $(if $(filter 0,$(shell id -u)),sh -c,sudo sh -c)
 
-.PHONY: demo test install browser lint stack-down
+.PHONY: demo test install browser lint ui stack-down
 
 ## make demo: install, start the local stack, generate a week of shop traffic, load it, derive it
 demo: install
@@ -16,6 +16,8 @@ test: install browser lint
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) sync --frozen
+	@# Compile the declarations and parse dbt once, so the Dagster code location loads a ready manifest.
+	$(UV) run dagster-dbt project prepare-and-package --file orchestration/project.py
 
 # The browser test drives Debian's Chromium; no browser is ever downloaded by a test tool.
 browser:
@@ -24,6 +26,10 @@ browser:
 lint:
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+
+## make ui: the Dagster UI (and its daemon) on http://127.0.0.1:3000
+ui: install
+	$(UV) run dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 stack-down:
 	$(UV) run retrolytics stack down

@@ -99,4 +99,9 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
     dbt_runner.run_dbt(["build", "--quiet"], database_url=settings.database_url)
     show_definitions(settings.database_url)
     show_funnels(settings.database_url)
+    print(
+        "\nNext: `make ui` (or `uv run dagster dev`) starts Dagster at http://127.0.0.1:3000, "
+        "where the raw events, every dbt model and each funnel are assets to materialize, "
+        "partition by day and backfill."
+    )
     return 0
