@@ -19,6 +19,10 @@ BENCHMARKS = {
     "loader": "benchmarks.bench_loader",
     "freshness": "benchmarks.bench_freshness",
     "funnels": "benchmarks.bench_funnels",
+    "definitions": "benchmarks.bench_definitions",
+    "funnel_engines": "benchmarks.bench_funnel_engines",
+    "bi": "benchmarks.bench_bi",
+    "dagster": "benchmarks.bench_dagster",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

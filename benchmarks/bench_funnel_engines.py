@@ -1,0 +1,317 @@
+"""Funnels: our dbt facts and mart against chDB's windowFunnel and DuckDB, on the same data.
+
+Shop traffic is loaded straight into raw.events and defined_events is built (timed, but not part
+of the comparison). Then the shipped ``browse_to_purchase`` funnel (5 ordered steps, 7 days,
+``unit: user``, broken down by utm_source) is built from scratch by dbt: ``fct_funnel_entries``
+plus ``mart_funnel_conversion``. Its step events, with each event's person already resolved
+(``intermediate.int_funnel_step_events``: identity stitching is done once, by us), are exported
+once to CSV and loaded into chDB (a MergeTree table) and DuckDB (a native table). Each engine then
+computes, per person, the furthest step reached:
+
+- chDB: ``windowFunnel(7 days)(ts, step = 1, ..., step = 5)``, ClickHouse's own funnel function:
+  the longest chain of steps in order that fits in 7 days after ANY step-1 event.
+- DuckDB: the same meaning in SQL: from every step-1 event, ASOF joins find the earliest next
+  step at or after the previous one, within 7 days of the start; the best start per person.
+- ours: attempts do not overlap. A person enters on a step-1 event and cannot enter again until
+  that attempt converted or expired (the first step event after its deadline ends it); the
+  per-person figure is the furthest step of their best attempt. So ours is never above the
+  engines': a step-1 event inside a live attempt is not a new start for us, while the engines
+  try it. Ours also writes one row per attempt and the per-day mart with breakdown, medians and
+  p90s, which the engines' one number per person does not.
+
+Then 10 and 20 steps: the five steps repeated, built by dbt as funnels, and asked of the engines
+with 10 and 20 conditions over the same export. Each engine query runs three times; the median.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import yaml
+
+from benchmarks.bench_definitions import (
+    SHIPPED_DEFINITIONS,
+    dbt,
+    dbt_project_copy,
+    load_events,
+    model_seconds,
+)
+from benchmarks.common import Section, Stopwatch, scratch
+from ingestion import generator
+from retrolytics.language import dbt_runner
+
+FUNNEL = "browse_to_purchase"
+STEP_COUNTS = (5, 10, 20)
+WINDOW_SECONDS = 7 * 86_400
+REPEATS = 3
+FUNNEL_MODELS = ("fct_funnel_entries", "mart_funnel_conversion")
+
+
+def funnel_definitions(work: Path, steps: int) -> Path:
+    """The shipped definitions with one funnel: browse_to_purchase, its steps repeated to
+    ``steps`` (5 is the shipped funnel itself)."""
+    folder = work / f"definitions_{steps}"
+    if folder.exists():
+        return folder
+    shutil.copytree(SHIPPED_DEFINITIONS / "events", folder / "events")
+    shipped = next(
+        funnel
+        for path in sorted((SHIPPED_DEFINITIONS / "funnels").glob("*.yml"))
+        for funnel in yaml.safe_load(path.read_text())["funnels"]
+        if funnel["name"] == FUNNEL
+    )
+    cycle = shipped["steps"]
+    funnel = {**shipped, "steps": [cycle[i % len(cycle)] for i in range(steps)]}
+    (folder / "funnels").mkdir()
+    (folder / "funnels" / "bench.yml").write_text(
+        yaml.safe_dump({"funnels": [funnel]}, sort_keys=False)
+    )
+    return folder
+
+
+def build_ours(project: Path, url: str, definitions: Path) -> tuple[float, float]:
+    """Compile the funnel, rebuild its facts and mart from scratch; model seconds of each."""
+    dbt_runner.compile_seed(definitions, project)
+    dbt(project, url, ["seed", "-s", "funnels", "funnel_steps"])
+    _, result = dbt(project, url, ["run", "-s", *FUNNEL_MODELS, "--full-refresh"])
+    return model_seconds(result, FUNNEL_MODELS[0]), model_seconds(result, FUNNEL_MODELS[1])
+
+
+def our_levels(url: str) -> dict[str, int]:
+    """Person -> the furthest step of their best attempt."""
+    with psycopg.connect(url) as conn:
+        return dict(
+            conn.execute(
+                "select unit_id, max(furthest_step) from marts.fct_funnel_entries "
+                "where funnel_name = %s and outcome <> 'excluded' group by unit_id",
+                (FUNNEL,),
+            ).fetchall()
+        )
+
+
+def export_steps(url: str, path: Path) -> int:
+    """The funnel's step events (person, time in µs, step) to CSV; returns the rows."""
+    query = (
+        "copy (select unit_id, (extract(epoch from occurred_at) * 1000000)::bigint as ts_us, "
+        "position as step from intermediate.int_funnel_step_events "
+        f"where funnel_name = '{FUNNEL}' and role = 'step') to stdout with (format csv, header)"
+    )
+    rows = 0
+    with (
+        psycopg.connect(url) as conn,
+        conn.cursor() as cur,
+        path.open("wb") as out,
+        cur.copy(query) as copy,
+    ):
+        for block in copy:
+            out.write(block)
+            rows += bytes(block).count(b"\n")
+    return rows - 1
+
+
+def _condition_step(k: int) -> int:
+    """Condition k of a repeated funnel asks for step ((k - 1) mod 5) + 1 of the export."""
+    return (k - 1) % 5 + 1
+
+
+class ChDB:
+    name = "chDB windowFunnel"
+
+    def __init__(self, folder: Path) -> None:
+        from chdb import session
+
+        self.session = session.Session(str(folder / "chdb"))
+
+    def load(self, csv: Path) -> None:
+        self.session.query(
+            "create table steps (unit_id String, ts UInt64, step UInt8) "
+            "engine = MergeTree order by (unit_id, ts)"
+        )
+        self.session.query(
+            "insert into steps select unit_id, ts_us, step from file("
+            f"'{csv}', 'CSVWithNames', 'unit_id String, ts_us UInt64, step UInt8')"
+        )
+
+    def levels(self, steps: int) -> dict[str, int]:
+        conditions = ", ".join(f"step = {_condition_step(k)}" for k in range(1, steps + 1))
+        window = WINDOW_SECONDS * 1_000_000
+        result = self.session.query(
+            f"select unit_id, windowFunnel({window})(ts, {conditions}) as level "
+            "from steps group by unit_id having level > 0",
+            "TabSeparated",
+        )
+        return {
+            unit: int(level)
+            for unit, level in (line.split("\t") for line in result.data().splitlines() if line)
+        }
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class DuckDB:
+    name = "DuckDB (ASOF joins)"
+
+    def __init__(self, folder: Path) -> None:
+        import duckdb
+
+        self.connection = duckdb.connect(str(folder / "duck.db"))
+
+    def load(self, csv: Path) -> None:
+        self.connection.execute(
+            f"create table steps as select * from read_csv('{csv}', header = true, "
+            "columns = {'unit_id': 'VARCHAR', 'ts_us': 'BIGINT', 'step': 'UTINYINT'})"
+        )
+
+    def levels(self, steps: int) -> dict[str, int]:
+        window = WINDOW_SECONDS * 1_000_000
+        chain = [
+            "c1 as (select unit_id, ts_us as t1 from steps where step = 1)",
+        ]
+        for k in range(2, steps + 1):
+            chain.append(
+                f"c{k} as (select c.*, case when n.ts_us <= c.t1 + {window} then n.ts_us end "
+                f"as t{k} from c{k - 1} as c asof left join "
+                f"(select unit_id, ts_us from steps where step = {_condition_step(k)}) as n "
+                f"on c.unit_id = n.unit_id and n.ts_us >= c.t{k - 1})"
+            )
+        reached = " + ".join(["1", *(f"(t{k} is not null)::int" for k in range(2, steps + 1))])
+        query = (
+            f"with {', '.join(chain)} select unit_id, max({reached}) from c{steps} group by unit_id"
+        )
+        return dict(self.connection.execute(query).fetchall())
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _median_seconds(function: Callable[[], dict[str, int]]) -> tuple[float, dict[str, int]]:
+    seconds, result = [], {}
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        result = function()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds), result
+
+
+def at_least(levels: dict[str, int], steps: int) -> list[int]:
+    """Persons who reached at least step k, for k = 1..steps."""
+    counts = Counter(levels.values())
+    return [sum(n for level, n in counts.items() if level >= k) for k in range(1, steps + 1)]
+
+
+def differences(ours: dict[str, int], theirs: dict[str, int]) -> tuple[int, int, int]:
+    """Persons where ours is lower, equal and higher than the engine's furthest step."""
+    lower = equal = higher = 0
+    for unit in ours.keys() | theirs.keys():
+        mine, other = ours.get(unit, 0), theirs.get(unit, 0)
+        lower += mine < other
+        equal += mine == other
+        higher += mine > other
+    return lower, equal, higher
+
+
+def run(quick: bool) -> Section:
+    events = 300_000 if quick else 3_000_000
+    days = 30
+    section = Section(
+        "4. Funnels: dbt facts and mart against chDB windowFunnel and DuckDB",
+        f"python -m benchmarks {'--quick ' if quick else ''}--only funnel_engines",
+    )
+    with scratch("engines") as settings, tempfile.TemporaryDirectory() as tmp:
+        work, url = Path(tmp), settings.database_url
+        with Stopwatch() as loading:
+            stored = load_events(url, generator.generate_events(events, days, seed=23))
+        project = dbt_project_copy(work)
+        dbt_runner.compile_seed(funnel_definitions(work, 5), project)
+        dbt(project, url, ["seed"])
+        _, upstream = dbt(project, url, ["run", "--exclude", *FUNNEL_MODELS])
+        defined = model_seconds(upstream, "defined_events")
+        identities = model_seconds(upstream, "int_identify_events")
+
+        ours_seconds: dict[int, tuple[float, float]] = {}
+        ours_levels: dict[int, dict[str, int]] = {}
+        for steps in STEP_COUNTS:
+            ours_seconds[steps] = build_ours(project, url, funnel_definitions(work, steps))
+            ours_levels[steps] = our_levels(url)
+            if steps == 5:
+                with Stopwatch() as exporting:
+                    exported = export_steps(url, work / "steps.csv")
+
+        engines = [ChDB(work), DuckDB(work)]
+        load_seconds, engine_seconds, engine_levels = {}, {}, {}
+        try:
+            for engine in engines:
+                with Stopwatch() as watch:
+                    engine.load(work / "steps.csv")
+                load_seconds[engine.name] = watch.seconds
+                for steps in STEP_COUNTS:
+                    seconds, levels = _median_seconds(lambda e=engine, s=steps: e.levels(s))
+                    engine_seconds[engine.name, steps] = seconds
+                    engine_levels[engine.name, steps] = levels
+        finally:
+            for engine in engines:
+                engine.close()
+
+        section.add(
+            f"{stored} shop events over {days} days, inserted directly in {loading.seconds:.0f} s "
+            f"({stored / loading.seconds:.0f} events/s: generate, validate, insert). Upstream, "
+            f"not compared: defined_events {defined:.1f} s, int_identify_events "
+            f"{identities:.1f} s. The {exported} step events of the 5-step funnel, with the "
+            f"person resolved, were exported to CSV in {exporting.seconds:.1f} s."
+        )
+        section.lines += ["", "Build time (median of three for the engines):", ""]
+        rows = [
+            (
+                "ours: fct_funnel_entries + mart_funnel_conversion (dbt, PostgreSQL)",
+                "—",
+                *(
+                    f"{sum(ours_seconds[s]):.2f} ({ours_seconds[s][0]:.2f} + "
+                    f"{ours_seconds[s][1]:.2f})"
+                    for s in STEP_COUNTS
+                ),
+            )
+        ]
+        for engine in engines:
+            rows.append(
+                (
+                    engine.name,
+                    f"{load_seconds[engine.name]:.2f}",
+                    *(f"{engine_seconds[engine.name, s]:.2f}" for s in STEP_COUNTS),
+                )
+            )
+        section.table(
+            ("engine", "load the CSV (s)", *(f"{s} steps (s)" for s in STEP_COUNTS)), rows
+        )
+        five = sum(ours_seconds[5])
+        section.add(
+            "ours ÷ engine at 5 steps: "
+            + ", ".join(f"{e.name} {five / engine_seconds[e.name, 5]:.1f} times" for e in engines)
+            + " (ours writes per-attempt facts and the per-day mart as well)"
+        )
+        section.lines += ["", "Persons who reached at least step k (5 steps):", ""]
+        shapes = [("ours", *at_least(ours_levels[5], 5))]
+        shapes += [(e.name, *at_least(engine_levels[e.name, 5], 5)) for e in engines]
+        section.table(("", *(f"step {k}" for k in range(1, 6))), shapes)
+        section.lines += [""]
+        for engine in engines:
+            for steps in STEP_COUNTS:
+                lower, equal, higher = differences(
+                    ours_levels[steps], engine_levels[engine.name, steps]
+                )
+                section.add(
+                    f"- {steps} steps, ours vs {engine.name}: {equal} persons agree, {lower} "
+                    f"lower in ours, {higher} higher in ours"
+                )
+        lower, equal, higher = differences(
+            engine_levels[engines[1].name, 5], engine_levels[engines[0].name, 5]
+        )
+        section.add(f"- 5 steps, DuckDB vs chDB: {equal} persons agree, {lower + higher} differ")
+    return section
