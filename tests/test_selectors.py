@@ -188,16 +188,19 @@ def _some(values: list[str], draw: Draw) -> str:
 
 
 def _part_of(value: str, operator: str, stray: bool, draw: Draw) -> str:
-    """A value for the operator that the given value passes, or (stray) most likely fails."""
-    if stray and draw(st.booleans()):
+    """A value for the operator that the given value passes, or (stray) most likely fails:
+    another value, a near miss, or a piece of the value from the wrong place."""
+    how = draw(st.sampled_from(["other", "near", "misplaced"])) if stray else "passes"
+    if how == "other":
         return _some(VALUES + NAMES, draw)
     part = value
-    if operator != "=" and value:
+    if (operator != "=" or how == "misplaced") and value:
         size = draw(st.integers(1, len(value)))
         start = {"^=": 0, "$=": len(value) - size}.get(operator)
-        start = draw(st.integers(0, len(value) - size)) if start is None else start
+        if start is None or how == "misplaced":
+            start = draw(st.integers(0, len(value) - size))
         part = value[start : start + size]
-    if stray:  # a near miss, often next to an escaped character
+    if how == "near":  # often next to an escaped character
         extra = _some(["x", "\\", '"', ";", "."], draw)
         part = part + extra if draw(st.booleans()) else extra + part
     return part
@@ -389,6 +392,9 @@ def matches(selector: str, target: Target = CHECKOUT) -> bool:
         ('[data-track="buy now"]', True),
         ("[data-track^=buy][data-track$=now]", True),
         ("[data-track^=buy][data-track$=then]", False),
+        ("[data-track^=buy][data-track$=buy]", False),  # 'buy' is in it, but not at the end
+        ("[data-track*=now][data-track$=buy]", False),
+        ("[data-track*=now][data-track$=now]", True),
         ("[id=cart]", True),
         ("[id^=ca]", True),
         ("[id$=rt]", True),
@@ -396,6 +402,9 @@ def matches(selector: str, target: Target = CHECKOUT) -> bool:
         ("[id]", True),
         ("[id=car]", False),
         ("#cart[id^=ca]", True),
+        ("[id^=c][id$=r]", False),  # 'r' is in 'cart', but not at the end
+        ("[id*=ar][id$=ar]", False),
+        ("[id*=ar][id$=rt]", True),
         ("#cart[id^=x]", False),
         ("#cart#cart", True),
         ("#cart#other", False),
