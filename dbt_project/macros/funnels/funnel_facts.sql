@@ -17,7 +17,9 @@
       2. queues the entry days it is about to change (`<table>__changes`, read by the mart);
       3. deletes the rows of new, changed and removed funnel versions, and the planned units'
          attempts from their points on;
-      4. inserts: funnels with a new version over all history, planned units from their points;
+      4. inserts: funnels with a new version over all history, planned units from their points
+         (one statement for device funnels, pushed down to the shards on Citus, one for user
+         funnels: funnel_facts_query);
       5. queues the entry days it wrote, records the versions and the identity periods.
 
     Recomputing from an attempt's entry reproduces it exactly when nothing before it changed,
@@ -37,7 +39,8 @@
 
     {%- call statement('walk_function') -%}
         create schema if not exists {{ adapter.quote(generate_schema_name('intermediate', none)) }};
-        {{ funnel_walk_function(funnel_walk_name()) }}
+        {{ funnel_walk_function(funnel_walk_name()) }};
+        {{ funnel_hold_values_function(funnel_hold_values_name()) }}
     {%- endcall -%}
 
     {%- if incremental %}
@@ -57,9 +60,7 @@
                 delete from {{ target_relation }}
             {%- endcall -%}
         {%- endif %}
-        {%- call statement('main') -%}
-            {{ distributed_insert(target_relation, sql) }}
-        {%- endcall -%}
+        {{ funnel_facts_insert(target_relation, sql) }}
         {%- if planned %}
             {%- call statement('queue_written') -%}
                 {{ funnel_queue_written(target_relation, versions) }}
@@ -81,9 +82,11 @@
         {%- call statement('create_side_tables') -%}
             {{ funnel_create_side_tables(side) }}
         {%- endcall -%}
-        {%- call statement('main') -%}
-            {{ distributed_insert(target_relation, sql) }}
-        {%- endcall -%}
+        {#- Commit the empty, distributed tables before filling them: Citus refuses a parallel
+            INSERT ... SELECT over shards created in the same transaction. Should the insert
+            fail, the next run finds an empty ledger and derives every funnel again. -#}
+        {{ adapter.commit() }}
+        {{ funnel_facts_insert(target_relation, sql) }}
         {%- do create_indexes(target_relation) -%}
     {%- endif %}
 
@@ -100,6 +103,18 @@
     {{ run_hooks(post_hooks, inside_transaction=False) }}
     {{ return({'relations': [target_relation]}) }}
 {%- endmaterialization %}
+
+
+{#- Step 4, one statement per unit (see funnel_facts_query): the model's SQL is the device
+    query, which Citus runs on the shards; the user query follows. -#}
+{% macro funnel_facts_insert(target_relation, device_sql) -%}
+    {%- call statement('main') -%}
+        {{ distributed_insert(target_relation, device_sql) }}
+    {%- endcall -%}
+    {%- call statement('main_user_units') -%}
+        {{ distributed_insert(target_relation, funnel_facts_query('user')) }}
+    {%- endcall -%}
+{%- endmacro %}
 
 
 {% macro funnel_side_tables(relation) -%}
@@ -149,20 +164,26 @@
 {%- endmacro %}
 
 
-{#- An event column chosen by name (data from the seed), never by building SQL from it. -#}
+{#- An event column chosen by name (data from the seed), never by building SQL from it. A searched
+    CASE: Citus mis-plans `case x when ...` on the shards (see defined_events). -#}
 {% macro funnel_breakdown_field(field, events) -%}
-    case {{ field }}
-        when 'type' then {{ events }}.type
-        when 'name' then {{ events }}.name
-        when 'page_url' then {{ events }}.page_url
-        when 'page_path' then {{ events }}.page_path
-        when 'page_title' then {{ events }}.page_title
-        when 'referrer' then {{ events }}.referrer
-        when 'target_text' then {{ events }}.target_text
-        when 'target_href' then {{ events }}.target_href
-        when 'utm_source' then {{ events }}.context #>> '{utm,source}'
-        when 'utm_medium' then {{ events }}.context #>> '{utm,medium}'
-        when 'utm_campaign' then {{ events }}.context #>> '{utm,campaign}'
+    {%- set columns = {
+        'type': events ~ '.type',
+        'name': events ~ '.name',
+        'page_url': events ~ '.page_url',
+        'page_path': events ~ '.page_path',
+        'page_title': events ~ '.page_title',
+        'referrer': events ~ '.referrer',
+        'target_text': events ~ '.target_text',
+        'target_href': events ~ '.target_href',
+        'utm_source': events ~ ".context #>> '{utm,source}'",
+        'utm_medium': events ~ ".context #>> '{utm,medium}'",
+        'utm_campaign': events ~ ".context #>> '{utm,campaign}'",
+    } -%}
+    case
+    {%- for name, column in columns.items() %}
+        when {{ field }} = '{{ name }}' then {{ column }}
+    {%- endfor %}
     end
 {%- endmacro %}
 

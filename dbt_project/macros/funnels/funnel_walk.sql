@@ -208,3 +208,34 @@ begin
 end
 $walk$;
 {%- endmacro %}
+
+
+{#-
+    funnel_hold_values(): an event's hold_constant values, as a JSON array in the order of the
+    names (a JSON array, stg_funnels.hold_constant); a missing property and JSON null are both
+    null. Null when the funnel holds nothing constant. A function, not a subquery over the
+    names: Citus cannot push a correlated subquery down next to a reference table.
+-#}
+{% macro funnel_hold_values_name() -%}
+    {{- return(adapter.quote(generate_schema_name('intermediate', none)) ~ '.funnel_hold_values') -}}
+{%- endmacro %}
+
+
+{% macro funnel_hold_values_function(name) -%}
+create or replace function {{ name }}(properties jsonb, names jsonb) returns jsonb
+language plpgsql immutable parallel safe
+as $hold$
+declare
+    held text;
+    found jsonb := '[]'::jsonb;
+begin
+    if coalesce(jsonb_array_length(names), 0) = 0 then
+        return null;
+    end if;
+    for held in select jsonb_array_elements_text(names) loop
+        found := found || jsonb_build_array(nullif(properties -> held, 'null'::jsonb));
+    end loop;
+    return found;
+end;
+$hold$
+{%- endmacro %}

@@ -22,7 +22,9 @@ decoded as (
         breakdown_property #>> '{}' as breakdown_property,
         attribution,
         attribution_step,
-        array(select jsonb_array_elements_text(hold_constant)) as hold_constant
+        -- A JSON array of names, kept as JSON: decoding it takes a subquery, which Citus cannot
+        -- run next to a reference table inside the funnel facts' pushed-down INSERT ... SELECT.
+        hold_constant
 
     from source
 
