@@ -305,6 +305,26 @@ def assert_definitions_match(settings: Settings, tmp_path: Path) -> None:
     assert clicked_checkout == [("click", "/cart")]
     # Nothing matched what the shopper did not do.
     assert not names & {"removed_from_cart", "logged_in", "searched_without_results"}
+    assert_one_checkout_conversion(settings)
+
+
+def assert_one_checkout_conversion(settings: Settings) -> None:
+    """The shopper converts once in the checkout funnel, as the person they identified as."""
+    with psycopg.connect(settings.database_url) as conn:
+        attempts = conn.execute(
+            "select unit_id, converted, furthest_step, entered_at, converted_at "
+            "from marts.fct_funnel_entries where funnel_name = 'browse_to_purchase' "
+            "order by entered_at"
+        ).fetchall()
+        purchased_at = conn.execute(
+            "select occurred_at from raw.events where name = 'purchase_completed'"
+        ).fetchone()[0]
+    converted = [a for a in attempts if a[1]]
+    assert len(converted) == 1, attempts
+    unit_id, _, furthest_step, entered_at, converted_at = converted[0]
+    assert unit_id == f"user:{USER_ID}"
+    assert furthest_step == 5
+    assert entered_at <= converted_at == purchased_at
 
 
 def flaky_proxy(upstream: str, shop_origin: str, failures: int) -> tuple[Starlette, list[int]]:
