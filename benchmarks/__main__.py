@@ -18,9 +18,9 @@ from benchmarks.common import machine_description
 BENCHMARKS = {
     "loader": "benchmarks.bench_loader",
     "freshness": "benchmarks.bench_freshness",
-    "funnels": "benchmarks.bench_funnels",
     "definitions": "benchmarks.bench_definitions",
     "funnel_engines": "benchmarks.bench_funnel_engines",
+    "funnels": "benchmarks.bench_funnels",
     "bi": "benchmarks.bench_bi",
     "dagster": "benchmarks.bench_dagster",
 }

@@ -90,7 +90,7 @@ def _normalized(rows: list[tuple]) -> list[tuple]:
 
 def run(quick: bool) -> Section:
     per_day = 1_500 if quick else 10_000
-    runs = 100 if quick else 500
+    runs = 100 if quick else 300
     section = Section(
         "5. BI reads: dashboard queries on the funnel mart",
         f"python -m benchmarks {'--quick ' if quick else ''}--only bi",

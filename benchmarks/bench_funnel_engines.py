@@ -25,6 +25,7 @@ with 10 and 20 conditions over the same export. Each engine query runs three tim
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import tempfile
@@ -52,6 +53,10 @@ STEP_COUNTS = (5, 10, 20)
 WINDOW_SECONDS = 7 * 86_400
 REPEATS = 3
 FUNNEL_MODELS = ("fct_funnel_entries", "mart_funnel_conversion")
+QUICK_EVENTS = 300_000
+FULL_EVENTS = 5_000_000
+ISSUE_EVENTS = 10_000_000
+EVENTS_VARIABLE = "RETROLYTICS_BENCH_FUNNEL_EVENTS"  # e.g. 10000000, the issue's size
 
 
 def funnel_definitions(work: Path, steps: int) -> Path:
@@ -218,8 +223,21 @@ def differences(ours: dict[str, int], theirs: dict[str, int]) -> tuple[int, int,
     return lower, equal, higher
 
 
+def event_count(quick: bool) -> int:
+    """The issue asks for 10M events; on a 2-core machine that alone takes longer than the whole
+    suite should (see RESULTS.md), so full mode loads FULL_EVENTS unless the variable says."""
+    if quick:
+        return QUICK_EVENTS
+    value = os.environ.get(EVENTS_VARIABLE, str(FULL_EVENTS))
+    if not value.isdigit() or int(value) < 10_000:
+        raise ValueError(
+            f"{EVENTS_VARIABLE} must be a whole number of events >= 10000; got {value!r}"
+        )
+    return int(value)
+
+
 def run(quick: bool) -> Section:
-    events = 300_000 if quick else 3_000_000
+    events = event_count(quick)
     days = 30
     section = Section(
         "4. Funnels: dbt facts and mart against chDB windowFunnel and DuckDB",
@@ -267,6 +285,14 @@ def run(quick: bool) -> Section:
             f"{identities:.1f} s. The {exported} step events of the 5-step funnel, with the "
             f"person resolved, were exported to CSV in {exporting.seconds:.1f} s."
         )
+        if events < ISSUE_EVENTS:
+            minutes = ISSUE_EVENTS / (stored / loading.seconds) / 60
+            section.add(
+                f"Scaled down: the issue asks for {ISSUE_EVENTS:,} events. At the rate above, "
+                f"loading them alone would take {minutes:.0f} min on this machine, and the "
+                "whole suite should finish in about 40; "
+                f"`{EVENTS_VARIABLE}={ISSUE_EVENTS}` runs the issue's size."
+            )
         section.lines += ["", "Build time (median of three for the engines):", ""]
         rows = [
             (
