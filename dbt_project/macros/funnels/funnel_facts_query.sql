@@ -16,7 +16,8 @@
 
     In an incremental run the materialization first writes a plan (`<table>__plan`: which units
     to recompute, from which attempt on); the query then reads only those units' events from
-    that point, plus every event of funnels whose version changed.
+    that point, plus every event of funnels whose version changed. The plan is distributed on
+    unit_id like the facts and joined on it, so those joins stay on the shards too.
 -#}
 {% macro funnel_facts_query(unit) -%}
 {%- set planned = funnel_facts_planned() -%}
@@ -41,7 +42,7 @@ matches as (
         and plan.unit_id = step_events.unit_id
         and step_events.occurred_at >= plan.from_at
     -- A bound known before the scan: older partitions and index ranges are skipped.
-    where step_events.occurred_at >= (select min(from_at) from {{ plan }})
+    where step_events.occurred_at >= {{ funnel_plan_lower_bound(unit, plan) }}
 
 ),
 {% else %}
@@ -225,6 +226,32 @@ final as (
 )
 
 select * from final
+{%- endmacro %}
+
+
+{#- SQL: a time before every planned point of the unit's funnels (funnel_write_plan), a constant
+    so that PostgreSQL skips older partitions before the scan. Each unit's join already reads
+    from its own point; this bound only narrows the scan.
+
+    Device units: a point is the window start, or the entry of an attempt that ended at or
+    after it. An attempt ends by its deadline, at most a conversion window after its entry, so
+    `since - the longest conversion window of the device funnels` precedes every point (only
+    unchanged funnels are planned, and they keep their window). It is a literal, read from the
+    funnels when the model compiles: Citus plans a scalar subquery apart, even one over the
+    funnels (a reference table), and then pulls the whole INSERT ... SELECT to the coordinator.
+
+    User units: persons whose devices changed are planned from the beginning, so the bound is
+    the plan's earliest point; that statement runs through the coordinator anyway. -#}
+{% macro funnel_plan_lower_bound(unit, plan) -%}
+    {%- if unit == 'user' -%}
+        (select min(from_at) from {{ plan }})
+    {%- else -%}
+        {%- set since = "'" ~ retro_window().since ~ "'::timestamptz" -%}
+        {%- set longest = run_query(
+            "select coalesce(max(conversion_window_seconds), 0) from " ~ ref('stg_funnels')
+            ~ " where unit = 'device'").columns[0].values()[0] -%}
+        {{ since }} - interval '{{ longest | int }} seconds'
+    {%- endif -%}
 {%- endmacro %}
 
 
