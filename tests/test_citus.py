@@ -8,6 +8,7 @@ PostgreSQL, and the check that nothing outside the switch branches on Citus.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -670,6 +671,23 @@ def test_dbt_models_are_distributed_with_the_events_and_match_one_postgres(
         assert contents == single_marts[table], table
 
 
+def explain(conn: psycopg.Connection, statement: str) -> str:
+    return "\n".join(line for (line,) in rows(conn, f"explain (costs off) {statement}"))
+
+
+def events_shard_count(conn: psycopg.Connection) -> int:
+    query = "select shard_count from citus_tables where table_name = 'raw.events'::regclass"
+    return rows(conn, query)[0][0]
+
+
+def assert_runs_on_the_workers(plan: str, shards: int) -> None:
+    """Pushed down: one task per shard inserts what it selects; no coordinator round trip."""
+    # Neither "pull to coordinator" nor "repartition".
+    assert "INSERT/SELECT method" not in plan, plan
+    assert "read_intermediate_result" not in plan, plan
+    assert f"Task Count: {shards}" in plan, plan
+
+
 @pytest.mark.citus
 @pytest.mark.integration
 @pytest.mark.parametrize(
@@ -678,7 +696,7 @@ def test_dbt_models_are_distributed_with_the_events_and_match_one_postgres(
         "marts/defined_events.sql",
         # The statement for `unit: device` funnels. Funnels by `unit: user` follow in a second
         # statement (funnel_facts_query), which must gather a person's devices from several
-        # shards, so Citus plans it through the coordinator.
+        # shards, so Citus plans it through the coordinator (see the windowed test below).
         "marts/funnels/fct_funnel_entries.sql",
     ],
 )
@@ -688,13 +706,67 @@ def test_per_device_models_run_on_the_workers(
     citus_url, target = built_on_citus
     statement = (target / "run" / "retrolytics" / "models" / compiled).read_text()
     with psycopg.connect(citus_url) as conn:
-        plan = "\n".join(line for (line,) in rows(conn, f"explain (costs off) {statement}"))
-        shards = rows(
-            conn, "select shard_count from citus_tables where table_name = 'raw.events'::regclass"
-        )[0][0]
-    # Pushed down: one task per shard inserts what it selects; no coordinator round trip.
-    assert "INSERT/SELECT method" not in plan, (
-        plan
-    )  # neither "pull to coordinator" nor "repartition"
-    assert "read_intermediate_result" not in plan, plan
-    assert f"Task Count: {shards}" in plan, plan
+        assert_runs_on_the_workers(explain(conn, statement), events_shard_count(conn))
+
+
+# The models whose statements a windowed run should keep on the workers (the user funnels aside).
+WINDOWED_MODELS = ("defined_events", "fct_funnel_entries")
+
+
+def model_inserts(log: Path) -> dict[str, list[str]]:
+    """The INSERT ... SELECT statements a dbt run executed into each of WINDOWED_MODELS, in order,
+    read from its JSON debug log (the statements the materializations ran, not their inputs)."""
+    target = re.compile(r'^\s*insert into "[^"]+"\."marts"\."(\w+)"[\s(]', re.MULTILINE)
+    inserts: dict[str, list[str]] = {name: [] for name in WINDOWED_MODELS}
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if event["info"]["name"] != "SQLQuery":
+            continue
+        sql = event["data"]["sql"]
+        found = target.search(sql)
+        if found and found.group(1) in inserts:
+            inserts[found.group(1)].append(sql)
+    return inserts
+
+
+@pytest.fixture
+def windowed_run(built_on_citus: tuple[str, Path], tmp_path: Path) -> dict[str, list[str]]:
+    """What the hourly runs do after the first build (the last hour, looking back a day), for
+    the models of WINDOWED_MODELS: the statements they inserted with."""
+    from retrolytics.language import dbt_runner
+
+    citus_url, _target = built_on_citus
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    logs = tmp_path / "windowed-logs"
+    debug_log = ["--log-path", str(logs), "--log-format-file", "json", "--log-level-file", "debug"]
+    dbt_runner.run_dbt(
+        ["run", "--select", *WINDOWED_MODELS, *debug_log],
+        database_url=citus_url,
+        target_path=tmp_path / "windowed-target",
+        dbt_vars={"start": iso(hour - timedelta(hours=1)), "end": iso(hour), "lookback_hours": 24},
+    )
+    return model_inserts(logs / "dbt.log")
+
+
+@pytest.mark.citus
+@pytest.mark.integration
+def test_windowed_runs_keep_devices_on_the_workers_and_gather_persons(
+    built_on_citus: tuple[str, Path], windowed_run: dict[str, list[str]]
+) -> None:
+    citus_url, _target = built_on_citus
+    [defined_events] = windowed_run["defined_events"]
+    # funnel_facts_query: first the `unit: device` funnels, then the `unit: user` ones.
+    device_funnels, user_funnels = windowed_run["fct_funnel_entries"]
+    assert "funnels.unit = 'device'" in device_funnels
+    assert "funnels.unit = 'user'" in user_funnels
+    with psycopg.connect(citus_url) as conn:
+        shards = events_shard_count(conn)
+        # The run followed a plan (units touched in the window, each from its own point), joined
+        # on unit_id, the distribution column the plan shares with the facts.
+        assert "fct_funnel_entries__plan" in device_funnels
+        assert rows(conn, "select count(*) from marts.fct_funnel_entries__plan")[0][0] > 0
+        assert_runs_on_the_workers(explain(conn, defined_events), shards)
+        assert_runs_on_the_workers(explain(conn, device_funnels), shards)
+        # A person's events sit on the shards of all its devices: Citus must bring them
+        # together, through the coordinator. Expected, and kept to this second statement.
+        assert "INSERT/SELECT method: pull to coordinator" in explain(conn, user_funnels)
