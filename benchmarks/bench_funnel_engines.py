@@ -239,9 +239,10 @@ def event_count(quick: bool) -> int:
 def run(quick: bool) -> Section:
     events = event_count(quick)
     days = 30
+    size = f"{EVENTS_VARIABLE}={events} " if not quick and events != FULL_EVENTS else ""
     section = Section(
         "4. Funnels: dbt facts and mart against chDB windowFunnel and DuckDB",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only funnel_engines",
+        f"{size}python -m benchmarks {'--quick ' if quick else ''}--only funnel_engines",
     )
     with scratch("engines") as settings, tempfile.TemporaryDirectory() as tmp:
         work, url = Path(tmp), settings.database_url
@@ -286,6 +287,7 @@ def run(quick: bool) -> Section:
             f"person resolved, were exported to CSV in {exporting.seconds:.1f} s."
         )
         if events < ISSUE_EVENTS:
+            section.lines.append("")
             minutes = ISSUE_EVENTS / (stored / loading.seconds) / 60
             section.add(
                 f"Scaled down: the issue asks for {ISSUE_EVENTS:,} events. At the rate above, "
@@ -317,6 +319,7 @@ def run(quick: bool) -> Section:
             ("engine", "load the CSV (s)", *(f"{s} steps (s)" for s in STEP_COUNTS)), rows
         )
         five = sum(ours_seconds[5])
+        section.lines.append("")
         section.add(
             "ours ÷ engine at 5 steps: "
             + ", ".join(f"{e.name} {five / engine_seconds[e.name, 5]:.1f} times" for e in engines)
