@@ -182,8 +182,13 @@ def write_config(paths: StackPaths, ports: Ports) -> None:
 
 
 def _random_cluster_id() -> str:
-    # Kafka's Uuid text form: URL-safe base64 of the 16 bytes, without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka's Uuid text form: URL-safe base64 of the 16 bytes, without padding. Like Kafka's
+    # Uuid.randomUuid, draw again when it starts with "-": the storage tool's argument parser
+    # would take such an id for an option (1 format in 64 failed before).
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def format_storage(paths: StackPaths, java: str, libs: Path) -> bool:
