@@ -315,13 +315,13 @@ class Warehouse:
         self.days = days  # oldest first; the last one is the new day
         self.new_day = days[-1]
 
-    def use(self, definitions_dir: Path) -> int:
-        """Compile ``definitions_dir`` into the seeds and load them; returns the definitions."""
+    def use(self, definitions_dir: Path) -> dbt_runner.CompiledSeed:
+        """Compile ``definitions_dir`` into the seeds and load them."""
         compiled = dbt_runner.compile_seed(definitions_dir, self.project)
         dbt(self.project, self.url, ["seed", "--full-refresh"])
         # Reloading a seed drops the views on it (cascade): build them again.
         dbt(self.project, self.url, ["run", "-s", "+defined_events", "--exclude", "defined_events"])
-        return compiled.definitions
+        return compiled
 
     def build_history(self, history: int) -> tuple[float, float]:
         """defined_events from scratch over the last ``history`` days before the new day."""
@@ -355,7 +355,7 @@ class Warehouse:
         return _count(self.url, "select count(*) from marts.defined_events")
 
 
-def history_growth(warehouse: Warehouse, per_day: int) -> list[tuple]:
+def history_growth(warehouse: Warehouse) -> list[tuple]:
     rows = []
     for history in HISTORY_DAYS:
         build, _ = warehouse.build_history(history)
@@ -369,8 +369,7 @@ def definitions_growth(warehouse: Warehouse, work: Path) -> list[tuple]:
     rows = []
     for count in DEFINITION_COUNTS:
         folder = write_definitions(work / f"definitions_{count}", count)
-        conditions = dbt_runner.compile_seed(folder, warehouse.project).conditions
-        warehouse.use(folder)
+        conditions = warehouse.use(folder).conditions
         build, _ = warehouse.build_history(7)
         runs = warehouse.daily_runs()
         rows.append((count, conditions, warehouse.defined_rows(), f"{build:.2f}", *runs))
@@ -462,9 +461,9 @@ def run(quick: bool) -> Section:
             "are dbt's execution time of defined_events, the invocation includes dbt's start-up."
         )
         warehouse = Warehouse(settings.database_url, dbt_project_copy(work), days)
-        shipped = warehouse.use(SHIPPED_DEFINITIONS)
+        shipped = warehouse.use(SHIPPED_DEFINITIONS).definitions
         started = time.perf_counter()
-        history = history_growth(warehouse, per_day)
+        history = history_growth(warehouse)
         section.lines += ["", f"History ({shipped} shipped definitions):", ""]
         section.table(
             (
