@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -69,6 +70,22 @@ def settings(stack, database_url: str, topic: str) -> Settings:
         topic=topic,
         consumer_group=f"test-loader-{uuid.uuid4().hex[:8]}",
     )
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path) -> Path:
+    """An empty Dagster instance folder whose SQLite storage already exists.
+
+    Two Dagster processes that create that storage at the same moment race on its tables
+    ("table runs already exists"), so tests that start several processes create it first.
+    """
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs()
+    return home
 
 
 # -- Citus: tests marked `citus` run on a local coordinator with two workers ---------------------

@@ -236,7 +236,7 @@ def _waiting_for_the_warehouse(settings: Settings) -> int:
 
 
 def test_concurrent_partition_runs_take_turns(
-    defs: dg.Definitions, settings: Settings, tmp_path: Path
+    defs: dg.Definitions, settings: Settings, dagster_home: Path
 ) -> None:
     from orchestration.assets.dbt import WAREHOUSE_LOCK_KEY
 
@@ -250,7 +250,7 @@ def test_concurrent_partition_runs_take_turns(
     dagster = Path(sys.executable).with_name("dagster")
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(tmp_path),
+        "DAGSTER_HOME": str(dagster_home),
         "RETROLYTICS_DATABASE_URL": settings.database_url,
         "RETROLYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "RETROLYTICS_TOPIC": settings.topic,
@@ -274,7 +274,9 @@ def test_concurrent_partition_runs_take_turns(
         ]
         deadline = time.monotonic() + 240
         while _waiting_for_the_warehouse(settings) < 2:
-            assert all(run.poll() is None for run in runs), "a run ended before it queued"
+            for run in runs:
+                if run.poll() is not None:
+                    pytest.fail(f"a run ended before it queued:\n{run.communicate()[0][-4000:]}")
             assert time.monotonic() < deadline, "the runs did not queue for the warehouse"
             time.sleep(0.5)
         holder.execute("select pg_advisory_unlock(%s)", (WAREHOUSE_LOCK_KEY,))

@@ -112,15 +112,15 @@ def loaded_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def dagster_server(loaded_settings: Settings, tmp_path: Path) -> Iterator[DagsterServer]:
+def dagster_server(
+    loaded_settings: Settings, dagster_home: Path, tmp_path: Path
+) -> Iterator[DagsterServer]:
     from orchestration.project import prepare
 
     prepare()
-    home = tmp_path / "dagster_home"
-    home.mkdir()
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
         "RETROLYTICS_DATABASE_URL": loaded_settings.database_url,
         "RETROLYTICS_KAFKA_BOOTSTRAP": loaded_settings.kafka_bootstrap,
         "RETROLYTICS_TOPIC": loaded_settings.topic,
