@@ -52,8 +52,11 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   later events arrive; then a later run re-derives it).
 
 So a unit enters again only after its previous attempt converted, expired, broke or was
-excluded. Values of ``hold_constant`` properties compare as JSON values; a missing property and
-JSON null are the same value (null equals null).
+excluded. A consequence: a unit's furthest step can be lower than that of the best window from
+*any* step-1 event (ClickHouse's ``windowFunnel``): a step-1 event inside a live attempt starts
+nothing, even when the steps after it would fit in a window of its own but come after the
+attempt's deadline. Values of ``hold_constant`` properties compare as JSON values; a missing
+property and JSON null are the same value (null equals null).
 
 Facts: one row per attempt: entry time and event, the time each step was filled (null when
 not), the furthest step, converted yes/no, time to convert, the outcome, and the breakdown value:
