@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+import time
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 DEFAULT_PARTITIONS = 6
+
+# What a partition of a just-created topic answers until its leader is in place.
+_NOT_LED_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 # Nothing acknowledged may be lost: wait for every in-sync replica, and let the broker drop the
 # duplicates that producer retries would otherwise write.
@@ -32,6 +41,27 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITION
     except KafkaException as exc:
         if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
             raise
+        return  # created by someone else meanwhile, with a partition count of their choice
+    _wait_until_led(admin, topic, partitions)
+
+
+def _wait_until_led(admin: AdminClient, topic: str, partitions: int, timeout: float = 30) -> None:
+    """Return once the broker answers offset requests for every partition of a new topic.
+
+    The controller acknowledges a new topic before the broker has become its partitions' leader;
+    in that gap a watermark query fails with NOT_LEADER_FOR_PARTITION (producers would retry).
+    """
+    latest = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            for future in admin.list_offsets(latest, request_timeout=10).values():
+                future.result()
+            return
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_LED_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def delete_topic(bootstrap: str, topic: str) -> None:
