@@ -55,12 +55,6 @@
             {{ distributed_insert(target_relation, sql) }}
         {%- endcall -%}
         {%- do create_indexes(target_relation) -%}
-        {#- Models built next join this table at once, long before autovacuum analyzes it; without
-            statistics the planner guessed 79 rows where there were 58k (benchmarks/RESULTS.md,
-            notes, cost 3). Later windowed runs change a small share and leave it to autovacuum. -#}
-        {%- call statement('analyze') -%}
-            analyze {{ target_relation }}
-        {%- endcall -%}
     {%- endif %}
 
     {%- call statement('record_versions') -%}
