@@ -6,6 +6,7 @@ also used by test_definitions_injection.py and test_pr_check.py.
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -386,6 +387,35 @@ def test_removed_definitions_disappear_and_new_ones_cover_all_history(warehouse)
         )
     ]
     assert min(times) < WINDOW_START
+
+
+def raw_partition_scans(warehouse: Warehouse, dbt_vars: dict[str, Any]) -> tuple[set, set]:
+    """(partitions read, partitions in the plan) of defined_events' SELECT for this window."""
+    warehouse.dbt("compile", "--select", "defined_events", dbt_vars=dbt_vars)
+    [compiled] = (warehouse.project_dir / "target" / "compiled").rglob("defined_events.sql")
+    with psycopg.connect(warehouse.database_url) as conn:
+        plan = "\n".join(
+            line
+            for (line,) in conn.execute(
+                f"explain (analyze, costs off, timing off, summary off) {compiled.read_text()}"
+            )
+        )
+    scan = r" on (events_\d{8})(?: \w+)? \((actual rows|never executed)"
+    found = re.findall(scan, plan)
+    return {name for name, how in found if how == "actual rows"}, {name for name, _ in found}
+
+
+def test_a_window_run_reads_history_only_for_a_new_or_changed_definition(warehouse):
+    warehouse.derive()
+    read, planned = raw_partition_scans(warehouse, WINDOW)
+    assert read == {"events_20261120"}  # the window's day only
+    assert len(planned) > 1
+
+    warehouse.edit_definitions("browse.yml", "like: /product/*\n", "like: /product/11*\n")
+    warehouse.compile()
+    warehouse.dbt("seed", "--select", "event_definitions")
+    read, planned = raw_partition_scans(warehouse, WINDOW)
+    assert read == planned  # the changed definition is derived over every day
 
 
 def test_a_late_event_is_picked_up_by_the_lookback(warehouse):

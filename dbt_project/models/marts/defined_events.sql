@@ -10,8 +10,9 @@
 }}
 -- depends_on: {{ ref('int_event_definition_versions') }}
 
--- Every CTE is used once, so PostgreSQL and Citus inline them: the whole INSERT ... SELECT then
--- runs on each shard of raw.events (conditions are a reference table), never on the coordinator.
+-- Every CTE is inlined (used once, or NOT MATERIALIZED), so PostgreSQL and Citus see one query:
+-- the whole INSERT ... SELECT runs on each shard of raw.events (conditions are a reference
+-- table), never on the coordinator.
 
 with
 
@@ -26,7 +27,7 @@ derived_conditions as (
 ),
 
 -- New and changed definitions (all of them on a first build): derived over all history.
-rederived_conditions as (
+rederived_conditions as not materialized (
 
     select compiled.*
     from {{ ref('stg_event_definitions') }} as compiled
@@ -46,12 +47,15 @@ window_matches as (
 
 ),
 
+-- The EXISTS names no outer column, so PostgreSQL checks it once, before the join: a daily run
+-- with no new or changed definition reads none of history (without it, every partition).
 history_matches as (
 
     select c.definition_name, c.content_hash, e.*
     from rederived_conditions as c
     inner join {{ ref('stg_events') }} as e
         on {{ condition_matches('e', 'c') }}
+    where exists (select 1 from rederived_conditions)
 
 ),
 
