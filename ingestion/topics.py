@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 DEFAULT_PARTITIONS = 6
-
-# What a partition of a just-created topic answers until its leader is in place.
-_NOT_LED_YET = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-}
 
 # Nothing acknowledged may be lost: wait for every in-sync replica, and let the broker drop the
 # duplicates that producer retries would otherwise write.
@@ -49,7 +42,9 @@ def _wait_until_led(admin: AdminClient, topic: str, partitions: int, timeout: fl
     """Return once the broker answers offset requests for every partition of a new topic.
 
     The controller acknowledges a new topic before the broker has become its partitions' leader;
-    in that gap a watermark query fails with NOT_LEADER_FOR_PARTITION (producers would retry).
+    in that gap offset queries fail with NOT_LEADER_FOR_PARTITION, UNKNOWN_LEADER_EPOCH and the
+    like (producers would retry, a consumer's watermark query does not). The topic exists, so any
+    error is taken as that gap until the deadline.
     """
     latest = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
     deadline = time.monotonic() + timeout
@@ -58,8 +53,8 @@ def _wait_until_led(admin: AdminClient, topic: str, partitions: int, timeout: fl
             for future in admin.list_offsets(latest, request_timeout=10).values():
                 future.result()
             return
-        except KafkaException as exc:
-            if exc.args[0].code() not in _NOT_LED_YET or time.monotonic() > deadline:
+        except KafkaException:
+            if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
