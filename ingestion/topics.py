@@ -20,21 +20,23 @@ RELIABLE_PRODUCER_CONFIG = {
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
-    """Create the topic if it does not exist yet; an existing topic is left as it is."""
+    """Create the topic if it does not exist yet (an existing topic is left as it is), and
+    return once every partition has its leader."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    metadata = admin.list_topics(timeout=15)
-    if topic in metadata.topics and metadata.topics[topic].error is None:
-        return
-    futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
-        operation_timeout=30,
-    )
-    try:
-        futures[topic].result(timeout=30)
-    except KafkaException as exc:
-        if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-            raise
-        return  # created by someone else meanwhile, with a partition count of their choice
+    existing = admin.list_topics(timeout=15).topics.get(topic)
+    if existing is None or existing.error is not None:
+        futures = admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+            operation_timeout=30,
+        )
+        try:
+            futures[topic].result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+            existing = admin.list_topics(topic, timeout=15).topics[topic]  # someone else's
+    if existing is not None and existing.error is None:
+        partitions = len(existing.partitions)
     _wait_until_led(admin, topic, partitions)
 
 
