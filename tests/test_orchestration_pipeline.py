@@ -255,33 +255,43 @@ def test_concurrent_partition_runs_take_turns(
         "RETROLYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "RETROLYTICS_TOPIC": settings.topic,
     }
-    with psycopg.connect(settings.database_url, autocommit=True) as holder:
-        holder.execute("select pg_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,))
-        runs = [
-            subprocess.Popen(
-                [
-                    str(dagster),
-                    *("asset", "materialize", "-m", "orchestration.definitions"),
-                    *("--select", "*", "--partition", _partition_of(day)),
-                ],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for day in (YESTERDAY, TODAY - timedelta(days=2))
-        ]
-        deadline = time.monotonic() + 240
-        while _waiting_for_the_warehouse(settings) < 2:
-            for run in runs:
-                if run.poll() is not None:
-                    pytest.fail(f"a run ended before it queued:\n{run.communicate()[0][-4000:]}")
-            assert time.monotonic() < deadline, "the runs did not queue for the warehouse"
-            time.sleep(0.5)
-        holder.execute("select pg_advisory_unlock(%s)", (WAREHOUSE_LOCK_KEY,))
-    outputs = [run.communicate(timeout=400)[0] for run in runs]
-    for run, output in zip(runs, outputs, strict=True):
+    # Output goes to files: a pipe nobody reads while the runs wait could fill and block them.
+    logs = [dagster_home.parent / f"run_{i}.log" for i in range(2)]
+    days = (YESTERDAY, TODAY - timedelta(days=2))
+    runs: list[subprocess.Popen] = []
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True) as holder:
+            holder.execute("select pg_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,))
+            for day, log in zip(days, logs, strict=True):
+                with log.open("w") as out:
+                    command = [
+                        str(dagster),
+                        *("asset", "materialize", "-m", "orchestration.definitions"),
+                        *("--select", "*", "--partition", _partition_of(day)),
+                    ]
+                    runs.append(
+                        subprocess.Popen(
+                            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                        )
+                    )
+            deadline = time.monotonic() + 240
+            while _waiting_for_the_warehouse(settings) < 2:
+                for run, log in zip(runs, logs, strict=True):
+                    if run.poll() is not None:
+                        tail = log.read_text()[-4000:]
+                        pytest.fail(f"a run ended before it queued:\n{tail}")
+                assert time.monotonic() < deadline, "the runs did not queue for the warehouse"
+                time.sleep(0.5)
+            holder.execute("select pg_advisory_unlock(%s)", (WAREHOUSE_LOCK_KEY,))
+        for run in runs:
+            run.wait(timeout=400)
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    for run, log in zip(runs, logs, strict=True):
+        output = log.read_text()
         assert run.returncode == 0, output[-4000:]
         assert "another dbt run is using this warehouse" in output
     assert _defined_events_digest(settings) == expected
