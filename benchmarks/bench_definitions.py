@@ -68,7 +68,10 @@ def without_jit_hook(project: Path) -> Path:
     """Drop the marts' ``set jit = off`` pre-hook from a project copy, to measure with JIT."""
     config = project / "dbt_project.yml"
     lines = config.read_text().splitlines(keepends=True)
-    config.write_text("".join(line for line in lines if line.strip() != JIT_HOOK))
+    kept = [line for line in lines if line.strip() != JIT_HOOK]
+    if len(kept) != len(lines) - 1:
+        raise RuntimeError(f"{config} should hold the line {JIT_HOOK!r} exactly once")
+    config.write_text("".join(kept))
     return project
 
 

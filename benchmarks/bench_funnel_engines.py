@@ -255,7 +255,7 @@ def explained_by_reentry(
     reaches exactly our step: its better window starts at a step-1 event inside one of our
     attempts, which our non-overlapping attempts do not take as a new start."""
     return sum(
-        ours.get(unit, 0) < level and from_our_entries.get(unit, 0) == ours.get(unit, 0)
+        unit in ours and ours[unit] < level and from_our_entries.get(unit) == ours[unit]
         for unit, level in theirs.items()
     )
 
