@@ -176,6 +176,50 @@ def test_regex_that_postgresql_reads_differently(tmp_path, pattern, reason):
     assert reason in problem.message
 
 
+def test_cli_refuses_the_regex_postgresql_takes_seconds_on(tmp_path, capsys):
+    # '^(a*)*\1b$' over 60,000 a's and a b kept PostgreSQL busy for 16 s.
+    write(tmp_path, "a.yml", definition("- type: click\n  href: {regex: '^(a*)*\\1b$'}"))
+    assert cli.main(["definitions", "check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "a.yml:7: event definition 'some_event': match[0].href.regex: invalid regex" in out
+    assert "nested quantifiers: the group '(a*)' is repeated" in out
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"^(a)\1$", "back-references like '\\1' are not supported"),
+        (r"(a)(b)\2", "back-references like '\\2' are not supported"),
+        (r"(a*)*", "the group '(a*)' is repeated"),
+        (r"^(?:/[a-z]+)+$", "the group '(?:/[a-z]+)' is repeated"),
+        (r"(?:x(?:ab?))*", "the group '(?:x(?:ab?))' is repeated"),
+        (r"(?:a{1,50}){1,50}", "the group '(?:a{1,50})' is repeated"),
+        (r"(a*){2}", "the group '(a*)' is repeated"),
+        (r"(?:a*?)+", "the group '(?:a*?)' is repeated"),
+    ],
+)
+def test_regex_postgresql_may_run_without_bound(tmp_path, pattern, reason):
+    write(tmp_path, "a.yml", definition(f"- url:\n    regex: '{pattern}'"))
+    problem = only_problem(tmp_path)
+    assert problem.line == 7
+    assert reason in problem.message
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"^/product/[0-9]+/reviews$",
+        r"^/shop(?:/[a-z]+)?$",  # '?' repeats nothing
+        r"^(?:en|de)/(?:ab){2}x*$",
+        r"(a|aa)*b",  # PostgreSQL runs alternation in a DFA, however ambiguous
+        r"^(?=.*cart)[a-z/]+$",
+    ],
+)
+def test_regex_postgresql_runs_in_bounded_time_is_accepted(tmp_path, pattern):
+    write(tmp_path, "a.yml", definition(f"- url:\n    regex: '{pattern}'"))
+    assert problems_of(tmp_path) == []
+
+
 def test_empty_match(tmp_path):
     write(tmp_path, "a.yml", GOOD.split("    match:")[0] + "    match: []\n")
     problem = only_problem(tmp_path)

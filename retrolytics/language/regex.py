@@ -12,6 +12,22 @@ differences this guards against:
 - Embedded flags: only ``(?i)`` at the very start, which both engines honour.
 - ``{,n}`` and bounds above 255 are Python-only; POSIX classes ``[[:alpha:]]`` are ARE-only.
 
+The subset is also one PostgreSQL runs in bounded time, since a definition's regex meets every
+event and one hostile value must not hold a build:
+
+- No back-references (``\\1`` … ``\\9``). With one, PostgreSQL backtracks:
+  ``repeat('a', 60000) || 'b' ~ '^(a*)*\\1b$'`` took 16 s. Without one it runs a DFA, linear in
+  the text (the same string against ``^(a*)*b$`` took 3 ms).
+- No nested quantifiers: a group repeated by ``*``, ``+`` or a bound above 1 may not hold a
+  quantifier itself (``(a*)*``, ``(?:/[a-z]+)+``, ``(?:a{1,50}){1,50}``). PostgreSQL expands
+  bounded repeats when compiling and nested ones multiply: ``(?:a{1,255}){1,255}`` compiles in
+  0.5 s per session, three levels are "too complex"; backtracking engines (Python's included)
+  go exponential on them. Write the repetition once: ``a*``, ``/[/a-z]+``. ``?`` around a
+  quantified group (``(?:/[a-z]+)?``) repeats nothing and is allowed.
+- Lookarounds are allowed; each is tried at every position, so a quantifier inside one costs
+  time quadratic in the value (``(?=.*c)`` over 4,096 characters: 37 ms). The contract bounds
+  every matched value (``ingestion/contract.py``), and dbt runs carry a ``statement_timeout``.
+
 Where a pattern passes here, ``pr-check`` still compiles it in PostgreSQL before building.
 """
 
@@ -20,11 +36,13 @@ from __future__ import annotations
 import re
 import string
 import warnings
+from dataclasses import dataclass
 
 MAX_PATTERN_LENGTH = 1000
 MAX_BOUND = 255  # RE_DUP_MAX in PostgreSQL's regex engine
 
-_ESCAPES_OUTSIDE = set("dDsSwWAZntrfv123456789")
+_ESCAPES_OUTSIDE = set("dDsSwWAZntrfv")
+_BACK_REFERENCES = set("123456789")
 _ESCAPES_INSIDE = set("dswntrfv")
 _BOUND = re.compile(r"\{(\d+)(?:(,)(\d*))?\}")
 _QUANTIFIERS = set("*+?")
@@ -56,41 +74,94 @@ def check_regex(pattern: str) -> None:
     _check_portable(pattern)
 
 
+@dataclass
+class _Group:
+    start: int
+    holds_quantifier: bool = False  # a quantifier anywhere inside, at any depth
+
+
 def _check_portable(pattern: str) -> None:
+    open_groups: list[_Group] = []  # outermost first
     position = 0
     after_quantifier = False
+    closed_group: _Group | None = None  # the atom just scanned, when it is a group
     while position < len(pattern):
         char = pattern[position]
-        if char == "\\":
-            _check_escape(pattern, position, _ESCAPES_OUTSIDE)
-            position += 2
-            after_quantifier = False
-        elif char == "[":
-            position = _skip_bracket(pattern, position)
-            after_quantifier = False
-        elif char == "(" and pattern.startswith("(?", position):
-            position = _check_group_opening(pattern, position)
-            after_quantifier = False
-        elif char == "{":
-            position = _check_bound(pattern, position)
-            after_quantifier = True
-        elif char in _QUANTIFIERS:
-            if after_quantifier and char == "+":
+        if char == "{" or char in _QUANTIFIERS:
+            if char == "{":
+                end, repeats = _check_bound(pattern, position)
+            elif after_quantifier and char == "+":
                 raise RegexProblem(
                     "possessive quantifiers (like 'a*+') exist only in Python", position
                 )
-            # "*?" is a lazy quantifier in both engines; what follows it is a new atom.
-            after_quantifier = not (after_quantifier and char == "?")
+            elif after_quantifier and char == "?":
+                # "*?" is a lazy quantifier in both engines; what follows it is a new atom.
+                after_quantifier = False
+                position += 1
+                continue
+            else:
+                end, repeats = position + 1, char != "?"
+            _check_quantified(pattern, open_groups, closed_group, repeats, position)
+            position, after_quantifier, closed_group = end, True, None
+            continue
+        closed_group = None
+        if char == "\\":
+            _check_escape(pattern, position, _ESCAPES_OUTSIDE)
+            position += 2
+        elif char == "[":
+            position = _skip_bracket(pattern, position)
+        elif char == "(":
+            start = position
+            position = (
+                _check_group_opening(pattern, position)
+                if pattern.startswith("(?", position)
+                else position + 1
+            )
+            if pattern[start:position] != "(?i)":  # a flag, not a group
+                open_groups.append(_Group(start))
+        elif char == ")":
+            closed_group = open_groups.pop()  # re.compile has checked the parentheses balance
+            if open_groups and closed_group.holds_quantifier:
+                open_groups[-1].holds_quantifier = True
             position += 1
         else:
-            after_quantifier = False
             position += 1
+        after_quantifier = False
+
+
+def _check_quantified(
+    pattern: str,
+    open_groups: list[_Group],
+    quantified: _Group | None,
+    repeats: bool,
+    position: int,
+) -> None:
+    """Refuse a repeated group that holds a quantifier; note the quantifier in its group."""
+    if repeats and quantified is not None and quantified.holds_quantifier:
+        group = pattern[quantified.start : position]
+        shown = group if len(group) <= 40 else group[:39] + "…"
+        raise RegexProblem(
+            f"nested quantifiers: the group '{shown}' is repeated and holds a quantifier "
+            "itself; PostgreSQL compiles nested repeats into a blown-up automaton (and "
+            "backtracking engines take exponential time), so repeat once instead, e.g. 'a*' "
+            "for '(a*)*', '/[/a-z]+' for '(?:/[a-z]+)+'",
+            position,
+        )
+    if open_groups:
+        open_groups[-1].holds_quantifier = True
 
 
 def _check_escape(pattern: str, position: int, allowed: set[str]) -> None:
     escaped = pattern[position + 1 : position + 2]
     if not escaped.isalnum():
         return  # an escaped punctuation mark or space is that character in both engines
+    if allowed is _ESCAPES_OUTSIDE and escaped in _BACK_REFERENCES:
+        raise RegexProblem(
+            f"back-references like '\\{escaped}' are not supported: PostgreSQL backtracks to "
+            "match them, and one long value can hold a build for many seconds; spell the "
+            "repeated text out instead",
+            position,
+        )
     if escaped == "b":
         raise RegexProblem(
             "'\\b' is a word boundary in Python but a backspace in PostgreSQL; "
@@ -98,17 +169,13 @@ def _check_escape(pattern: str, position: int, allowed: set[str]) -> None:
             position,
         )
     if escaped not in allowed:
-        supported = " ".join("\\" + e for e in sorted(allowed) if not e.isdigit())
-        if allowed is _ESCAPES_OUTSIDE:
-            supported += ", \\1-\\9"
+        supported = " ".join("\\" + e for e in sorted(allowed))
         where = "inside [...] " if allowed is _ESCAPES_INSIDE else ""
         raise RegexProblem(
             f"the escape '\\{escaped}' {where}does not mean the same in Python and PostgreSQL "
             f"(supported: {supported} and escaped punctuation)",
             position,
         )
-    if escaped.isdigit() and pattern[position + 2 : position + 3].isdigit():
-        raise RegexProblem("back-references above \\9 read differently in PostgreSQL", position)
 
 
 def _skip_bracket(pattern: str, start: int) -> int:
@@ -150,7 +217,8 @@ def _check_group_opening(pattern: str, position: int) -> int:
     )
 
 
-def _check_bound(pattern: str, position: int) -> int:
+def _check_bound(pattern: str, position: int) -> tuple[int, bool]:
+    """Check a bound like {2,5}; return the position after it and whether it repeats."""
     bound = _BOUND.match(pattern, position)
     if bound is None:
         raise RegexProblem(
@@ -160,7 +228,8 @@ def _check_bound(pattern: str, position: int) -> int:
     numbers = [int(n) for n in (bound.group(1), bound.group(3)) if n]
     if any(n > MAX_BOUND for n in numbers):
         raise RegexProblem(f"PostgreSQL allows bounds up to {MAX_BOUND}", position)
-    return bound.end()
+    unbounded = bound.group(2) is not None and not bound.group(3)
+    return bound.end(), unbounded or numbers[-1] > 1
 
 
 def literal_pattern(text: str) -> str:
