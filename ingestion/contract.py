@@ -42,6 +42,9 @@ from pydantic import (
 )
 
 MAX_MESSAGE_BYTES = 64 * 1024
+# Deeper JSON than this is refused: Python's json and json.dumps recurse per level, and no
+# event needs more (properties and context are small objects).
+MAX_JSON_DEPTH = 32
 MAX_HIERARCHY_DEPTH = 100
 MAX_TEXT_LENGTH = 255
 MAX_ATTRIBUTE_LENGTH = 1024
@@ -235,6 +238,31 @@ def _storable(value: Any) -> Any:
     return value
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def check_json_depth(payload: bytes) -> None:
+    """Raise ContractViolation when arrays and objects nest deeper than ``MAX_JSON_DEPTH``.
+
+    Scans the bytes without recursion, so a hostile depth cannot exhaust the stack. Cheap for
+    ordinary messages: fewer brackets than the limit cannot nest too deep, so they are not scanned.
+    """
+    if payload.count(b"{") + payload.count(b"[") <= MAX_JSON_DEPTH:
+        return
+    depth = deepest = 0
+    for byte in _JSON_STRING.sub(b'""', payload):
+        if byte in b"{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"}]":
+            depth -= 1
+    if deepest > MAX_JSON_DEPTH:
+        raise ContractViolation(
+            f"message nests arrays/objects {deepest} levels deep, more than the "
+            f"{MAX_JSON_DEPTH}-level limit"
+        )
+
+
 def _refuse_constant(name: str) -> Any:
     raise ContractViolation(f"message is not JSON: {name} is not a JSON value")
 
@@ -251,6 +279,7 @@ def parse_message(payload: bytes | None) -> RawEvent:
         raise ContractViolation(
             f"message is {len(payload)} bytes, larger than the {MAX_MESSAGE_BYTES}-byte limit"
         )
+    check_json_depth(payload)
     if not _NEEDS_SLOW_PATH.search(payload):
         # Fast path: pydantic parses and validates the bytes in one go. Anything it refuses
         # takes the slow path below, which names the problem precisely.
@@ -268,6 +297,8 @@ def parse_message(payload: bytes | None) -> RawEvent:
         document = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise ContractViolation(f"message is not JSON: {exc.msg} at character {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
+        raise ContractViolation(f"message is not storable JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ContractViolation(f"message is JSON {type(document).__name__}, not an object")
     try:
@@ -305,6 +336,16 @@ def check_time_bounds(occurred_at: datetime, received_at: datetime) -> None:
         )
 
 
+def _json_column(value: Any, field: str) -> str:
+    """JSON text for a jsonb column. A number JSON can spell but jsonb cannot hold (1e999 parses
+    to infinity) or Python cannot print (an integer of thousands of digits) refuses the event
+    here, naming the field, instead of failing the whole batch's COPY."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError as exc:
+        raise ContractViolation(f"{field}: holds a number that cannot be stored ({exc})") from None
+
+
 def _unknown_fields(event: RawEvent) -> dict[str, Any]:
     extra = dict(event.model_extra or {})
     if event.page is not None and event.page.model_extra:
@@ -340,9 +381,9 @@ def to_row(
         normalise_text(target.text) if target else None,
         element.attributes.get("href") if element else None,
         canonical_hierarchy(target) if target else None,
-        json.dumps(event.properties),
-        json.dumps(event.context),
-        json.dumps(_unknown_fields(event)),
+        _json_column(event.properties, "properties"),
+        _json_column(event.context, "context"),
+        _json_column(_unknown_fields(event), "unknown fields"),
         partition,
         offset,
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -43,6 +43,39 @@ _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 _OCCURRED_AT = EVENT_COLUMNS.index("occurred_at")
 _PARTITION = EVENT_COLUMNS.index("source_partition")
 _OFFSET = EVENT_COLUMNS.index("source_offset")
+
+
+GAVE_UP_EXIT_CODE = 75  # EX_TEMPFAIL: a supervisor should start the loader again later
+
+# What an outage of PostgreSQL or Kafka raises; anything else is a bug and stops the loader.
+OUTAGE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, KafkaException)
+
+
+class LoaderGaveUp(RuntimeError):
+    """Too many consecutive failures: the outage outlasted the retry policy."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential back-off between retries, capped; ``max_failures`` consecutive failures end
+    the loader (exit code ``GAVE_UP_EXIT_CODE``) so that a supervisor notices."""
+
+    max_failures: int = 10
+    first_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 1))
+
+
+def _is_transient(error: KafkaError) -> bool:
+    """Errors librdkafka recovers from by itself (broker down, connection refused, timeouts)."""
+    return error.retriable() or error.code() in (
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError._RESOLVE,
+    )
 
 
 @dataclass
@@ -107,30 +140,35 @@ class Record:
 # -- writing a batch ------------------------------------------------------------------------
 
 
+def _row_or_reason(record: Record) -> tuple[tuple | None, str | None]:
+    """The message's row, or why it cannot be one. Never raises: one message that trips an
+    unforeseen error must not stop the partition behind it, so it becomes a dead letter too."""
+    try:
+        event = parse_message(record.value)
+        row = to_row(
+            event,
+            received_at=record.broker_time,
+            partition=record.partition,
+            offset=record.offset,
+        )
+    except ContractViolation as violation:
+        return None, violation.reason
+    except Exception as exc:
+        log.warning("message %s:%d failed to parse", record.partition, record.offset, exc_info=True)
+        return None, f"message could not be parsed ({type(exc).__name__}: {exc})"[:1000]
+    return row, None
+
+
 def _rows_and_dead_letters(records: Sequence[Record]) -> tuple[list[tuple], list[tuple]]:
     rows, dead = [], []
     for record in records:
-        try:
-            event = parse_message(record.value)
-            row = to_row(
-                event,
-                received_at=record.broker_time,
-                partition=record.partition,
-                offset=record.offset,
-            )
-        except ContractViolation as violation:
-            dead.append(
-                (
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    violation.reason,
-                )
-            )
-        else:
+        row, reason = _row_or_reason(record)
+        if row is not None:
             rows.append(row)
+        else:
+            dead.append(
+                (record.topic, record.partition, record.offset, record.key, record.value, reason)
+            )
     return rows, dead
 
 
@@ -245,14 +283,17 @@ class Loader:
         batch_size: int = 5000,
         max_batch_seconds: float = 1.0,
         report_every_seconds: float = 10.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.batch_size = batch_size
         self.max_batch_seconds = max_batch_seconds
         self.report_every_seconds = report_every_seconds
+        self.retry = retry or RetryPolicy()
         self.stats = LoadStats()
         self._stopping = False
-        self._conn = psycopg.connect(settings.database_url, autocommit=True)
+        self._last_transient: int | None = None
+        self._conn = self._connect()
         schema.bootstrap(self._conn)
         self._consumer = Consumer(
             {
@@ -269,6 +310,9 @@ class Loader:
             }
         )
 
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=10)
+
     def request_stop(self, *_: object) -> None:
         """Finish the batch in hand, then stop (SIGTERM/SIGINT)."""
         self._stopping = True
@@ -276,6 +320,60 @@ class Loader:
     def close(self) -> None:
         self._consumer.close()
         self._conn.close()
+
+    # Outages: a failed step is retried after a bounded back-off, from the stored offsets.
+    def _run_resilient(self, step: Callable[[], bool]) -> None:
+        """Call ``step`` until it returns False or a stop is requested."""
+        failures = 0
+        recovering = False
+        more = True
+        while more and not self._stopping:
+            try:
+                if recovering:
+                    self._recover()
+                    recovering = False
+                more = step()
+                failures = 0
+            except OUTAGE_ERRORS as exc:
+                failures += 1
+                if failures >= self.retry.max_failures:
+                    raise LoaderGaveUp(
+                        f"giving up after {failures} consecutive failures; last: "
+                        f"{type(exc).__name__}: {str(exc).strip()}"
+                    ) from exc
+                delay = self.retry.delay(failures)
+                log.warning(
+                    "%s: %s (failure %d of %d); retrying in %.1f s from the stored offsets",
+                    type(exc).__name__,
+                    str(exc).strip() or "no detail",
+                    failures,
+                    self.retry.max_failures,
+                    delay,
+                )
+                self._sleep(delay)
+                recovering = True
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, deadline - time.monotonic()))
+
+    def _recover(self) -> None:
+        """Reconnect to PostgreSQL and rewind every assigned partition to its stored offset: the
+        batch that failed was rolled back, but the consumer had already read past it."""
+        if self._conn.closed or self._conn.broken:
+            self._conn.close()
+            self._conn = self._connect()
+        assigned = self._consumer.assignment()
+        for tp in self._positions(assigned):
+            if tp.offset >= 0:
+                self._consumer.seek(tp)
+            else:
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
+        log.info(
+            "resumed from the stored offsets of partitions %s",
+            sorted(p.partition for p in assigned),
+        )
 
     # Partition assignment: always seek to the offsets stored with the data.
     def _positions(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
@@ -308,9 +406,19 @@ class Loader:
                 error = message.error()
                 if error is None:
                     records.append(Record.from_message(message))
-                elif error.code() != KafkaError._PARTITION_EOF:
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                elif error.fatal() or not _is_transient(error):
                     raise KafkaException(error)
+                else:
+                    # librdkafka reconnects by itself; say so once per kind of error and go on.
+                    self._note_transient(error)
         return records
+
+    def _note_transient(self, error: KafkaError) -> None:
+        if error.code() != self._last_transient:
+            log.warning("Kafka: %s; librdkafka keeps reconnecting", error.str())
+            self._last_transient = error.code()
 
     def _write(self, records: list[Record]) -> None:
         result = write_batch(self._conn, self.settings.consumer_group, records)
@@ -336,7 +444,11 @@ class Loader:
         now = time.monotonic()
         if now - last_report < self.report_every_seconds:
             return last_report
-        log.info("%s; lag %d messages", self.stats.summary(), self._lag())
+        try:
+            lag = f"{self._lag()} messages"
+        except KafkaException as exc:  # a broker outage must not stop the loader over a log line
+            lag = f"unknown ({exc.args[0].str() if exc.args else exc})"
+        log.info("%s; lag %s", self.stats.summary(), lag)
         return now
 
     def stream(self) -> LoadStats:
@@ -344,11 +456,16 @@ class Loader:
         ensure_topic(self.settings.kafka_bootstrap, self.settings.topic)
         self._consumer.subscribe([self.settings.topic], on_assign=self._on_assign)
         last_report = time.monotonic()
-        while not self._stopping:
+
+        def step() -> bool:
+            nonlocal last_report
             records = self._next_batch()
             if records:
                 self._write(records)
             last_report = self._report(last_report)
+            return True
+
+        self._run_resilient(step)
         return self.stats
 
     def drain(self) -> LoadStats:
@@ -373,7 +490,9 @@ class Loader:
                 pending.add(tp.partition)
         self._consumer.assign(assigned)
         last_report = time.monotonic()
-        while pending and not self._stopping:
+
+        def step() -> bool:
+            nonlocal last_report
             records = self._next_batch()
             if records:
                 self._write(records)
@@ -381,6 +500,10 @@ class Loader:
                 if tp.offset >= ends[tp.partition]:
                     pending.discard(tp.partition)
             last_report = self._report(last_report)
+            return bool(pending)
+
+        if pending:
+            self._run_resilient(step)
         return self.stats
 
 
@@ -391,6 +514,7 @@ def main(
     batch_size: int = 5000,
     max_wait: float = 1.0,
     report_every: float = 10.0,
+    retry: RetryPolicy | None = None,
 ) -> int:
     """The ``retrolytics load`` command."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -399,11 +523,15 @@ def main(
         batch_size=batch_size,
         max_batch_seconds=max_wait,
         report_every_seconds=report_every,
+        retry=retry,
     )
     signal.signal(signal.SIGTERM, loader.request_stop)
     signal.signal(signal.SIGINT, loader.request_stop)
     try:
         stats = loader.drain() if drain else loader.stream()
+    except LoaderGaveUp as exc:
+        log.error("%s; %s", exc, loader.stats.summary())
+        return GAVE_UP_EXIT_CODE
     finally:
         loader.close()
     print(stats.summary(), flush=True)

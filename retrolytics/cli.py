@@ -34,6 +34,7 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
         batch_size=args.batch_size,
         max_wait=args.max_wait_ms / 1000,
         report_every=args.report_every,
+        retry=loader.RetryPolicy(max_failures=args.max_failures, max_delay_s=args.max_backoff_s),
     )
 
 
@@ -95,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-wait-ms", type=int, default=1000, help="longest a batch waits to fill up"
     )
     load.add_argument("--report-every", type=float, default=10.0, help="seconds between logs")
+    load.add_argument(
+        "--max-failures",
+        type=int,
+        default=10,
+        help="consecutive PostgreSQL/Kafka failures before exiting with code 75 (default 10)",
+    )
+    load.add_argument(
+        "--max-backoff-s", type=float, default=30.0, help="longest wait between retries"
+    )
     load.set_defaults(handler=_load)
 
     collect = commands.add_parser("collect", help="serve the HTTP collector (browser → Kafka)")

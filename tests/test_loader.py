@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -15,7 +12,7 @@ import psycopg
 import pytest
 
 from ingestion.contract import MAX_MESSAGE_BYTES
-from ingestion.loader import Loader, Record, write_batch
+from ingestion.loader import Record, write_batch
 from ingestion.settings import Settings
 from tests.factories import (
     BASE_TIME,
@@ -26,56 +23,9 @@ from tests.factories import (
     pageview_event,
     produce,
 )
+from tests.support.loading import drain, loader_process, produce_events, scalar, wait_for_rows
 
 pytestmark = pytest.mark.integration
-
-
-def drain(settings: Settings, batch_size: int = 500):
-    loader = Loader(settings, batch_size=batch_size)
-    try:
-        return loader.drain()
-    finally:
-        loader.close()
-
-
-def scalar(database_url: str, query: str, params: tuple = ()) -> object:
-    with psycopg.connect(database_url) as conn:
-        return conn.execute(query, params).fetchone()[0]
-
-
-def produce_events(settings: Settings, events: list[dict]) -> int:
-    keys = [e["anonymous_id"] for e in events]
-    return produce(settings.kafka_bootstrap, settings.topic, map(encode, events), keys)
-
-
-def loader_process(settings: Settings, *args: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "RETROLYTICS_DATABASE_URL": settings.database_url,
-        "RETROLYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "RETROLYTICS_TOPIC": settings.topic,
-        "RETROLYTICS_CONSUMER_GROUP": settings.consumer_group,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "retrolytics.cli", "load", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for_rows(database_url: str, at_least: int, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            count = scalar(database_url, "select count(*) from raw.events")
-        except psycopg.errors.UndefinedTable:
-            count = 0
-        if count >= at_least:
-            return count
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {at_least} rows after {timeout} s")
 
 
 def test_drain_loads_every_event_and_stops(settings: Settings) -> None:
