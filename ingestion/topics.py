@@ -40,25 +40,44 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITION
     _wait_until_led(admin, topic, partitions)
 
 
-def _wait_until_led(admin: AdminClient, topic: str, partitions: int, timeout: float = 30) -> None:
-    """Return once the broker answers offset requests for every partition of a new topic.
+# How long a topic may take to get its leaders. Seconds on an idle machine; a broker starved of
+# CPU by other work has been seen to need more than 30 s, and waiting costs only when it is slow.
+READY_TIMEOUT_S = 180.0
+
+
+def _wait_until_led(
+    admin: AdminClient, topic: str, partitions: int, timeout: float = READY_TIMEOUT_S
+) -> None:
+    """Return once every partition of the topic has a leader that answers offset requests.
 
     The controller acknowledges a new topic before the broker has become its partitions' leader;
-    in that gap offset queries fail with NOT_LEADER_FOR_PARTITION, UNKNOWN_LEADER_EPOCH and the
-    like (producers would retry, a consumer's watermark query does not). The topic exists, so any
-    error is taken as that gap until the deadline.
+    in that gap offset queries fail with NOT_LEADER_FOR_PARTITION, UNKNOWN_LEADER_EPOCH, "No
+    leaders found" and the like (producers would retry, a consumer's watermark query does not).
+    Each round asks the broker for fresh metadata first, so a stale cached answer is never
+    waited on; any error before the deadline is taken as that gap.
     """
     latest = {TopicPartition(topic, p): OffsetSpec.latest() for p in range(partitions)}
     deadline = time.monotonic() + timeout
     while True:
         try:
-            for future in admin.list_offsets(latest, request_timeout=10).values():
-                future.result()
-            return
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+            if _all_partitions_led(admin, topic, partitions):
+                for future in admin.list_offsets(latest, request_timeout=10).values():
+                    future.result()
+                return
+            problem = "not every partition has a leader yet"
+        except KafkaException as exc:
+            problem = str(exc)
+        if time.monotonic() > deadline:
+            raise KafkaException(f"topic {topic!r} is not ready after {timeout:.0f} s: {problem}")
+        time.sleep(0.2)
+
+
+def _all_partitions_led(admin: AdminClient, topic: str, partitions: int) -> bool:
+    described = admin.list_topics(topic, timeout=10).topics.get(topic)
+    if described is None or described.error is not None:
+        return False
+    led = [p for p in described.partitions.values() if p.leader >= 0 and p.error is None]
+    return len(led) == partitions
 
 
 def delete_topic(bootstrap: str, topic: str) -> None:
