@@ -92,8 +92,18 @@ def dagster_home(tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without the citus extension (as on CI machines) `citus` tests skip, saying why."""
+    """Without the citus extension (as on CI machines) `citus` tests skip, saying why.
+
+    Only tests in a module about Citus may carry the mark: anywhere else it would skip a
+    single-node test on CI (re-marking an imported test function once did exactly that).
+    """
     marked = [item for item in items if item.get_closest_marker("citus")]
+    misplaced = [item.nodeid for item in marked if "citus" not in item.path.name]
+    if misplaced:
+        raise pytest.UsageError(
+            "tests outside a Citus module carry the `citus` mark, so CI would skip them: "
+            + ", ".join(misplaced)
+        )
     if not marked:
         return
     from ingestion.stack import citus as citus_nodes

@@ -8,6 +8,7 @@ PostgreSQL, and the check that nothing outside the switch branches on Citus.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,8 @@ from ingestion.stack import postgres
 from ingestion.stack.layout import StackPaths
 from retrolytics import cli
 from tests import test_loader as single_node
-from tests.factories import click_event, encode, iso, many_events, pageview_event, produce
+from tests.factories import click_event, iso, many_events, pageview_event
+from tests.support.loading import drain, produce_events
 
 DAY = timedelta(days=1)
 
@@ -53,16 +55,6 @@ def raw_db(citus_raw_db: psycopg.Connection) -> psycopg.Connection:
 
 def rows(conn: psycopg.Connection, query: str, params: tuple | None = None) -> list[tuple]:
     return conn.execute(query, params).fetchall()
-
-
-def scalar(database_url: str, query: str, params: tuple = ()) -> object:
-    with psycopg.connect(database_url) as conn:
-        return conn.execute(query, params).fetchone()[0]
-
-
-def produce_events(settings: Settings, events: list[dict]) -> int:
-    keys = [event["anonymous_id"] for event in events]
-    return produce(settings.kafka_bootstrap, settings.topic, map(encode, events), keys)
 
 
 def day_events(day: datetime, count: int, received_after: timedelta = timedelta(seconds=1)):
@@ -395,24 +387,34 @@ def test_bootstrap_distributes_on_the_device(
 
 # -- the loader's guarantees on the cluster -----------------------------------------------------
 
+
 # The single-node tests whose assertions hold as they are, run again on the cluster (through the
-# `settings` and `raw_db` fixtures above).
-test_drain_loads_every_event_and_stops = pytest.mark.citus(
+# `settings` and `raw_db` fixtures above). Each is wrapped in a new function: marking the
+# imported function itself would mark (and, without Citus, skip) the single-node test too.
+def _on_the_cluster(test: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(test)
+    def on_the_cluster(*args: object, **kwargs: object) -> None:
+        test(*args, **kwargs)
+
+    return pytest.mark.citus(on_the_cluster)
+
+
+test_drain_loads_every_event_and_stops = _on_the_cluster(
     single_node.test_drain_loads_every_event_and_stops
 )
-test_offsets_are_stored_with_the_rows = pytest.mark.citus(
+test_offsets_are_stored_with_the_rows = _on_the_cluster(
     single_node.test_offsets_are_stored_with_the_rows
 )
-test_a_batch_already_written_is_skipped_by_its_offsets = pytest.mark.citus(
+test_a_batch_already_written_is_skipped_by_its_offsets = _on_the_cluster(
     single_node.test_a_batch_already_written_is_skipped_by_its_offsets
 )
-test_each_kind_of_bad_message_becomes_a_dead_letter = pytest.mark.citus(
+test_each_kind_of_bad_message_becomes_a_dead_letter = _on_the_cluster(
     single_node.test_each_kind_of_bad_message_becomes_a_dead_letter
 )
-test_sigkill_at_any_point_loses_and_duplicates_nothing = pytest.mark.citus(
+test_sigkill_at_any_point_loses_and_duplicates_nothing = _on_the_cluster(
     single_node.test_sigkill_at_any_point_loses_and_duplicates_nothing
 )
-test_sigterm_finishes_the_batch_and_exits_cleanly = pytest.mark.citus(
+test_sigterm_finishes_the_batch_and_exits_cleanly = _on_the_cluster(
     single_node.test_sigterm_finishes_the_batch_and_exits_cleanly
 )
 
@@ -423,10 +425,10 @@ def test_replay_and_duplicates_add_no_row_on_the_cluster(settings: Settings) -> 
     repeated = click_event(anonymous_id="device-dup")
     events = [*many_events(400), repeated, repeated, pageview_event()]
     produce_events(settings, events)
-    single_node.drain(settings)
+    drain(settings)
     replay = replace(settings, consumer_group=f"{settings.consumer_group}-replay")
-    single_node.drain(replay)
-    single_node.drain(settings)  # the first group again: nothing left to read
+    drain(replay)
+    drain(settings)  # the first group again: nothing left to read
     with psycopg.connect(settings.database_url) as conn:
         total, distinct = conn.execute(
             "select count(*), count(distinct event_id) from raw.events"
@@ -452,7 +454,7 @@ def test_late_and_old_events_get_their_own_distributed_partitions(settings: Sett
     now = midday(0)
     late = pageview_event(occurred_at=iso(now - 40 * DAY), received_at=iso(now))
     produce_events(settings, [pageview_event(occurred_at=iso(now), received_at=iso(now)), late])
-    single_node.drain(settings)
+    drain(settings)
     expected = {f"raw.{schema.partition_name(day.date())}" for day in (now, now - 40 * DAY)}
     with psycopg.connect(settings.database_url) as conn:
         # On Citus, tableoid names the shard a row came from, so ask each partition instead.
@@ -511,7 +513,7 @@ def test_old_partitions_go_columnar_and_late_events_still_load(
     # Events from 500 days ago (received the day after), and from last week.
     ancient, recent = day_events(midday(500), 30, received_after=DAY), day_events(midday(7), 30)
     produce_events(settings, ancient + recent)
-    single_node.drain(settings)
+    drain(settings)
     old = f"raw.{schema.partition_name(midday(500).date())}"
     young = f"raw.{schema.partition_name(midday(7).date())}"
 
@@ -532,7 +534,7 @@ def test_old_partitions_go_columnar_and_late_events_still_load(
     late = day_events(midday(MAX_LATENESS.days - 1), 1, received_after=timedelta(0))[0]
     late["received_at"] = iso(datetime.now(tz=UTC))
     produce_events(settings, [late, *ancient])
-    single_node.drain(settings)
+    drain(settings)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         assert conn.execute("select count(*) from raw.events").fetchone() == (61,)
         late_partition = f"raw.{schema.partition_name(midday(MAX_LATENESS.days - 1).date())}"
