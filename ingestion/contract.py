@@ -32,6 +32,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -46,8 +47,13 @@ MAX_MESSAGE_BYTES = 64 * 1024
 # event needs more (properties and context are small objects).
 MAX_JSON_DEPTH = 32
 MAX_HIERARCHY_DEPTH = 100
+# Every text a definition matches is cut to a bound on ingest, as the snippet cuts it, so a regex
+# meets at most this much of one value. Cut, not refused: a long link is still a real event.
 MAX_TEXT_LENGTH = 255
-MAX_ATTRIBUTE_LENGTH = 1024
+MAX_ATTRIBUTE_LENGTH = 1024  # ids and attribute values; href's column holds the same cut value
+MAX_URL_LENGTH = 4096  # page.url and page.referrer
+MAX_PATH_LENGTH = 2048
+MAX_TITLE_LENGTH = 1024
 CAPTURED_ATTRIBUTES = ("href", "name", "type")  # plus every data-* attribute
 # How far occurred_at (client clock) may lie from received_at (collector clock). Measured against
 # received_at, not the loader's clock, so replaying the topic later decides exactly the same way.
@@ -89,16 +95,26 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+def _cut_at(limit: int) -> AfterValidator:
+    return AfterValidator(lambda text: text[:limit])
+
+
+AttributeValue = Annotated[str, _cut_at(MAX_ATTRIBUTE_LENGTH)]
+Url = Annotated[str, _cut_at(MAX_URL_LENGTH)]
+UrlPath = Annotated[str, _cut_at(MAX_PATH_LENGTH)]
+Title = Annotated[str, _cut_at(MAX_TITLE_LENGTH)]
+
+
 class Element(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tag: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9-]*$", max_length=64)]
-    id: Annotated[str, Field(max_length=MAX_ATTRIBUTE_LENGTH)] | None = None
+    id: AttributeValue | None = None
     classes: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=64
     )
     nth_child: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    attributes: dict[Annotated[str, Field(min_length=1, max_length=64)], str] = Field(
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=64)], AttributeValue] = Field(
         default_factory=dict, max_length=64
     )
 
@@ -113,10 +129,10 @@ class Target(BaseModel):
 class Page(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    url: Annotated[str, Field(max_length=4096)] | None = None
-    path: Annotated[str, Field(max_length=2048)] | None = None
-    title: Annotated[str, Field(max_length=1024)] | None = None
-    referrer: Annotated[str, Field(max_length=4096)] | None = None
+    url: Url | None = None
+    path: UrlPath | None = None
+    title: Title | None = None
+    referrer: Url | None = None
 
 
 class RawEvent(BaseModel):
@@ -178,7 +194,7 @@ def canonical_element(element: Element) -> str:
     if element.nth_child is not None:
         parts.append(f":nth-child({element.nth_child})")
     for name in sorted(element.attributes, key=str.lower):
-        value = element.attributes[name][:MAX_ATTRIBUTE_LENGTH]
+        value = element.attributes[name]
         parts.append(f'[{escape_ident(name.lower())}="{escape_value(value)}"]')
     return "".join(parts)
 
@@ -320,7 +336,12 @@ def page_path(page: Page | None) -> str | None:
         return None
     if page.path:
         return page.path
-    return urlsplit(page.url).path or "/" if page.url else None
+    return (urlsplit(page.url).path or "/")[:MAX_PATH_LENGTH] if page.url else None
+
+
+def href_of(element: Element) -> str | None:
+    """The ``href`` the hierarchy shows for the element (names compare lower-cased there)."""
+    return next((v for name, v in element.attributes.items() if name.lower() == "href"), None)
 
 
 def check_time_bounds(occurred_at: datetime, received_at: datetime) -> None:
@@ -379,7 +400,7 @@ def to_row(
         element.id if element else None,
         sorted(set(element.classes)) if element else None,
         normalise_text(target.text) if target else None,
-        element.attributes.get("href") if element else None,
+        href_of(element) if element else None,
         canonical_hierarchy(target) if target else None,
         _json_column(event.properties, "properties"),
         _json_column(event.context, "context"),

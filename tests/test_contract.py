@@ -9,11 +9,15 @@ import pytest
 
 from ingestion.contract import (
     EVENT_COLUMNS,
+    MAX_ATTRIBUTE_LENGTH,
     MAX_MESSAGE_BYTES,
+    MAX_PATH_LENGTH,
+    MAX_URL_LENGTH,
     ContractViolation,
     parse_message,
     to_row,
 )
+from ingestion.loader import store_events
 from tests.factories import BASE_TIME, click_event, encode, iso, pageview_event
 
 
@@ -62,6 +66,53 @@ def test_text_is_trimmed_collapsed_and_bounded() -> None:
     event["target"]["text"] = "  many\n\n   words " + "x" * 400
     assert row_of(event)["target_text"].startswith("many words x")
     assert len(row_of(event)["target_text"]) == 255
+
+
+def click_with_href(href: str, name: str = "href") -> dict:
+    event = click_event()
+    event["target"]["elements"][0]["attributes"] = {name: href, "type": "button"}
+    return event
+
+
+LONG_HREF = "/search?q=" + "a" * 60_000  # the message stays under the 64 KiB limit
+
+
+@pytest.mark.parametrize("name", ["href", "HREF"])
+def test_a_long_href_is_cut_alike_in_its_column_and_the_hierarchy(name: str) -> None:
+    row = row_of(click_with_href(LONG_HREF, name))
+    cut = LONG_HREF[:MAX_ATTRIBUTE_LENGTH]
+    assert row["target_href"] == cut
+    assert row["hierarchy"].endswith(f'span.label:nth-child(1)[href="{cut}"][type="button"]')
+
+
+def test_long_ids_and_page_fields_are_cut_not_refused() -> None:
+    event = pageview_event(
+        page={
+            "url": "https://shop.test/" + "p" * 5000 + "?q=1",
+            "title": "t" * 3000,
+            "referrer": "https://other.test/" + "r" * 5000,
+        }
+    )
+    row = row_of(event)
+    assert row["page_url"] == event["page"]["url"][:MAX_URL_LENGTH]
+    assert row["referrer"] == event["page"]["referrer"][:MAX_URL_LENGTH]
+    assert row["page_title"] == "t" * 1024
+    assert row["page_path"] == ("/" + "p" * 5000)[:MAX_PATH_LENGTH]  # derived from the url
+    event["page"]["path"] = "/" + "q" * 3000
+    assert row_of(event)["page_path"] == event["page"]["path"][:MAX_PATH_LENGTH]
+    click = click_event()
+    click["target"]["elements"][2]["id"] = "c" * 2000
+    assert "form#" + "c" * MAX_ATTRIBUTE_LENGTH + ":nth-child(1);" in row_of(click)["hierarchy"]
+
+
+@pytest.mark.integration
+def test_an_event_with_a_60000_character_href_is_stored_bounded(raw_db) -> None:
+    assert store_events(raw_db, [click_with_href(LONG_HREF)]) == 1
+    href_length, hierarchy_length = raw_db.execute(
+        "select length(target_href), length(hierarchy) from raw.events"
+    ).fetchone()
+    assert href_length == MAX_ATTRIBUTE_LENGTH
+    assert hierarchy_length < 2 * MAX_ATTRIBUTE_LENGTH
 
 
 def test_nul_characters_are_replaced_not_fatal() -> None:
