@@ -1,11 +1,20 @@
-"""dbt's connection comes from RETROLYTICS_DATABASE_URL alone (dbt_project/profiles.yml)."""
+"""dbt's connection comes from RETROLYTICS_DATABASE_URL alone (dbt_project/profiles.yml), and
+every dbt session carries a statement_timeout."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from dbt.cli.main import dbtRunner
 
-from retrolytics.language.dbt_runner import database_url_for_dbt, dbt_environment
+from retrolytics.language.dbt_runner import (
+    DbtFailed,
+    compile_seed,
+    database_url_for_dbt,
+    dbt_environment,
+    run_dbt,
+)
 from tests.test_dbt_defined_events import copy_project
 
 
@@ -67,3 +76,53 @@ def test_plain_dbt_connects_with_only_the_database_url(database_url, tmp_path, m
         ["debug", "--project-dir", str(project), "--profiles-dir", str(project)]
     )
     assert not result.success
+
+
+def test_the_statement_timeout_defaults_to_30_minutes_and_keeps_other_options(monkeypatch):
+    monkeypatch.delenv("RETROLYTICS_DBT_STATEMENT_TIMEOUT", raising=False)
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    url = "postgresql://a@127.0.0.1/b"
+    assert dbt_environment(url)["PGOPTIONS"] == "-c statement_timeout=30min"
+    monkeypatch.setenv("RETROLYTICS_DBT_STATEMENT_TIMEOUT", "90s")
+    monkeypatch.setenv("PGOPTIONS", "-c jit=off")
+    assert dbt_environment(url)["PGOPTIONS"] == "-c jit=off -c statement_timeout=90s"
+    monkeypatch.setenv("RETROLYTICS_DBT_STATEMENT_TIMEOUT", "30 minutes")
+    with pytest.raises(ValueError, match="RETROLYTICS_DBT_STATEMENT_TIMEOUT must be a PostgreSQL"):
+        dbt_environment(url)
+
+
+def show(project: Path, database_url: str, query: str) -> str:
+    """The one value ``query`` selects, as ``dbt show --inline`` through the project's runner."""
+    result = run_dbt(
+        ["show", "--inline", query, "--quiet"], database_url=database_url, project_dir=project
+    )
+    (row,) = result.result.results[0].agate_table.rows
+    return str(row[0])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    project, definitions = copy_project(tmp_path)
+    compile_seed(definitions, project)
+    return project
+
+
+@pytest.mark.integration
+def test_every_dbt_session_carries_the_statement_timeout(project, database_url, monkeypatch):
+    monkeypatch.delenv("RETROLYTICS_DBT_STATEMENT_TIMEOUT", raising=False)
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    setting = "select current_setting('statement_timeout')"
+    assert show(project, database_url, setting) == "30min"
+    monkeypatch.setenv("RETROLYTICS_DBT_STATEMENT_TIMEOUT", "45s")
+    assert show(project, database_url, setting) == "45s"
+
+
+@pytest.mark.integration
+def test_a_runaway_statement_fails_with_a_clear_error(project, database_url, monkeypatch):
+    # A back-reference makes PostgreSQL backtrack: without a timeout this ran 16 s.
+    monkeypatch.setenv("RETROLYTICS_DBT_STATEMENT_TIMEOUT", "1s")
+    runaway = "select repeat('a', 60000) || 'b' ~ '^(a*)*\\1b$'"
+    with pytest.raises(DbtFailed) as failed:
+        show(project, database_url, runaway)
+    assert "canceling statement due to statement timeout" in str(failed.value)
+    assert "longer than RETROLYTICS_DBT_STATEMENT_TIMEOUT=1s" in str(failed.value)

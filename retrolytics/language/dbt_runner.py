@@ -8,6 +8,12 @@ dbt_project`` with ``RETROLYTICS_DATABASE_URL`` set.
 dbt reads its connection from ``RETROLYTICS_DATABASE_URL`` alone (``dbt_project/profiles.yml``);
 this module sets it for the run, from the caller's URL (any libpq form: a URL or ``key=value``
 words) or the local stack's settings.
+
+Every dbt session carries a ``statement_timeout`` (``RETROLYTICS_DBT_STATEMENT_TIMEOUT``, default
+30 minutes), so one pathological row or definition cannot hold a run forever. dbt-postgres has no
+profile field for session settings, so it travels as libpq's ``PGOPTIONS``, which psycopg2 reads
+when it connects (the profile must not set ``search_path``: dbt-postgres would then pass its own
+``options``, and libpq ignores ``PGOPTIONS``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DEFINITIONS_DIR = PROJECT_ROOT / "definitions"
 SEED_RELATIVE_PATH = Path("seeds") / "event_definitions.csv"
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,40}")
+STATEMENT_TIMEOUT_SETTING = "RETROLYTICS_DBT_STATEMENT_TIMEOUT"
+DEFAULT_STATEMENT_TIMEOUT = "30min"  # long full builds pass; a runaway statement does not
+_DURATION = re.compile(r"[0-9]+(?:us|ms|s|min|h|d)?")  # PostgreSQL's units; a bare number is ms
 
 
 class DbtFailed(RuntimeError):
@@ -113,6 +122,23 @@ def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def statement_timeout() -> str:
+    """The ``statement_timeout`` of dbt's sessions, from ``RETROLYTICS_DBT_STATEMENT_TIMEOUT``."""
+    value = os.environ.get(STATEMENT_TIMEOUT_SETTING, "").strip() or DEFAULT_STATEMENT_TIMEOUT
+    if not _DURATION.fullmatch(value):
+        raise ValueError(
+            f"{STATEMENT_TIMEOUT_SETTING} must be a PostgreSQL duration such as 30min, 90s, "
+            f"2h or 0 (no limit), not {value!r}"
+        )
+    return value
+
+
+def session_options(timeout: str) -> str:
+    """libpq's ``PGOPTIONS`` for dbt's sessions: the caller's own options, then the timeout."""
+    own = os.environ.get("PGOPTIONS", "")
+    return f"{own} -c statement_timeout={timeout}".strip()
+
+
 def dbt_environment(
     database_url: str, *, target: str = "default", scratch_schema: str | None = None
 ) -> dict[str, str | None]:
@@ -127,6 +153,7 @@ def dbt_environment(
         "RETROLYTICS_DATABASE_PASSWORD": password,
         "RETROLYTICS_DBT_TARGET": target,
         "RETROLYTICS_DBT_SCRATCH_SCHEMA": scratch_schema,
+        "PGOPTIONS": session_options(statement_timeout()),
     }
 
 
@@ -172,4 +199,9 @@ def _failure_summary(args: Sequence[str], result: Any) -> str:
         status = str(getattr(node, "status", ""))
         if status in ("error", "fail"):
             lines.append(f"  {status}: {node.node.unique_id}: {node.message}")
+    if any("statement timeout" in line for line in lines):
+        lines.append(
+            f"  a statement ran longer than {STATEMENT_TIMEOUT_SETTING}="
+            f"{statement_timeout()}; raise it if the run is legitimately that long"
+        )
     return "\n".join(lines)
