@@ -19,14 +19,25 @@ Endpoints
 
     Other answers: ``413`` body larger than ``max_body_bytes`` or more than ``max_batch_events``
     events; ``415`` another content type; ``403`` an ``Origin`` that is not allowed (when origins
-    are configured); ``503`` with ``Retry-After`` when Kafka did not acknowledge in time (the
-    snippet retries). Every error body is ``{"error": "<what is wrong>"}``.
+    are configured); ``431`` more than ``MAX_HEADER_FIELDS`` header fields or more than
+    ``MAX_HEADER_BYTES`` of them; ``503`` with
+    ``Retry-After`` when Kafka did not acknowledge in time (the snippet retries). Every error body
+    is ``{"error": "<what is wrong>"}``; a body nested deeper than the contract's
+    ``MAX_JSON_DEPTH`` (per event), or holding a number the pipeline cannot store (``1e999``, an
+    integer of thousands of digits), is a ``400``. A lone surrogate escape (``"\\ud800"``, which
+    ``JSON.stringify`` writes for a string cut inside a surrogate pair) is accepted and forwarded
+    as the client spelled it; the loader stores it as U+FFFD, as it does for any message.
 ``GET /health``
     ``200`` when the Kafka cluster answers a metadata request (with the topic's partition count),
     ``503`` when it does not.
 ``GET /retrolytics.js``
     The browser snippet (``ingestion/snippet/retrolytics.js``). It posts to the origin it was
     loaded from.
+
+Request headers: ``serve`` and ``serving_in_background`` run uvicorn's h11 protocol, which stops
+buffering a header block past ``MAX_HEADER_BYTES`` (uvicorn answers ``400`` and closes the
+connection); httptools, uvicorn's other parser, buffers without bound. Behind another server, set
+such a limit there. The exact limits (``431``) are checked in the app itself.
 
 CORS: the configured origins may call ``POST /v1/events`` with ``Content-Type:
 application/json`` (preflight answered by Starlette's ``CORSMiddleware``). Because simple
@@ -40,6 +51,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -58,8 +70,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ingestion.contract import ContractViolation, check_time_bounds, parse_message
+from ingestion.contract import ContractViolation, check_json_depth, parse_message, to_row
 from ingestion.settings import Settings
 from ingestion.topics import RELIABLE_PRODUCER_CONFIG, ensure_topic
 
@@ -71,6 +84,10 @@ EVENTS_PATH = "/v1/events"
 SNIPPET_PATH = Path(__file__).resolve().parent / "snippet" / "retrolytics.js"
 MAX_BODY_BYTES = 512 * 1024
 MAX_BATCH_EVENTS = 100
+# The request line plus all headers (h11's own default; Node's too). Browsers send 1-4 KB.
+MAX_HEADER_BYTES = 16 * 1024
+# gunicorn's default limit_request_fields; a browser sends 10-20, proxies add a few.
+MAX_HEADER_FIELDS = 100
 DELIVERY_TIMEOUT_S = 10.0
 HEALTH_TIMEOUT_S = 3.0
 RETRY_AFTER_S = 5
@@ -110,7 +127,15 @@ class RequestRejected(Exception):
         body: dict[str, Any] = {"error": self.error}
         if self.problems is not None:
             body["problems"] = self.problems
-        return JSONResponse(body, status_code=self.status)
+        return ErrorResponse(body, status_code=self.status)
+
+
+class ErrorResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error may echo a client's lone surrogate
+    (an ``event_id`` of ``"\\ud800"``), which UTF-8 cannot encode but a JSON escape can."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 class KafkaUnavailable(Exception):
@@ -228,9 +253,28 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "number")
 
 
+class UnstorableNumber(ValueError):
+    """A number JSON can spell but the pipeline cannot carry."""
+
+
 def _reject_constant(name: str) -> Any:
     # Python's json would take NaN and Infinity; JSON (and PostgreSQL's jsonb) does not.
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 would parse to infinity, which JSON cannot write back and jsonb cannot hold.
+    value = float(text)
+    if not math.isfinite(value):
+        raise UnstorableNumber(f"the number {text[:40]} is out of range for a double")
+    return value
+
+
+def _convertible_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # longer than Python converts (sys.get_int_max_str_digits)
+        raise UnstorableNumber(f"an integer of {len(text)} digits is too long to store") from None
 
 
 def check_content_type(request: Request) -> None:
@@ -245,7 +289,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing it as soon as it grows past ``limit`` bytes."""
     too_large = RequestRejected(413, f"request body is larger than the {limit}-byte limit")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # not "²"
         raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -256,18 +300,36 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def check_body_depth(body: bytes) -> None:
+    """Refuse (400) a body whose events nest deeper than the loader allows a message, before
+    Python's recursive parser sees it. A batch's own array is not counted against its events."""
+    document = body.lstrip()
+    try:
+        check_json_depth(document[1:] if document.startswith(b"[") else document)
+    except ContractViolation as violation:
+        raise RequestRejected(400, f"body is nested too deeply: {violation.reason}") from None
+
+
 def decode_events(body: bytes, max_events: int) -> list[Any]:
     """One event (object) or a batch (array) of JSON values; shape errors raise 400/413."""
     if not body.strip():
         raise RequestRejected(
             400, "empty body: send one event (a JSON object) or a batch (a JSON array)"
         )
+    check_body_depth(body)
     try:
-        document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        document = json.loads(
+            body.decode("utf-8"),
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_convertible_int,
+        )
     except UnicodeDecodeError as exc:
         raise RequestRejected(400, f"body is not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise RequestRejected(400, f"body is not JSON: {exc.msg} at character {exc.pos}") from None
+    except UnstorableNumber as exc:
+        raise RequestRejected(400, f"body cannot be stored: {exc}") from None
     except ValueError as exc:
         raise RequestRejected(400, f"body is not JSON: {exc}") from None
     if isinstance(document, dict):
@@ -292,15 +354,18 @@ def _iso(moment: datetime) -> str:
 def stamp_and_validate(document: Any, received_at: datetime) -> tuple[bytes, bytes]:
     """The Kafka (key, value) of one event; ContractViolation names what is wrong.
 
-    Validation is the loader's own (``parse_message`` and the time bounds), so whatever the
+    Validation is the loader's own (``parse_message``, then building the row), so whatever the
     collector acknowledges loads, and nothing the loader would dead-letter is acknowledged.
     """
     if not isinstance(document, dict):
         raise ContractViolation(f"an event must be a JSON object, not a {_json_type(document)}")
     stamped = {**document, "received_at": _iso(received_at)}
-    value = json.dumps(stamped, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(stamped, ensure_ascii=False, separators=(",", ":"))
+    # Only a lone surrogate cannot be UTF-8; backslashreplace writes it back as the JSON escape
+    # the client sent (it can only occur inside a JSON string), for the loader to replace.
+    value = text.encode("utf-8", "backslashreplace")
     event = parse_message(value)
-    check_time_bounds(event.occurred_at, received_at)
+    to_row(event, received_at=received_at, partition=None, offset=None)
     return event.anonymous_id.encode(), value
 
 
@@ -331,6 +396,36 @@ class _State:
     config: CollectorConfig
     sink: KafkaSink | None = None
     snippet: bytes = field(default=b"")
+
+
+def header_problem(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """What makes a request's headers too many or too large, or None."""
+    if len(headers) > MAX_HEADER_FIELDS:
+        return (
+            f"request has {len(headers)} header fields, more than the {MAX_HEADER_FIELDS} allowed"
+        )
+    size = sum(len(name) + len(value) + 4 for name, value in headers)  # "name: value\r\n"
+    if size > MAX_HEADER_BYTES:
+        return f"request headers are {size} bytes, more than the {MAX_HEADER_BYTES}-byte limit"
+    return None
+
+
+class HeaderLimits:
+    """ASGI middleware: ``431`` for too many or too large request headers.
+
+    h11 only refuses a header block that is still incomplete past ``MAX_HEADER_BYTES``, so one
+    that arrives in a single read (up to asyncio's 256 KiB) gets through; this makes the limits
+    exact, and holds under any server."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = header_problem(scope["headers"]) if scope["type"] == "http" else None
+        if problem is not None:
+            await ErrorResponse({"error": problem}, status_code=431)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _unavailable(reason: str) -> JSONResponse:
@@ -393,13 +488,14 @@ def create_app(config: CollectorConfig) -> Starlette:
         )
 
     middleware = [
+        Middleware(HeaderLimits),
         Middleware(
             CORSMiddleware,
             allow_origins=list(config.allow_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type"],
             max_age=600,
-        )
+        ),
     ]
     routes = [
         Route(EVENTS_PATH, collect, methods=["POST"]),
@@ -412,9 +508,21 @@ def create_app(config: CollectorConfig) -> Starlette:
 # -- serving --------------------------------------------------------------------------------
 
 
+def server_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for every server started here: h11, because it bounds the request line
+    and headers (``MAX_HEADER_BYTES``) before parsing them and httptools cannot."""
+    return uvicorn.Config(
+        app,
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        server_header=False,
+        **options,
+    )
+
+
 def serve(app: Any, host: str, port: int) -> None:
     """Serve an ASGI app in the foreground until interrupted."""
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    uvicorn.Server(server_config(app, host=host, port=port, log_level="info")).run()
 
 
 def bind_loopback(host: str = DEFAULT_HOST, port: int = 0) -> socket.socket:
@@ -438,7 +546,7 @@ def serving_in_background(
     yields its base URL and stops the server (closing the socket) on exit."""
     sock = sock or bind_loopback(host, port)
     url = socket_url(sock)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", server_header=False))
+    server = uvicorn.Server(server_config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -3,6 +3,8 @@ refuses is not, and it says why."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -18,10 +20,13 @@ from ingestion.collector import (
     EVENTS_PATH,
     MAX_BATCH_EVENTS,
     MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_HEADER_FIELDS,
     CollectorConfig,
     create_app,
     serving_in_background,
 )
+from ingestion.contract import MAX_JSON_DEPTH, parse_message
 from tests.factories import click_event, iso, pageview_event
 
 SHOP_ORIGIN = "http://127.0.0.1:8800"
@@ -65,6 +70,34 @@ def topic_size(bootstrap: str, topic: str) -> int:
         )
     finally:
         consumer.close()
+
+
+def nested(depth: int) -> object:
+    """A JSON object whose objects (odd levels) and arrays (even levels) nest ``depth`` deep."""
+    value: object = {} if depth % 2 else []
+    for level in range(depth - 1, 0, -1):
+        value = {"level": value} if level % 2 else [value]
+    return value
+
+
+def raw_request(url: str, request: bytes) -> bytes:
+    """Send bytes as they are and return what came back until the server closed. A server that
+    refuses early resets the connection while we still send; its answer is read all the same."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        # A request below this size leaves in one segment, so the server reads it in one go.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        with contextlib.suppress(ConnectionError):
+            sock.sendall(request)
+        answer = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer
+
+
+def get_health_with_headers(headers: bytes) -> bytes:
+    return b"GET /health HTTP/1.1\r\nHost: collector\r\nConnection: close\r\n" + headers + b"\r\n"
 
 
 def closed_port() -> int:
@@ -171,6 +204,99 @@ def test_malformed_bodies_get_400_naming_the_problem(collector, stack, topic, bo
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        json.dumps(fresh(properties=nested(MAX_JSON_DEPTH))).encode(),
+        json.dumps([fresh(properties=nested(MAX_JSON_DEPTH))]).encode(),
+    ],
+    ids=["arrays", "objects", "event-one-level-too-deep", "batch-event-one-level-too-deep"],
+)
+def test_json_nested_deeper_than_the_contract_allows_gets_400(collector, stack, topic, body):
+    response = collector.post(EVENTS_PATH, content=body)
+    assert response.status_code == 400
+    assert f"{MAX_JSON_DEPTH}-level limit" in response.json()["error"]
+    assert topic_size(stack.kafka_bootstrap, topic) == 0
+
+
+@pytest.mark.integration
+def test_an_event_at_the_depth_limit_is_accepted_alone_and_in_a_batch(collector, stack, topic):
+    # The event object is level 1, so its properties may nest one level less than the limit.
+    alone = fresh(properties=nested(MAX_JSON_DEPTH - 1))
+    in_batch = fresh(properties=nested(MAX_JSON_DEPTH - 1))
+    assert collector.post(EVENTS_PATH, json=alone).status_code == 200
+    assert collector.post(EVENTS_PATH, json=[in_batch]).status_code == 200
+    messages = consume_all(stack.kafka_bootstrap, topic, expected=2)
+    assert [parse_message(m.value()).properties for m in messages] == [
+        nested(MAX_JSON_DEPTH - 1)
+    ] * 2
+
+
+@pytest.mark.integration
+def test_a_lone_surrogate_is_forwarded_and_loads_as_a_replacement_character(
+    collector, stack, topic
+):
+    # What JSON.stringify writes for text the snippet cut inside a surrogate pair.
+    event = fresh(page={"url": "https://shop.test/", "title": "Retro \ud83d"})
+    body = json.dumps(event).encode()
+    assert b"\\ud83d" in body
+
+    response = collector.post(EVENTS_PATH, content=body)
+
+    assert response.status_code == 200, response.text
+    (message,) = consume_all(stack.kafka_bootstrap, topic, expected=1)
+    assert b"Retro \\ud83d" in message.value()  # as the client spelled it
+    assert parse_message(message.value()).page.title == "Retro \ufffd"
+
+
+@pytest.mark.integration
+def test_an_error_that_echoes_a_lone_surrogate_is_still_json(collector, stack, topic):
+    event = fresh(event_id="\udc00")
+    response = collector.post(EVENTS_PATH, content=json.dumps(event).encode())
+    assert response.status_code == 400
+    (problem,) = response.json()["problems"]
+    assert problem["event_id"] == "\udc00"
+    assert "event_id" in problem["reason"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("1e999", "1e999 is out of range"),
+        ("-2.5E+400", "-2.5E+400 is out of range"),
+        ("9" * 5000, "integer of 5000 digits is too long"),
+    ],
+)
+def test_numbers_the_pipeline_cannot_store_get_400_naming_them(
+    collector, stack, topic, number, reason
+):
+    body = json.dumps(fresh(properties={"n": 0})).replace('"n": 0', f'"n": {number}')
+    response = collector.post(EVENTS_PATH, content=body.encode())
+    assert response.status_code == 400
+    assert reason in response.json()["error"]
+    assert topic_size(stack.kafka_bootstrap, topic) == 0
+
+
+def test_a_content_length_of_non_ascii_digits_gets_400_not_500():
+    # h11 refuses such a header itself; an ASGI server that passes it on must not cause a 500.
+    config = CollectorConfig(kafka_bootstrap=f"127.0.0.1:{closed_port()}", topic="nowhere")
+    # The ASGI transport runs no lifespan (so needs no Kafka) and passes the header on as it is.
+    transport = httpx.ASGITransport(app=create_app(config), raise_app_exceptions=False)
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+            headers = {"content-length": "\u00b2".encode("latin-1")}
+            return await client.post(EVENTS_PATH, content=b"{oops", headers=headers)
+
+    response = asyncio.run(post())
+    assert response.status_code == 400
+    assert "not JSON" in response.json()["error"]
+
+
+@pytest.mark.integration
 def test_a_partly_bad_batch_is_rejected_whole_with_a_reason_per_event(collector, stack, topic):
     good = fresh()
     no_target = fresh(click_event)
@@ -229,6 +355,46 @@ def test_other_content_types_get_415(collector):
 @pytest.mark.integration
 def test_get_on_the_events_endpoint_is_not_allowed(collector):
     assert collector.get(EVENTS_PATH).status_code == 405
+
+
+# -- request headers ------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        (b"X-Big: " + b"a" * MAX_HEADER_BYTES + b"\r\n", f"{MAX_HEADER_BYTES}-byte limit"),
+        (
+            b"".join(b"X-Field-%d: 1\r\n" % i for i in range(MAX_HEADER_FIELDS)),
+            f"more than the {MAX_HEADER_FIELDS} allowed",
+        ),
+    ],
+    ids=["bytes", "fields"],
+)
+def test_headers_over_a_limit_get_431_naming_it(collector, headers, reason):
+    # Small enough to arrive in one read, which h11 parses whole whatever its own bound: the
+    # app's check answers.
+    answer = raw_request(str(collector.base_url), get_health_with_headers(headers))
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large"
+    assert reason in json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "make_headers",
+    [
+        lambda: b"X-Big: " + b"a" * 8_000_000 + b"\r\n",
+        lambda: b"".join(b"X-Field-%d: 1\r\n" % i for i in range(100_000)),
+    ],
+    ids=["8-MB-header", "100k-fields"],
+)
+def test_a_huge_header_block_gets_400_and_the_server_stays_up(collector, make_headers):
+    # h11 stops buffering past MAX_HEADER_BYTES; uvicorn answers 400 and closes the connection.
+    answer = raw_request(str(collector.base_url), get_health_with_headers(make_headers()))
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert collector.get("/health").status_code == 200
 
 
 # -- CORS -----------------------------------------------------------------------------------
