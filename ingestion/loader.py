@@ -294,7 +294,7 @@ class Loader:
         self._stopping = False
         self._last_transient: int | None = None
         self._conn = self._connect()
-        schema.bootstrap(self._conn)
+        schema.ensure_ready(self._conn)
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -311,7 +311,7 @@ class Loader:
         )
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=10)
+        return psycopg.connect(self.settings.loader_url, autocommit=True, connect_timeout=10)
 
     def request_stop(self, *_: object) -> None:
         """Finish the batch in hand, then stop (SIGTERM/SIGINT)."""

@@ -1,4 +1,5 @@
-"""Idempotent bootstrap of the raw schema, and the single Citus switch.
+"""Idempotent bootstrap of the raw schema (and its grants to the job roles), and the single
+Citus switch.
 
 The switch is a set of SQL functions in the ``retrolytics`` schema. They ask the database whether
 the ``citus`` extension is present and only then call Citus; everything else (this bootstrap, the
@@ -7,13 +8,14 @@ dbt macros) calls them unconditionally. Nothing else in the project branches on 
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Iterable
 from datetime import date, timedelta
 
 import psycopg
-from psycopg import sql
 
+from ingestion import roles
 from ingestion.contract import MAX_LATENESS
 from ingestion.settings import Settings
 
@@ -150,6 +152,29 @@ create table if not exists raw.ingest_offsets (
     primary key (consumer_group, topic, partition)
 );
 
+-- The loader adds a day's partition when its first event arrives, but only the owner of
+-- raw.events may: this function lends the owner's right for exactly that (roles.GRANTS_SQL).
+create or replace function raw.create_day_partitions(days date[]) returns date[]
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    day date;
+    name text;
+    created date[] := '{}';
+begin
+    perform pg_advisory_xact_lock(7264112001);  -- _BOOTSTRAP_LOCK: one creator at a time
+    foreach day in array days loop
+        name := 'events_' || to_char(day, 'YYYYMMDD');
+        if to_regclass(format('raw.%I', name)) is null then
+            execute format(
+                'create table raw.%I partition of raw.events for values from (%L) to (%L)',
+                name, day::text || ' 00:00:00+00', (day + 1)::text || ' 00:00:00+00'
+            );
+            created := created || day;
+        end if;
+    end loop;
+    return created;
+end $$;
+
 select retrolytics.distribute('raw.events');
 select retrolytics.make_reference('raw.dead_letters');
 -- raw.ingest_offsets stays a plain table on the coordinator, also on Citus: only the loader
@@ -161,14 +186,52 @@ select retrolytics.make_reference('raw.dead_letters');
 """
 
 _BOOTSTRAP_LOCK = 7_264_112_001  # an arbitrary advisory-lock key owned by this bootstrap
+# Changes whenever the bootstrap's SQL does, so a database built by an older version is updated.
+SCHEMA_VERSION = hashlib.sha256(
+    (CITUS_SWITCH_SQL + RAW_SCHEMA_SQL + roles.GRANTS_SQL).encode()
+).hexdigest()[:16]
+_VERSION_SQL = f"""
+create or replace function retrolytics.schema_version() returns text
+language sql immutable as $$ select '{SCHEMA_VERSION}'::text $$;
+"""
+
+
+class SchemaNotReady(RuntimeError):
+    """The raw schema is missing or outdated and this role may not create it."""
 
 
 def bootstrap(conn: psycopg.Connection) -> None:
-    """Create the switch functions and the raw schema; safe to run any number of times."""
+    """Create the switch functions, the raw schema and the grants to the job roles; safe to run
+    any number of times. Needs the rights of the database's owner."""
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_BOOTSTRAP_LOCK,))
         conn.execute(CITUS_SWITCH_SQL)
         conn.execute(RAW_SCHEMA_SQL)
+        conn.execute(roles.GRANTS_SQL)
+        conn.execute(_VERSION_SQL)
+
+
+def ensure_ready(conn: psycopg.Connection) -> None:
+    """Bootstrap unless the database already has this version of the raw schema.
+
+    A role that may only load (the loader's) cannot bootstrap; it gets a clear error instead.
+    """
+    exists = conn.execute(
+        "select to_regprocedure('retrolytics.schema_version()') is not null"
+    ).fetchone()[0]
+    if exists and conn.execute("select retrolytics.schema_version()").fetchone()[0] == (
+        SCHEMA_VERSION
+    ):
+        return
+    try:
+        bootstrap(conn)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise SchemaNotReady(
+            f"the raw schema of database {conn.info.dbname!r} is missing or older than this "
+            f"version, and role {conn.info.user!r} may not create it ({exc.diag.message_primary}); "
+            "run the bootstrap as the database's owner: `retrolytics stack up` on the local "
+            "stack, or `retrolytics bootstrap` with RETROLYTICS_DATABASE_URL set to the owner"
+        ) from None
 
 
 def partition_name(day: date) -> str:
@@ -179,7 +242,8 @@ def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> list[da
     """Create the daily partitions of raw.events that are missing; return the days created.
 
     Runs in its own transaction before a batch is written: a new partition is harmless if the
-    batch then fails, and Citus prefers DDL outside the transaction that writes.
+    batch then fails, and Citus prefers DDL outside the transaction that writes. The loader's
+    role does not own raw.events, so the creation goes through ``raw.create_day_partitions``.
     """
     wanted = sorted(set(days))
     if not wanted:
@@ -192,21 +256,11 @@ def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> list[da
         )
     }
     missing = [d for d in wanted if partition_name(d) not in existing]
+    if not missing:
+        return []
     with conn.transaction():
-        if missing:
-            conn.execute("select pg_advisory_xact_lock(%s)", (_BOOTSTRAP_LOCK,))
-        for day in missing:
-            conn.execute(
-                sql.SQL(
-                    "create table if not exists raw.{} partition of raw.events "
-                    "for values from ({}) to ({})"
-                ).format(
-                    sql.Identifier(partition_name(day)),
-                    sql.Literal(f"{day.isoformat()} 00:00:00+00"),
-                    sql.Literal(f"{(day + timedelta(days=1)).isoformat()} 00:00:00+00"),
-                )
-            )
-    return missing
+        row = conn.execute("select raw.create_day_partitions(%s::date[])", (missing,)).fetchone()
+    return list(row[0])
 
 
 def _check_columnar_age(older_than: timedelta) -> None:

@@ -10,6 +10,12 @@ here, so a user with their own Kafka and PostgreSQL/Citus sets these variables a
 | RETROLYTICS_TOPIC               | ``retrolytics.events``                              |
 | RETROLYTICS_CONSUMER_GROUP      | ``retrolytics-loader``                              |
 | RETROLYTICS_STATE_DIR           | ``.retrolytics`` in the project folder              |
+| RETROLYTICS_LOADER_DATABASE_URL | the loader's login (else RETROLYTICS_DATABASE_URL)  |
+| RETROLYTICS_DBT_DATABASE_URL    | dbt's login (else RETROLYTICS_DATABASE_URL)         |
+| RETROLYTICS_BI_DATABASE_URL     | a BI login (read by tests and BI set-up only)       |
+
+RETROLYTICS_DATABASE_URL is the database owner's: it runs the bootstrap. Each job's own URL
+carries a login with just that job's privileges (``ingestion.roles``); the local stack sets all.
 
 The local stack writes the ports it picked to ``<state dir>/stack.env``; when a variable is not
 set, that file supplies it, and when there is no file either, the fixed fallback ports below do.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import quote
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TOPIC = "retrolytics.events"
@@ -52,8 +59,11 @@ def read_stack_env() -> dict[str, str]:
     return values
 
 
-def local_database_url(port: int, database: str = LOCAL_DATABASE) -> str:
-    return f"postgresql://{LOCAL_USER}@127.0.0.1:{port}/{database}"
+def local_database_url(
+    port: int, database: str = LOCAL_DATABASE, user: str = LOCAL_USER, password: str | None = None
+) -> str:
+    login = f"{user}:{quote(password, safe='')}" if password else user
+    return f"postgresql://{login}@127.0.0.1:{port}/{database}"
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,18 @@ class Settings:
     kafka_bootstrap: str
     topic: str = DEFAULT_TOPIC
     consumer_group: str = DEFAULT_CONSUMER_GROUP
+    loader_database_url: str | None = None
+    dbt_database_url: str | None = None
+
+    @property
+    def loader_url(self) -> str:
+        """The loader's login, or the owner's where no separate login is configured."""
+        return self.loader_database_url or self.database_url
+
+    @property
+    def dbt_url(self) -> str:
+        """dbt's login, or the owner's where no separate login is configured."""
+        return self.dbt_database_url or self.database_url
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -77,7 +99,16 @@ class Settings:
             kafka_bootstrap=pick("RETROLYTICS_KAFKA_BOOTSTRAP", f"127.0.0.1:{FALLBACK_KAFKA_PORT}"),
             topic=pick("RETROLYTICS_TOPIC", DEFAULT_TOPIC),
             consumer_group=pick("RETROLYTICS_CONSUMER_GROUP", DEFAULT_CONSUMER_GROUP),
+            loader_database_url=pick("RETROLYTICS_LOADER_DATABASE_URL", "") or None,
+            dbt_database_url=pick("RETROLYTICS_DBT_DATABASE_URL", "") or None,
         )
 
-    def with_overrides(self, **changes: str) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def with_overrides(self, **changes: str | None) -> Settings:
+        """A copy with the given settings; ``None`` keeps a setting as it is. A new
+        ``database_url`` also drops the job logins it does not name: they belong to the
+        database that was configured before."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        if "database_url" in given:
+            given.setdefault("loader_database_url", None)
+            given.setdefault("dbt_database_url", None)
+        return replace(self, **given)

@@ -38,7 +38,7 @@ def dbt_environment(settings: Settings) -> dict[str, str | None]:
     """What ``dbt_project/profiles.yml`` reads, from the loader's own database URL."""
     from retrolytics.language import dbt_runner
 
-    return dbt_runner.dbt_environment(settings.database_url)
+    return dbt_runner.dbt_environment(settings.dbt_url)
 
 
 def compile_definitions(definitions_dir: Path = DEFINITIONS_DIR) -> str:

@@ -39,7 +39,7 @@ class RetrolyticsResource(dg.ConfigurableResource):
         )
 
     def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.settings().database_url, autocommit=True)
+        return psycopg.connect(self.settings().dbt_url, autocommit=True)
 
     def drain(self) -> LoadStats:
         """Load the topic up to its current end into ``raw.events``, exactly once, then return."""

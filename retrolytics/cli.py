@@ -38,6 +38,17 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+
+    from ingestion import schema
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        schema.bootstrap(conn)
+        print(f"raw schema {schema.SCHEMA_VERSION} and grants ready in {conn.info.dbname}")
+    return 0
+
+
 def _collect(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import collector
 
@@ -106,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-backoff-s", type=float, default=30.0, help="longest wait between retries"
     )
     load.set_defaults(handler=_load)
+
+    bootstrap = commands.add_parser(
+        "bootstrap", help="create or update the raw schema and grants (as the database's owner)"
+    )
+    bootstrap.set_defaults(handler=_bootstrap)
 
     collect = commands.add_parser("collect", help="serve the HTTP collector (browser → Kafka)")
     collect.add_argument("--host", default="127.0.0.1")

@@ -85,7 +85,10 @@ def show_funnels(database_url: str) -> None:
 def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
     info = stack.up()
     settings = Settings.from_env().with_overrides(
-        database_url=info.database_url, kafka_bootstrap=info.kafka_bootstrap
+        database_url=info.database_url,
+        loader_database_url=info.loader_database_url,
+        dbt_database_url=info.dbt_database_url,
+        kafka_bootstrap=info.kafka_bootstrap,
     )
     print(generator.produce(settings, events=events, days=days, seed=seed))
     load = loader.Loader(settings)
@@ -96,7 +99,7 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
     show_raw_events(settings.database_url)
     seed_file = dbt_runner.compile_seed()
     print(f"\ncompiled {seed_file.definitions} definitions; running dbt build over all history")
-    dbt_runner.run_dbt(["build", "--quiet"], database_url=settings.database_url)
+    dbt_runner.run_dbt(["build", "--quiet"], database_url=settings.dbt_url)
     show_definitions(settings.database_url)
     show_funnels(settings.database_url)
     print(

@@ -72,9 +72,8 @@ def test_up_twice_returns_the_same_running_stack(stack: local_stack.StackInfo) -
     again = local_stack.up()
     assert again == stack
     assert local_stack.status() == stack
-    assert stack.database_url == (
-        f"postgresql://retrolytics@127.0.0.1:{stack.postgres_port}/retrolytics"
-    )
+    assert stack.database_url.startswith("postgresql://retrolytics:")
+    assert stack.database_url.endswith(f"@127.0.0.1:{stack.postgres_port}/retrolytics")
     assert stack.kafka_bootstrap == f"127.0.0.1:{stack.kafka_port}"
     assert stack.postgres_port != stack.kafka_port
 
@@ -88,6 +87,9 @@ def test_status_prints_only_the_env_lines(
     assert parse_env_lines(printed) == {
         "RETROLYTICS_DATABASE_URL": stack.database_url,
         "RETROLYTICS_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "RETROLYTICS_LOADER_DATABASE_URL": stack.loader_database_url,
+        "RETROLYTICS_DBT_DATABASE_URL": stack.dbt_database_url,
+        "RETROLYTICS_BI_DATABASE_URL": stack.bi_database_url,
     }
     assert read_stack_env() == parse_env_lines(printed)
 
@@ -118,7 +120,7 @@ def test_postgres_answers_as_retrolytics(stack: local_stack.StackInfo) -> None:
     assert row == (
         "retrolytics",
         "retrolytics",
-        True,
+        False,  # the owner, not a superuser
         str(stack.postgres_port),
         "127.0.0.1",
         "UTF8",

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 from functools import partial
 
+import psycopg
+
+from ingestion import schema
 from ingestion.settings import LOCAL_DATABASE, local_database_url
 from ingestion.stack import citus as citus_nodes
-from ingestion.stack import kafka, postgres
+from ingestion.stack import credentials, kafka, postgres
 from ingestion.stack.errors import CitusUnavailable, StackError
 from ingestion.stack.layout import StackPaths, exclusive, write_atomically
 from ingestion.stack.ports import HOST, Ports, ensure_free, load, load_or_pick
@@ -44,25 +47,47 @@ CITUS_EXIT_CODE = 2
 
 @dataclass(frozen=True)
 class StackInfo:
+    """Where the stack listens, and one URL per login: the owner's (``database_url``) and each
+    job's (``ingestion.roles``); the Citus stack has the owner's only."""
+
     postgres_port: int
     kafka_port: int
     database_url: str
     kafka_bootstrap: str
+    loader_database_url: str | None = None
+    dbt_database_url: str | None = None
+    bi_database_url: str | None = None
 
     @classmethod
-    def from_ports(cls, ports: Ports) -> StackInfo:
+    def from_ports(cls, ports: Ports, passwords: Mapping[str, str]) -> StackInfo:
+        def url(login: credentials.Login) -> str:
+            return local_database_url(
+                ports.postgres, user=login.name, password=passwords[login.name]
+            )
+
         return cls(
             postgres_port=ports.postgres,
             kafka_port=ports.kafka,
-            database_url=local_database_url(ports.postgres),
+            database_url=url(credentials.OWNER),
             kafka_bootstrap=f"{HOST}:{ports.kafka}",
+            loader_database_url=url(credentials.LOADER),
+            dbt_database_url=url(credentials.DBT),
+            bi_database_url=url(credentials.BI_READER),
         )
 
     def env_lines(self) -> list[str]:
-        return [
+        lines = [
             f"RETROLYTICS_DATABASE_URL={self.database_url}",
             f"RETROLYTICS_KAFKA_BOOTSTRAP={self.kafka_bootstrap}",
         ]
+        for name, url in (
+            ("LOADER", self.loader_database_url),
+            ("DBT", self.dbt_database_url),
+            ("BI", self.bi_database_url),
+        ):
+            if url:
+                lines.append(f"RETROLYTICS_{name}_DATABASE_URL={url}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -106,8 +131,9 @@ def up(citus: bool = False) -> StackInfo:
             running = postgres.is_running(paths)
             if not running:
                 ensure_free(ports.postgres, "PostgreSQL", paths.ports_file)
-            start_databases = partial(_start_postgres, paths, ports, running)
-            info, env_file = StackInfo.from_ports(ports), paths.env_file
+            passwords = credentials.passwords(paths)
+            start_databases = partial(_start_postgres, paths, ports, running, passwords)
+            info, env_file = StackInfo.from_ports(ports, passwords), paths.env_file
         else:
             cluster = citus_nodes.load_or_pick_ports(paths, avoid=astuple(ports))
             citus_nodes.ensure_ports_free(paths, cluster)
@@ -148,20 +174,29 @@ def _launch_kafka(paths: StackPaths, ports: Ports) -> int:
     return kafka.launch(paths, java, libs)
 
 
-def _start_postgres(paths: StackPaths, ports: Ports, running: bool) -> None:
+def _start_postgres(
+    paths: StackPaths, ports: Ports, running: bool, passwords: Mapping[str, str]
+) -> None:
+    superuser_password = passwords[postgres.BOOTSTRAP_SUPERUSER]
     if not running:
         install = postgres.require_install(paths)
         started = time.monotonic()
         postgres.prepare_folders(paths)
         if postgres.initialise(paths, install):
             _say(f"PostgreSQL {install.major} cluster created in {paths.postgres_data}")
-        postgres.start(paths, install, ports.postgres)
+        postgres.start(paths, install, ports.postgres, superuser_password=superuser_password)
         _say(
             f"PostgreSQL {install.major} ready on {HOST}:{ports.postgres} "
             f"({time.monotonic() - started:.1f}s; logs in {paths.postgres_logs})"
         )
-    # Cheap and idempotent; also repairs a first start that was interrupted before this step.
-    postgres.ensure_role_and_database(ports.postgres)
+    # Cheap and idempotent; also repairs a first start that was interrupted before these steps.
+    postgres.ensure_roles_and_database(ports.postgres, passwords)
+    postgres.require_passwords(paths, ports.postgres, passwords)
+    owner_url = local_database_url(
+        ports.postgres, user=credentials.OWNER.name, password=passwords[credentials.OWNER.name]
+    )
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        schema.bootstrap(conn)  # the job logins can work at once: the loader may not bootstrap
 
 
 def _start_citus(
@@ -224,7 +259,7 @@ def status(citus: bool = False) -> StackInfo | None:
         return CitusStackInfo.from_cluster(ports, cluster)
     if not postgres.is_running(paths):
         return None
-    return StackInfo.from_ports(ports)
+    return StackInfo.from_ports(ports, credentials.passwords(paths))
 
 
 def main(action: str, citus: bool = False) -> int:

@@ -19,14 +19,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ingestion import roles
 from ingestion.settings import LOCAL_DATABASE, LOCAL_USER
-from ingestion.stack import processes
+from ingestion.stack import credentials, processes
 from ingestion.stack.errors import StackError
 from ingestion.stack.layout import StackPaths, tail, write_atomically
 
 DEBIAN_POSTGRES_ROOT = Path("/usr/lib/postgresql")
 SERVICE_USER = "postgres"
-BOOTSTRAP_SUPERUSER = "postgres"
+BOOTSTRAP_SUPERUSER = credentials.SUPERUSER
 CONFIG_FILE = "retrolytics.conf"
 LOG_FILE = "postgresql.log"
 STARTUP_LOG = "startup.log"
@@ -293,8 +294,13 @@ def _wait_for_crashed_postmaster(paths: StackPaths) -> None:
 
 
 def start(
-    paths: StackPaths, install: PostgresInstall, port: int, extra: Mapping[str, str] | None = None
+    paths: StackPaths,
+    install: PostgresInstall,
+    port: int,
+    extra: Mapping[str, str] | None = None,
+    superuser_password: str | None = None,
 ) -> None:
+    """Start the server; ``superuser_password`` where the cluster already requires one."""
     _wait_for_crashed_postmaster(paths)
     write_config(paths, port, extra)
     result = _run(
@@ -318,7 +324,7 @@ def start(
             f"PostgreSQL did not start on 127.0.0.1:{port}:\n{result.stdout}{result.stderr}\n"
             f"{_log_excerpt(paths)}"
         )
-    _wait_until_accepting(paths, port)
+    _wait_until_accepting(paths, port, superuser_password)
 
 
 def _log_excerpt(paths: StackPaths) -> str:
@@ -329,17 +335,25 @@ def _log_excerpt(paths: StackPaths) -> str:
     return "\n".join(parts)
 
 
-def _connect(port: int, user: str, dbname: str) -> psycopg.Connection[Any]:
+def _connect(
+    port: int, user: str, dbname: str, password: str | None = None
+) -> psycopg.Connection[Any]:
     return psycopg.connect(
-        host="127.0.0.1", port=port, user=user, dbname=dbname, autocommit=True, connect_timeout=5
+        host="127.0.0.1",
+        port=port,
+        user=user,
+        dbname=dbname,
+        password=password,
+        autocommit=True,
+        connect_timeout=5,
     )
 
 
-def _wait_until_accepting(paths: StackPaths, port: int) -> None:
+def _wait_until_accepting(paths: StackPaths, port: int, password: str | None = None) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         try:
-            with _connect(port, BOOTSTRAP_SUPERUSER, "postgres") as conn:
+            with _connect(port, BOOTSTRAP_SUPERUSER, "postgres", password) as conn:
                 conn.execute("SELECT 1")
             return
         except psycopg.OperationalError as exc:
@@ -351,8 +365,42 @@ def _wait_until_accepting(paths: StackPaths, port: int) -> None:
             time.sleep(0.2)
 
 
+def ensure_roles_and_database(port: int, passwords: Mapping[str, str]) -> None:
+    """The job roles, the owner and one login per job, and the owner's database. No login is a
+    superuser: the owner may create databases, and end sessions in them (``pg_signal_backend``)
+    so that it can drop a test database a job's login still uses."""
+    owner = sql.Identifier(credentials.OWNER.name)
+    with _connect(port, BOOTSTRAP_SUPERUSER, "postgres", passwords[BOOTSTRAP_SUPERUSER]) as conn:
+        for group in roles.GROUPS:
+            _create_role_once(conn, group, sql.SQL("NOLOGIN"))
+        _create_role_once(conn, credentials.OWNER.name, sql.SQL("LOGIN"))
+        conn.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER CREATEDB LOGIN").format(owner))
+        conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(owner))
+        for login in credentials.JOB_LOGINS:
+            _create_role_once(conn, login.name, sql.SQL("LOGIN"))
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(
+                    sql.Identifier(login.group), sql.Identifier(login.name)
+                )
+            )
+        database_exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DATABASE,)
+        ).fetchone()
+        if not database_exists:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(LOCAL_DATABASE), owner)
+            )
+
+
+def _create_role_once(conn: psycopg.Connection[Any], role: str, options: sql.Composable) -> None:
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        conn.execute(sql.SQL("CREATE ROLE {} {}").format(sql.Identifier(role), options))
+
+
 def ensure_role_and_database(port: int) -> None:
-    """The ``retrolytics`` login and its database; superuser, as befits local development only."""
+    """The ``retrolytics`` login and its database on a Citus node: a superuser there (the nodes
+    create the citus extension and connect to one another as it), and loopback is trusted. The
+    single-node stack uses ``ensure_roles_and_database`` and passwords instead."""
     with _connect(port, BOOTSTRAP_SUPERUSER, "postgres") as conn:
         role_exists = conn.execute(
             "SELECT 1 FROM pg_roles WHERE rolname = %s", (LOCAL_USER,)
@@ -370,6 +418,39 @@ def ensure_role_and_database(port: int) -> None:
                     sql.Identifier(LOCAL_DATABASE), sql.Identifier(LOCAL_USER)
                 )
             )
+
+
+def require_passwords(paths: StackPaths, port: int, passwords: Mapping[str, str]) -> None:
+    """Give every login its password, then make loopback connections prove one (scram).
+
+    Run after each start. A cluster made by ``initdb --auth=trust`` (or by a version of the
+    stack that trusted loopback) gets its passwords while trust still lets the superuser in;
+    only then does the rewritten ``pg_hba.conf`` take effect, by a reload.
+    """
+    with _connect(port, BOOTSTRAP_SUPERUSER, "postgres", passwords[BOOTSTRAP_SUPERUSER]) as conn:
+        for role, password in passwords.items():
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+        write_hba(paths, "scram-sha-256")
+        conn.execute("SELECT pg_reload_conf()")
+
+
+def write_hba(paths: StackPaths, method: str) -> None:
+    """Rewrite ``pg_hba.conf``: every connection, loopback or socket, authenticates so."""
+    lines = [
+        "# Written by `retrolytics stack up` on every start; edits are overwritten.",
+        f"local all all {method}",
+        f"host all all 127.0.0.1/32 {method}",
+        f"host all all ::1/128 {method}",
+    ]
+    hba = paths.postgres_data / "pg_hba.conf"
+    write_atomically(hba, "\n".join(lines) + "\n")
+    if os.geteuid() == 0:
+        service = pwd.getpwnam(SERVICE_USER)
+        os.chown(hba, service.pw_uid, service.pw_gid)
 
 
 def stop(paths: StackPaths) -> bool:

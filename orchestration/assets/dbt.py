@@ -98,7 +98,7 @@ def warehouse_turn(retrolytics: RetrolyticsResource, log: dg.DagsterLogManager) 
     rather than an error about a missing source.
     """
     with retrolytics.connect() as conn, retrolytics.dbt_env(), environment(DBT_RUN_ENV):
-        schema.bootstrap(conn)
+        schema.ensure_ready(conn)
         got_it = conn.execute("select pg_try_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,)).fetchone()[
             0
         ]

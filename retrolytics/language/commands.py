@@ -99,5 +99,5 @@ def dbt_main(dbt_args: list[str], settings: Settings) -> int:
         dbt_runner.compile_seed()
     except DefinitionsInvalid as error:
         return _print_problems(error)
-    result = dbt_runner.run_dbt(dbt_args, database_url=settings.database_url, check=False)
+    result = dbt_runner.run_dbt(dbt_args, database_url=settings.dbt_url, check=False)
     return 0 if result.success else 1

@@ -78,11 +78,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     dbt_runner.compile_seed(definitions_dir, project_dir)
     compiled = events.compile_all(catalog.event_definitions)
-    problems = regex_problems_in_postgres(settings.database_url, catalog.event_definitions)
+    problems = regex_problems_in_postgres(settings.dbt_url, catalog.event_definitions)
     if problems:
         _print_problems(problems)
         return 1
-    drop_scratch_schemas(settings.database_url, state_dir / "manifest.json", args.scratch_schema)
+    drop_scratch_schemas(settings.dbt_url, state_dir / "manifest.json", args.scratch_schema)
     target_path = project_dir / "target" / "pr_check"
     result = dbt_runner.run_dbt(
         [
@@ -94,7 +94,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             "--state",
             str(state_dir),
         ],
-        database_url=settings.database_url,
+        database_url=settings.dbt_url,
         project_dir=project_dir,
         target="scratch",
         scratch_schema=args.scratch_schema,
@@ -102,7 +102,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         check=False,
     )
     changes = compare(
-        settings.database_url,
+        settings.dbt_url,
         production=_relations(state_dir / "manifest.json"),
         scratch=_relations(target_path / "manifest.json"),
         compiled=compiled,
