@@ -6,6 +6,7 @@ import errno
 import json
 import random
 import socket
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,7 +66,15 @@ def is_free(port: int) -> bool:
     return True
 
 
+# A crashed server's threads may still be exiting, holding its sockets, after its main thread
+# is already a zombie (which the stack takes for dead): give such a port time to come free.
+PORT_RELEASE_WAIT_S = 15.0
+
+
 def ensure_free(port: int, what: str, ports_file: Path) -> None:
+    deadline = time.monotonic() + PORT_RELEASE_WAIT_S
+    while not is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if not is_free(port):
         raise StackError(
             f"port {port} on {HOST} (remembered for {what} in {ports_file}) is taken by "
