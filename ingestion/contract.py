@@ -336,7 +336,13 @@ def page_path(page: Page | None) -> str | None:
         return None
     if page.path:
         return page.path
-    return (urlsplit(page.url).path or "/")[:MAX_PATH_LENGTH] if page.url else None
+    if not page.url:
+        return None
+    try:
+        path = urlsplit(page.url).path
+    except ValueError as exc:  # e.g. "http://[abc/x": an unclosed IPv6 host
+        raise ContractViolation(f"page.url: not a URL ({exc})") from None
+    return (path or "/")[:MAX_PATH_LENGTH]
 
 
 def href_of(element: Element) -> str | None:

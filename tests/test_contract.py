@@ -197,3 +197,8 @@ def test_fast_and_slow_paths_agree_on_a_valid_event() -> None:
     assert fast.properties == {"city": "Zürich"}
     assert slow.properties == {"city": "Zürich\ufffd"}
     assert fast.model_dump(exclude={"properties"}) == slow.model_dump(exclude={"properties"})
+
+
+def test_a_url_that_cannot_be_split_is_refused_by_name() -> None:
+    with pytest.raises(ContractViolation, match=r"page\.url: not a URL"):
+        row_of(pageview_event(page={"url": "http://[abc/x"}))

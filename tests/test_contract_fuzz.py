@@ -55,6 +55,7 @@ nasty_tokens = st.sampled_from(
         "01",
         "1.",
         '"\t"',
+        '{"url": "http://[abc/x"}',
     ]
 )
 
