@@ -21,7 +21,7 @@ import psycopg
 
 from benchmarks.bench_definitions import SHIPPED_DEFINITIONS, dbt, dbt_project_copy, load_events
 from benchmarks.common import Section, Stopwatch, scratch
-from ingestion import generator
+from demo import traffic
 from retrolytics.language import dbt_runner
 
 FUNNEL = "browse_to_purchase"
@@ -100,7 +100,7 @@ def run(quick: bool) -> Section:
         until = datetime.now(UTC).date()
         with Stopwatch() as loading:
             stored = load_events(
-                url, generator.generate_events(per_day * DAYS, DAYS, seed=31, until=until)
+                url, traffic.generate_events(per_day * DAYS, DAYS, seed=31, until=until)
             )
         project = dbt_project_copy(Path(tmp))
         dbt_runner.compile_seed(SHIPPED_DEFINITIONS, project)

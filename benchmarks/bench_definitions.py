@@ -32,7 +32,8 @@ import yaml
 from psycopg import sql
 
 from benchmarks.common import Section, Stopwatch, scratch
-from ingestion import generator, schema
+from demo.traffic import CATEGORIES, PRODUCTS, generate_events
+from ingestion import schema
 from ingestion.loader import store_events
 from ingestion.settings import PROJECT_ROOT
 from retrolytics.language import dbt_runner
@@ -158,8 +159,8 @@ def shipped_items() -> list[dict]:
 def _variant(index: int) -> dict:
     """The index-th generated definition: one of a dozen shapes analysts write, with its own
     product, category, page or word, so every variant matches something different."""
-    product = generator.PRODUCTS[index % len(generator.PRODUCTS)]
-    category = generator.CATEGORIES[index % len(generator.CATEGORIES)]
+    product = PRODUCTS[index % len(PRODUCTS)]
+    category = CATEGORIES[index % len(CATEGORIES)]
     word = product.name.split()[0]
     shapes: list[tuple[str, list[dict]]] = [
         (
@@ -469,7 +470,7 @@ def _ratio(seconds: list[float], rebuilt: list[float]) -> str:
 def traffic(per_day: int, days: int) -> tuple[list[date], Iterator[dict]]:
     until = datetime.now(UTC).date()
     all_days = [until - timedelta(days=days - 1 - i) for i in range(days)]
-    return all_days, generator.generate_events(per_day * days, days, seed=11, until=until)
+    return all_days, generate_events(per_day * days, days, seed=11, until=until)
 
 
 def run(quick: bool) -> Section:

@@ -21,7 +21,7 @@ import psycopg
 from confluent_kafka import Producer
 
 from benchmarks.common import Section, scratch
-from ingestion import generator
+from demo import traffic
 from ingestion.settings import Settings
 from ingestion.topics import RELIABLE_PRODUCER_CONFIG
 
@@ -95,7 +95,7 @@ def measure(settings: Settings, seconds: int, max_wait_ms: int) -> tuple[float, 
         time.sleep(8)  # the consumer group's first assignment
         payloads = [
             (e["anonymous_id"].encode(), json.dumps(e).encode())
-            for e in generator.generate_events(RATE * seconds, days=2, seed=seconds + max_wait_ms)
+            for e in traffic.generate_events(RATE * seconds, days=2, seed=seconds + max_wait_ms)
         ]
         sent: dict = {}
         seen: list = []

@@ -47,7 +47,7 @@ from benchmarks.bench_definitions import (
     model_seconds,
 )
 from benchmarks.common import Section, Stopwatch, scratch
-from ingestion import generator
+from demo import traffic
 from retrolytics.language import dbt_runner
 
 FUNNEL = "browse_to_purchase"
@@ -284,7 +284,7 @@ def run(quick: bool) -> Section:
     with scratch("engines") as settings, tempfile.TemporaryDirectory() as tmp:
         work, url = Path(tmp), settings.database_url
         with Stopwatch() as loading:
-            stored = load_events(url, generator.generate_events(events, days, seed=23))
+            stored = load_events(url, traffic.generate_events(events, days, seed=23))
         project = dbt_project_copy(work)
         dbt_runner.compile_seed(funnel_definitions(work, 5), project)
         dbt(project, url, ["seed"])

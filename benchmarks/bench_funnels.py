@@ -17,7 +17,8 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.common import Section, scratch
-from ingestion import generator, schema
+from demo import traffic
+from ingestion import schema
 from ingestion.loader import store_events
 from ingestion.settings import PROJECT_ROOT
 from retrolytics.language import dbt_runner, funnels
@@ -61,7 +62,7 @@ def run(quick: bool) -> Section:
         )
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             schema.bootstrap(conn)
-            store_events(conn, generator.generate_events(events, 7, seed=5))
+            store_events(conn, traffic.generate_events(events, 7, seed=5))
         dbt_runner.compile_seed(PROJECT_ROOT / "definitions", project)
         url = settings.database_url
         dbt_runner.run_dbt(

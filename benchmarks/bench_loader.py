@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.common import Section, Stopwatch, scratch
-from ingestion import generator
+from demo import traffic
 from ingestion.contract import EVENT_COLUMNS
 from ingestion.loader import Loader
 from ingestion.settings import Settings
@@ -125,7 +125,7 @@ def run(quick: bool) -> Section:
         f"python -m benchmarks {'--quick ' if quick else ''}--only loader",
     )
     with scratch("loader") as settings:
-        section.add(generator.produce(settings, events=events, days=30, seed=42))
+        section.add(traffic.produce(settings, events=events, days=30, seed=42))
         cpu_before = postgres_cpu_seconds()
         wall, cpu, peak_mib, summary = run_loader_process(settings)
         postgres_cpu = postgres_cpu_seconds() - cpu_before

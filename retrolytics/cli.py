@@ -18,9 +18,9 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from ingestion import generator
+    from demo import traffic
 
-    summary = generator.produce(settings, events=args.events, days=args.days, seed=args.seed)
+    summary = traffic.produce(settings, events=args.events, days=args.days, seed=args.seed)
     print(summary)
     return 0
 
@@ -56,7 +56,7 @@ def _collect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _shop(args: argparse.Namespace, settings: Settings) -> int:
-    from ingestion import shop
+    from demo import shop
 
     return shop.main(args.host, args.port, args.collector)
 
@@ -80,9 +80,9 @@ def _definitions(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from retrolytics import demo
+    from demo import job
 
-    return demo.main(events=args.events, days=args.days, seed=args.seed)
+    return job.main(events=args.events, days=args.days, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingestion import generator
-from ingestion import shop as retro_shop
+from demo import shop as retro_shop
+from demo import traffic
 from ingestion.collector import (
     CollectorConfig,
     bind_loopback,
@@ -160,17 +160,17 @@ def generated(target: dict) -> str:
 def expected_journey() -> list[tuple[str, str | None, str, dict | None]]:
     """What the shopper does, event by event: (type, custom name, page path, the element the
     generator documents for that event, whose hierarchy the browser's must equal)."""
-    header = generator._Header
-    product_page = generator._product_page(generator.PRODUCTS_BY_ID[PRODUCT])
-    cart_form, checkout_button, _, _ = generator._cart_targets([PRODUCT])
-    signup = generator._SIGNUP_FORM
-    checkout = generator._CHECKOUT_PAGES[False]  # identified by then: no account prompt
+    header = traffic._Header
+    product_page = traffic._product_page(traffic.PRODUCTS_BY_ID[PRODUCT])
+    cart_form, checkout_button, _, _ = traffic._cart_targets([PRODUCT])
+    signup = traffic._SIGNUP_FORM
+    checkout = traffic._CHECKOUT_PAGES[False]  # identified by then: no account prompt
     product = f"/product/{PRODUCT}"
     return [
         ("pageview", None, "/", None),
-        ("click", None, "/", generator._HOME_CTA),
+        ("click", None, "/", traffic._HOME_CTA),
         ("pageview", None, "/products", None),
-        ("click", None, "/products", generator._FILTERS["bags"]),
+        ("click", None, "/products", traffic._FILTERS["bags"]),
         ("pageview", None, "/products", None),
         ("change", None, "/products", header.search_input),  # its value is never sent
         # Enter in the search box: the browser clicks the form's submit button, then submits.
@@ -178,7 +178,7 @@ def expected_journey() -> list[tuple[str, str | None, str, dict | None]]:
         ("submit", None, "/products", header.search_form),
         ("pageview", None, "/search", None),
         ("custom", "search_performed", "/search", None),
-        ("click", None, "/search", generator._SEARCH_GRIDS["bags"][PRODUCT][1]),  # the image
+        ("click", None, "/search", traffic._SEARCH_GRIDS["bags"][PRODUCT][1]),  # the image
         ("pageview", None, product, None),
         ("custom", "product_viewed", product, None),
         ("click", None, product, product_page.add_to_cart_label),
@@ -187,7 +187,7 @@ def expected_journey() -> list[tuple[str, str | None, str, dict | None]]:
         ("click", None, "/cart", checkout_button),
         ("submit", None, "/cart", cart_form),
         ("pageview", None, "/checkout", None),
-        ("click", None, "/checkout", generator._CHECKOUT_SIGNUP),
+        ("click", None, "/checkout", traffic._CHECKOUT_SIGNUP),
         ("pageview", None, "/signup", None),
         ("change", None, "/signup", signup.email),
         ("change", None, "/signup", signup.password),

@@ -585,7 +585,7 @@ def build_models(database_url: str, target: Path, events: list[dict]) -> None:
 
 @pytest.fixture(scope="module")
 def shop_events() -> list[dict]:
-    from ingestion.generator import generate_events
+    from demo.traffic import generate_events
 
     return list(generate_events(3000, 3, 11))
 

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from demo.traffic import generate_events
 from ingestion import loader, schema
-from ingestion.generator import generate_events
 from retrolytics.language import dbt_runner, events
 from retrolytics.language.check import load_catalog
 

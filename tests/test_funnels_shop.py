@@ -17,8 +17,8 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from demo.traffic import generate_events
 from ingestion import schema
-from ingestion.generator import generate_events
 from ingestion.loader import store_events
 from retrolytics.language import dbt_runner
 from tests.funnel_harness import (

@@ -14,9 +14,8 @@ from confluent_kafka import Consumer
 from lxml import etree
 from lxml.cssselect import CSSSelector
 
-from ingestion import generator
-from ingestion.contract import parse_message, to_row
-from ingestion.generator import (
+from demo import traffic
+from demo.traffic import (
     CATEGORIES,
     PRODUCTS_BY_ID,
     SHOP_LAYOUT,
@@ -24,6 +23,7 @@ from ingestion.generator import (
     generate_events,
     shop_page_of,
 )
+from ingestion.contract import parse_message, to_row
 from ingestion.settings import Settings
 
 UNTIL = date(2026, 11, 24)
@@ -378,7 +378,7 @@ def test_product_images_are_clicked_inside_their_links(events: list[dict]) -> No
 
 
 def test_the_module_documentation_shows_every_page_tree() -> None:
-    doc = generator.__doc__ or ""
+    doc = traffic.__doc__ or ""
     for path, tree in SHOP_PAGES.items():
         assert f"``{path}``" in doc
         for line in tree.splitlines():
@@ -394,17 +394,17 @@ NOWHERE = Settings(
 
 def test_produce_refuses_bad_arguments_before_touching_kafka() -> None:
     with pytest.raises(ValueError, match="events must be a positive whole number"):
-        generator.produce(NOWHERE, events=-5)
+        traffic.produce(NOWHERE, events=-5)
 
 
 def test_produce_names_the_unreachable_kafka() -> None:
     with pytest.raises(RuntimeError, match=r"cannot prepare topic t on Kafka at 127\.0\.0\.1:9"):
-        generator.produce(NOWHERE, events=10)
+        traffic.produce(NOWHERE, events=10)
 
 
 @pytest.mark.integration
 def test_produce_writes_every_event_keyed_by_device(settings) -> None:
-    summary = generator.produce(settings, events=2000, days=3, seed=9, until=UNTIL)
+    summary = traffic.produce(settings, events=2000, days=3, seed=9, until=UNTIL)
     assert summary.startswith("produced 2000 events (") and settings.topic in summary
 
     consumer = Consumer(

@@ -20,7 +20,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from ingestion import generator
+from demo import traffic
 from ingestion.settings import PROJECT_ROOT, Settings
 from tests.factories import click_event, encode, iso, produce
 
@@ -96,7 +96,7 @@ def _partition_of(day: date) -> str:
 def test_one_partition_of_the_whole_graph_from_kafka_to_marts(
     defs: dg.Definitions, settings: Settings
 ) -> None:
-    generator.produce(settings, events=1500, days=2, seed=11)
+    traffic.produce(settings, events=1500, days=2, seed=11)
     load = _load(defs)
     loaded = _scalar(settings, "select count(*) from raw.events")
     assert loaded > 1400  # the generator sends a few duplicates, stored once
@@ -162,7 +162,7 @@ def test_one_partition_of_the_whole_graph_from_kafka_to_marts(
 def test_reruns_and_a_single_run_backfill_change_nothing(
     defs: dg.Definitions, settings: Settings
 ) -> None:
-    generator.produce(settings, events=1200, days=3, seed=12)
+    traffic.produce(settings, events=1200, days=3, seed=12)
     _load(defs)
     assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
     first = _defined_events_digest(settings)
@@ -199,7 +199,7 @@ def test_reruns_and_a_single_run_backfill_change_nothing(
 def test_late_events_reach_their_day_on_the_next_run(
     defs: dg.Definitions, settings: Settings
 ) -> None:
-    generator.produce(settings, events=600, days=2, seed=13)
+    traffic.produce(settings, events=600, days=2, seed=13)
     _load(defs)
     assert _derive(defs, partition_key=_partition_of(TODAY)).success
     before = _scalar(
@@ -240,7 +240,7 @@ def test_concurrent_partition_runs_take_turns(
 ) -> None:
     from orchestration.assets.dbt import WAREHOUSE_LOCK_KEY
 
-    generator.produce(settings, events=1200, days=3, seed=14)
+    traffic.produce(settings, events=1200, days=3, seed=14)
     _load(defs)
     assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
     expected = _defined_events_digest(settings)
@@ -336,7 +336,7 @@ def test_the_sensor_run_request_runs(defs: dg.Definitions, settings: Settings, t
 
     from orchestration.sensors import build_declaration_sensor
 
-    generator.produce(settings, events=400, days=1, seed=15)
+    traffic.produce(settings, events=400, days=1, seed=15)
     _load(defs)
     copy = tmp_path / "definitions"
     shutil.copytree(PROJECT_ROOT / "definitions", copy)

@@ -23,7 +23,7 @@ import httpx
 import psycopg
 import pytest
 
-from ingestion import generator
+from demo import traffic
 from ingestion.loader import Loader
 from ingestion.settings import PROJECT_ROOT, Settings
 
@@ -102,7 +102,7 @@ def _wait_until_loaded(server: DagsterServer, webserver: subprocess.Popen) -> No
 
 @pytest.fixture
 def loaded_settings(settings: Settings) -> Settings:
-    generator.produce(settings, events=500, days=2, seed=21)
+    traffic.produce(settings, events=500, days=2, seed=21)
     loader = Loader(settings)
     try:
         loader.drain()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import psycopg
 
-from ingestion import generator, loader, stack
+from demo import traffic
+from ingestion import loader, stack
 from ingestion.settings import Settings
 from retrolytics.language import dbt_runner
 
@@ -90,7 +91,7 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
         dbt_database_url=info.dbt_database_url,
         kafka_bootstrap=info.kafka_bootstrap,
     )
-    print(generator.produce(settings, events=events, days=days, seed=seed))
+    print(traffic.produce(settings, events=events, days=days, seed=seed))
     load = loader.Loader(settings)
     try:
         print(load.drain().summary())

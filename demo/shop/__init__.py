@@ -1,8 +1,8 @@
 """Retro Shop: the demo web shop, wired with the Retrolytics snippet.
 
 ``retrolytics shop [--port 8800] [--collector http://127.0.0.1:8700]`` serves it. Its pages have
-exactly the DOM that ``ingestion.generator`` documents (``SHOP_LAYOUT``/``SHOP_PAGES``) and its
-catalogue (``generator.PRODUCTS``), so the event definitions under ``definitions/`` match real
+exactly the DOM that ``demo.traffic`` documents (``SHOP_LAYOUT``/``SHOP_PAGES``) and its
+catalogue (``demo.traffic.PRODUCTS``), so the event definitions under ``definitions/`` match real
 browser events the same way they match synthetic ones. Every page loads ``retrolytics.js`` from
 the collector in ``<head>`` (a script in ``<body>`` would shift the ``nth-child`` of its
 siblings) and ``/static/shop.js``, the shop's own behaviour:
@@ -36,7 +36,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ingestion.generator import CATEGORIES, CURRENCY, PRODUCTS, PRODUCTS_BY_ID, SHOP_NAME, Product
+from demo.traffic import CATEGORIES, CURRENCY, PRODUCTS, PRODUCTS_BY_ID, SHOP_NAME, Product
 
 DEFAULT_PORT = 8800
 DEFAULT_COLLECTOR = "http://127.0.0.1:8700"
