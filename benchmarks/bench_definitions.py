@@ -32,7 +32,8 @@ import yaml
 from psycopg import sql
 
 from benchmarks.common import Section, Stopwatch, scratch
-from demo.traffic import CATEGORIES, PRODUCTS, generate_events
+from demo.catalogue import CATEGORIES, PRODUCTS
+from demo.traffic import generate_events
 from ingestion import schema
 from ingestion.loader import store_events
 from ingestion.settings import PROJECT_ROOT

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from demo import shop as retro_shop
-from demo import traffic
+from demo.traffic import targets
 from ingestion.collector import (
     CollectorConfig,
     bind_loopback,
@@ -160,17 +160,17 @@ def generated(target: dict) -> str:
 def expected_journey() -> list[tuple[str, str | None, str, dict | None]]:
     """What the shopper does, event by event: (type, custom name, page path, the element the
     generator documents for that event, whose hierarchy the browser's must equal)."""
-    header = traffic._Header
-    product_page = traffic._product_page(traffic.PRODUCTS_BY_ID[PRODUCT])
-    cart_form, checkout_button, _, _ = traffic._cart_targets([PRODUCT])
-    signup = traffic._SIGNUP_FORM
-    checkout = traffic._CHECKOUT_PAGES[False]  # identified by then: no account prompt
+    header = targets.HEADER
+    product_page = targets.PRODUCT_PAGES[PRODUCT]
+    cart = targets.cart_page((PRODUCT,))
+    signup = targets.SIGNUP
+    checkout = targets.CHECKOUT_PAGES[True]  # identified by then: no account prompt
     product = f"/product/{PRODUCT}"
     return [
         ("pageview", None, "/", None),
-        ("click", None, "/", traffic._HOME_CTA),
+        ("click", None, "/", targets.HOME.shop_now),
         ("pageview", None, "/products", None),
-        ("click", None, "/products", traffic._FILTERS["bags"]),
+        ("click", None, "/products", targets.LISTINGS[None].filters["bags"]),
         ("pageview", None, "/products", None),
         ("change", None, "/products", header.search_input),  # its value is never sent
         # Enter in the search box: the browser clicks the form's submit button, then submits.
@@ -178,16 +178,16 @@ def expected_journey() -> list[tuple[str, str | None, str, dict | None]]:
         ("submit", None, "/products", header.search_form),
         ("pageview", None, "/search", None),
         ("custom", "search_performed", "/search", None),
-        ("click", None, "/search", traffic._SEARCH_GRIDS["bags"][PRODUCT][1]),  # the image
+        ("click", None, "/search", targets.SEARCH_GRIDS["bags"][PRODUCT].image),
         ("pageview", None, product, None),
         ("custom", "product_viewed", product, None),
         ("click", None, product, product_page.add_to_cart_label),
         ("click", None, product, header.nav["/cart"]),
         ("pageview", None, "/cart", None),
-        ("click", None, "/cart", checkout_button),
-        ("submit", None, "/cart", cart_form),
+        ("click", None, "/cart", cart.checkout),
+        ("submit", None, "/cart", cart.form),
         ("pageview", None, "/checkout", None),
-        ("click", None, "/checkout", traffic._CHECKOUT_SIGNUP),
+        ("click", None, "/checkout", targets.ACCOUNT_PROMPT.signup),
         ("pageview", None, "/signup", None),
         ("change", None, "/signup", signup.email),
         ("change", None, "/signup", signup.password),

@@ -14,15 +14,10 @@ from confluent_kafka import Consumer
 from lxml import etree
 from lxml.cssselect import CSSSelector
 
-from demo import traffic
-from demo.traffic import (
-    CATEGORIES,
-    PRODUCTS_BY_ID,
-    SHOP_LAYOUT,
-    SHOP_PAGES,
-    generate_events,
-    shop_page_of,
-)
+from demo import pages, traffic
+from demo.catalogue import CATEGORIES, PRODUCTS_BY_ID
+from demo.pages import SHOP_LAYOUT, SHOP_PAGES, shop_page_of
+from demo.traffic import generate_events
 from ingestion.contract import parse_message, to_row
 from ingestion.settings import Settings
 
@@ -261,13 +256,35 @@ def test_changes_never_carry_values(events: list[dict]) -> None:
 # -- the documented DOM --------------------------------------------------------------------------
 
 
+PLACEHOLDER = re.compile(r"<[^>]*>")
+
+
+def as_css(compound: str) -> str:
+    """An outline's compound selector as CSS: an attribute value with ``<…>`` placeholders
+    becomes conditions on what is fixed, ``[href="/product/<id>/reviews"]`` →
+    ``[href^="/product/"][href$="/reviews"]``."""
+
+    def condition(match: re.Match) -> str:
+        name, value = match.groups()
+        if not PLACEHOLDER.search(value):
+            return match.group(0)
+        prefix = value[: value.index("<")]
+        suffix = value[value.rindex(">") + 1 :]
+        css = f"[{name}]"
+        css += f'[{name}^="{prefix}"]' if prefix else ""
+        css += f'[{name}$="{suffix}"]' if suffix else ""
+        return css
+
+    return re.sub(r'\[([a-z-]+)="([^"]*)"\]', condition, compound)
+
+
 def documented(tree: str, prefix: tuple[str, ...]) -> list[tuple[str, frozenset[str]]]:
     """(full child-combinator selector, event types it is documented as the target of)."""
     entries = []
     path: list[str] = list(prefix)
     for line in tree.splitlines():
         depth = len(prefix) + (len(line) - len(line.lstrip(" "))) // 2
-        path[depth:] = [line.split()[0]]
+        path[depth:] = [as_css(line.strip().split("  ")[0])]
         arrow = re.search(r"<-\s*([a-z, ]+)", line)
         kinds = frozenset(k.strip() for k in arrow.group(1).split(",")) if arrow else frozenset()
         entries.append((" > ".join(path), kinds))
@@ -378,7 +395,7 @@ def test_product_images_are_clicked_inside_their_links(events: list[dict]) -> No
 
 
 def test_the_module_documentation_shows_every_page_tree() -> None:
-    doc = traffic.__doc__ or ""
+    doc = pages.__doc__ or ""
     for path, tree in SHOP_PAGES.items():
         assert f"``{path}``" in doc
         for line in tree.splitlines():
