@@ -91,8 +91,6 @@ MAX_HEADER_FIELDS = 100
 DELIVERY_TIMEOUT_S = 10.0
 HEALTH_TIMEOUT_S = 3.0
 RETRY_AFTER_S = 5
-# ``retrolytics collect`` without --allow-origin: the demo shop on its default port.
-DEMO_SHOP_ORIGINS = ("http://127.0.0.1:8800", "http://localhost:8800")
 ACCEPTED_MEDIA_TYPES = ("", "application/json", "text/plain")
 
 
@@ -566,8 +564,11 @@ def serving_in_background(
 def main(
     settings: Settings, host: str, port: int, allow_origins: Sequence[str] | None = None
 ) -> int:
-    """``retrolytics collect``: make sure the topic exists, then serve until interrupted."""
-    allow_origins = tuple(allow_origins) if allow_origins else DEMO_SHOP_ORIGINS
+    """``retrolytics collect``: make sure the topic exists, then serve until interrupted.
+
+    Browsers may send events only from ``allow_origins`` (none unless given); requests without
+    an ``Origin`` header (servers, scripts) are always accepted."""
+    allow_origins = tuple(allow_origins or ())
     try:
         ensure_topic(settings.kafka_bootstrap, settings.topic)
     except KafkaException as exc:
@@ -579,7 +580,7 @@ def main(
     print(
         f"collector on http://{host}:{port}{EVENTS_PATH} → Kafka {settings.kafka_bootstrap} "
         f"topic {settings.topic}; snippet at http://{host}:{port}/retrolytics.js; "
-        f"allowed origins: {', '.join(allow_origins) or 'none'}",
+        f"allowed origins: {', '.join(allow_origins) or 'none (add sites with --allow-origin)'}",
         flush=True,
     )
     serve(create_app(config), host, port)

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-origin",
         action="append",
         default=None,
-        help="an origin whose pages may send events (repeatable; default: the demo shop)",
+        help="an origin whose pages may send events (repeatable; default: none)",
     )
     collect.set_defaults(handler=_collect)
 

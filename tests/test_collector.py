@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -431,6 +435,40 @@ def test_a_post_from_another_origin_is_refused_even_without_preflight(collector,
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == SHOP_ORIGIN
     assert topic_size(stack.kafka_bootstrap, topic) == 1
+
+
+@pytest.mark.integration
+def test_retrolytics_collect_allows_no_browser_origin_unless_told(stack, topic, tmp_path: Path):
+    """Without --allow-origin no page may send events, not even the demo shop's; requests
+    without an Origin header (servers, scripts) still may."""
+    port = closed_port()
+    env = {**os.environ, "RETROLYTICS_KAFKA_BOOTSTRAP": stack.kafka_bootstrap}
+    env["RETROLYTICS_TOPIC"] = topic
+    command = [sys.executable, "-m", "retrolytics.cli", "collect", "--port", str(port)]
+    log = tmp_path / "collect.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, log.read_text()
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get("/health").status_code == 200:
+                        break
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            from_shop = client.post(EVENTS_PATH, json=fresh(), headers={"Origin": SHOP_ORIGIN})
+            from_server = client.post(EVENTS_PATH, json=fresh())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    assert from_shop.status_code == 403
+    assert "--allow-origin" in from_shop.json()["error"]
+    assert from_server.status_code == 200
+    assert topic_size(stack.kafka_bootstrap, topic) == 1
+    assert "allowed origins: none" in log.read_text()
 
 
 # -- health, snippet, Kafka trouble ---------------------------------------------------------
