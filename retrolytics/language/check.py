@@ -5,7 +5,7 @@
 ``funnels/`` later). A kind says how to read one list item and, optionally, how to check the
 whole catalogue at once (a funnel step must name an event definition that exists). Adding a kind
 is adding a ``DeclarationKind`` to ``KINDS``; names are unique within a kind, across files. A
-kind also names the dbt seeds it compiles to; ``dbt_runner.compile_seed`` writes them all.
+kind also names the dbt seeds it compiles to; ``seeds.compile_seed`` writes them all.
 """
 
 from __future__ import annotations
