@@ -55,6 +55,10 @@ class Catalog:
     def event_definitions(self) -> list[events.EventDefinition]:
         return self.declarations.get("events", [])
 
+    @property
+    def funnels(self) -> list[funnels.Funnel]:
+        return self.declarations.get("funnels", [])
+
     def summary(self) -> str:
         counts = [
             f"{len(self.declarations.get(kind.folder, []))} {kind.plural}"
@@ -85,7 +89,7 @@ FUNNELS = DeclarationKind(
     plural="funnels",
     parse_item=funnels.parse_funnel,
     cross_check=funnels.check_references,
-    seeds=lambda catalog: funnels.seed_files(catalog.declarations.get("funnels", [])),
+    seeds=lambda catalog: funnels.seed_files(catalog.funnels),
 )
 
 KINDS: list[DeclarationKind] = [EVENTS, FUNNELS]
