@@ -22,7 +22,7 @@ import psycopg
 from benchmarks.bench_definitions import SHIPPED_DEFINITIONS, dbt, dbt_project_copy, load_events
 from benchmarks.common import Section, Stopwatch, scratch
 from demo import traffic
-from retrolytics.language import dbt_runner
+from retrolytics.language.seeds import compile_seed
 
 FUNNEL = "browse_to_purchase"
 DAYS = 90
@@ -103,7 +103,7 @@ def run(quick: bool) -> Section:
                 url, traffic.generate_events(per_day * DAYS, DAYS, seed=31, until=until)
             )
         project = dbt_project_copy(Path(tmp))
-        dbt_runner.compile_seed(SHIPPED_DEFINITIONS, project)
+        compile_seed(SHIPPED_DEFINITIONS, project)
         with Stopwatch() as building:
             dbt(project, url, ["seed"])
             dbt(project, url, ["run"])

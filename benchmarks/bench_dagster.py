@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_definitions import write_definitions
-from benchmarks.common import Section
-from ingestion.settings import PROJECT_ROOT, state_dir
+from benchmarks.common import REPO, Section
+from ingestion.settings import state_dir
 
 DEFINITION_COUNTS = (10, 200, 500)
 FUNNELS = 20
@@ -52,8 +52,8 @@ def project_copy(root: Path, definitions: int) -> Path:
     """The packages and dbt project under ``root``, with generated declarations."""
     ignore = shutil.ignore_patterns("__pycache__", "target", "logs", "*.csv")
     for name in (*PACKAGES, "dbt_project"):
-        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=ignore)
-    shutil.copy(PROJECT_ROOT / "workspace.yaml", root / "workspace.yaml")
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
+    shutil.copy(REPO / "workspace.yaml", root / "workspace.yaml")
     write_definitions(root / "definitions", definitions, funnels=FUNNELS)
     return root
 

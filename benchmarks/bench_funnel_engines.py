@@ -48,7 +48,7 @@ from benchmarks.bench_definitions import (
 )
 from benchmarks.common import Section, Stopwatch, scratch
 from demo import traffic
-from retrolytics.language import dbt_runner
+from retrolytics.language.seeds import compile_seed
 
 FUNNEL = "browse_to_purchase"
 STEP_COUNTS = (5, 10, 20)
@@ -85,7 +85,7 @@ def funnel_definitions(work: Path, steps: int) -> Path:
 
 def build_ours(project: Path, url: str, definitions: Path) -> tuple[float, float]:
     """Compile the funnel, rebuild its facts and mart from scratch; model seconds of each."""
-    dbt_runner.compile_seed(definitions, project)
+    compile_seed(definitions, project)
     dbt(project, url, ["seed", "-s", "funnels", "funnel_steps"])
     _, result = dbt(project, url, ["run", "-s", *FUNNEL_MODELS, "--full-refresh"])
     return model_seconds(result, FUNNEL_MODELS[0]), model_seconds(result, FUNNEL_MODELS[1])
@@ -286,7 +286,7 @@ def run(quick: bool) -> Section:
         with Stopwatch() as loading:
             stored = load_events(url, traffic.generate_events(events, days, seed=23))
         project = dbt_project_copy(work)
-        dbt_runner.compile_seed(funnel_definitions(work, 5), project)
+        compile_seed(funnel_definitions(work, 5), project)
         dbt(project, url, ["seed"])
         _, upstream = dbt(project, url, ["run", "--exclude", *FUNNEL_MODELS])
         defined = model_seconds(upstream, "defined_events")

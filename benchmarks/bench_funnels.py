@@ -16,13 +16,14 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks.common import Section, scratch
+from benchmarks.common import REPO, Section, scratch
 from demo import traffic
 from ingestion import schema
 from ingestion.loader import store_events
-from ingestion.settings import PROJECT_ROOT
-from retrolytics.language import dbt_runner, funnels
+from retrolytics.language import funnels
 from retrolytics.language.funnels import EventRef, Funnel, Step
+from retrolytics.language.seeds import compile_seed
+from retrolytics.warehouse import runner
 
 CYCLE = ("viewed_product_list", "viewed_product", "added_to_cart", "viewed_cart", "viewed_checkout")
 STEP_COUNTS = (2, 5, 10, 20)
@@ -55,7 +56,7 @@ def run(quick: bool) -> Section:
     with scratch("funnels") as settings, tempfile.TemporaryDirectory() as work:
         project = Path(
             shutil.copytree(
-                PROJECT_ROOT / "dbt_project",
+                REPO / "dbt_project",
                 Path(work) / "dbt_project",
                 ignore=shutil.ignore_patterns("target", "logs", "*.csv"),
             )
@@ -63,9 +64,9 @@ def run(quick: bool) -> Section:
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             schema.bootstrap(conn)
             store_events(conn, traffic.generate_events(events, 7, seed=5))
-        dbt_runner.compile_seed(PROJECT_ROOT / "definitions", project)
+        compile_seed(REPO / "definitions", project)
         url = settings.database_url
-        dbt_runner.run_dbt(
+        runner.run_dbt(
             ["build", "--exclude-resource-type", "test", "--quiet"],
             database_url=url,
             project_dir=project,
@@ -76,7 +77,7 @@ def run(quick: bool) -> Section:
             for steps in STEP_COUNTS:
                 for name, text in funnels.seed_files([funnel_of(steps, unit)]).items():
                     (project / "seeds" / name).write_text(text)
-                result = dbt_runner.run_dbt(
+                result = runner.run_dbt(
                     [
                         "build",
                         "--select",

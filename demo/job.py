@@ -12,7 +12,8 @@ import psycopg
 from demo import traffic
 from ingestion import loader, stack
 from ingestion.settings import Settings
-from retrolytics.language import dbt_runner
+from retrolytics.language.seeds import compile_seed
+from retrolytics.warehouse import project, runner
 
 
 def _print_table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
@@ -83,7 +84,7 @@ def show_funnels(database_url: str) -> None:
         _print_table(f"funnel {funnel}", ("step", "name", "units", "of entered"), table)
 
 
-def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
+def main(events: int = 20_000, days: int = 7, seed: int = 1, definitions: str | None = None) -> int:
     info = stack.up()
     settings = Settings.from_env().with_overrides(
         database_url=info.database_url,
@@ -98,9 +99,10 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
     finally:
         load.close()
     show_raw_events(settings.database_url)
-    seed_file = dbt_runner.compile_seed()
+    dbt_project = project.dbt_project_dir()
+    seed_file = compile_seed(project.definitions_dir(definitions), dbt_project)
     print(f"\ncompiled {seed_file.definitions} definitions; running dbt build over all history")
-    dbt_runner.run_dbt(["build", "--quiet"], database_url=settings.dbt_url)
+    runner.run_dbt(["build", "--quiet"], database_url=settings.dbt_url, project_dir=dbt_project)
     # dbt's login built staging and marts; the owner may not read them (least privilege).
     show_definitions(settings.dbt_url)
     show_funnels(settings.dbt_url)

@@ -18,7 +18,8 @@ from dagster_dbt import DbtCliResource
 
 from ingestion.loader import Loader, LoadStats
 from ingestion.settings import Settings
-from orchestration.project import dbt_environment, dbt_executable, dbt_project, environment
+from orchestration.project import dbt_environment, dbt_executable, dbt_project
+from retrolytics.warehouse.runner import environment
 
 
 class RetrolyticsResource(dg.ConfigurableResource):

@@ -68,21 +68,35 @@ def _maintain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dbt(args: argparse.Namespace, settings: Settings) -> int:
-    from retrolytics.language import commands
+    from retrolytics import commands
 
-    return commands.dbt_main(args.dbt_args, settings)
+    return commands.dbt_main(args, settings)
 
 
 def _definitions(args: argparse.Namespace, settings: Settings) -> int:
-    from retrolytics.language import commands
+    from retrolytics import commands
 
-    return commands.main(args)
+    return commands.main(args, settings)
+
+
+def _add_definitions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--definitions",
+        "--path",
+        dest="definitions",
+        default=None,
+        metavar="DIR",
+        help="the declarations folder (default: $RETROLYTICS_DEFINITIONS_DIR, else definitions/ "
+        "of the project)",
+    )
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from demo import job
 
-    return job.main(events=args.events, days=args.days, seed=args.seed)
+    return job.main(
+        events=args.events, days=args.days, seed=args.seed, definitions=args.definitions
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,28 +167,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=20_000)
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--seed", type=int, default=1)
+    _add_definitions_option(demo)
     demo.set_defaults(handler=_demo)
 
     definitions = commands.add_parser("definitions", help="check, show and compile definitions")
     actions = definitions.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="validate definitions and funnels")
-    check.add_argument("path", nargs="?", default=None)
+    check.add_argument("path", nargs="?", default=None, help="the declarations folder")
+    _add_definitions_option(check)
     show = actions.add_parser("show", help="print a definition's compiled SQL predicate")
     show.add_argument("name")
-    show.add_argument("--path", default=None)
+    _add_definitions_option(show)
     compile_seeds = actions.add_parser("compile", help="write the dbt seeds from the definitions")
-    compile_seeds.add_argument("--path", default=None)
+    _add_definitions_option(compile_seeds)
     compile_seeds.add_argument("--project-dir", default=None)
     pr_check = actions.add_parser(
         "pr-check", help="build what a change touches into a scratch schema; compare with prod"
     )
     pr_check.add_argument("--state", required=True, help="folder with production's manifest.json")
     pr_check.add_argument("--scratch-schema", default="pr_check", help="prefix of scratch schemas")
-    pr_check.add_argument("--path", default=None)
+    _add_definitions_option(pr_check)
     pr_check.add_argument("--project-dir", default=None)
     definitions.set_defaults(handler=_definitions)
 
     dbt = commands.add_parser("dbt", help="compile the definitions, then run dbt on dbt_project/")
+    _add_definitions_option(dbt)
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="a dbt command and its options")
     dbt.set_defaults(handler=_dbt)
     return parser

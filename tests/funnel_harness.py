@@ -18,18 +18,20 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from retrolytics.language import dbt_runner, funnels
+from retrolytics.language import funnels
 from retrolytics.language.check import load_catalog
 from retrolytics.language.funnels import Funnel
+from retrolytics.language.seeds import compile_seed
+from retrolytics.warehouse import runner
 from tests.funnel_reference import Entry, Event, MartRow, funnel_entries, funnel_mart
+from tests.support.paths import REPO
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BREAKDOWN_FIELDS = funnels.BREAKDOWN_FIELDS
 
 
 def copy_project(destination: Path) -> Path:
     shutil.copytree(
-        PROJECT_ROOT / "dbt_project",
+        REPO / "dbt_project",
         destination,
         ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "*.csv"),
     )
@@ -38,14 +40,14 @@ def copy_project(destination: Path) -> Path:
 
 def compile_declarations(definitions_dir: Path, project_dir: Path) -> list[Funnel]:
     """``retrolytics definitions compile`` into the project copy; returns the funnels."""
-    dbt_runner.compile_seed(definitions_dir, project_dir)
+    compile_seed(definitions_dir, project_dir)
     return load_catalog(definitions_dir).declarations["funnels"]
 
 
 def run(project_dir: Path, database_url: str, *, tests: bool = False, **dbt_vars: Any) -> None:
     """``dbt build`` (seeds and models; data tests too when ``tests``) with these vars."""
     skip_tests = [] if tests else ["--exclude-resource-type", "test", "--quiet"]
-    dbt_runner.run_dbt(
+    runner.run_dbt(
         ["build", *skip_tests],
         database_url=database_url,
         project_dir=project_dir,

@@ -268,11 +268,15 @@ def test_a_shopper_in_chromium_lands_in_raw_events_and_the_definitions(
 
 def assert_definitions_match(settings: Settings, tmp_path: Path) -> None:
     """Compile the definitions, run dbt, and check which definitions the journey matched."""
-    from retrolytics.language import dbt_runner
+    from retrolytics.warehouse import runner
+    from tests.support.paths import REPO
 
-    dbt_runner.compile_seed()
-    dbt_runner.run_dbt(
-        ["build"], database_url=settings.database_url, target_path=tmp_path / "dbt-target"
+    runner.run_dbt(
+        ["build"],
+        database_url=settings.database_url,
+        project_dir=REPO / "dbt_project",
+        definitions_dir=REPO / "definitions",
+        target_path=tmp_path / "dbt-target",
     )
     with psycopg.connect(settings.database_url) as conn:
         matched = conn.execute(

@@ -28,7 +28,7 @@ from ingestion import schema
 from ingestion import stack as local_stack
 from ingestion.contract import MAX_LATENESS
 from ingestion.loader import store_events
-from ingestion.settings import PROJECT_ROOT, Settings
+from ingestion.settings import Settings
 from ingestion.stack import citus as citus_nodes
 from ingestion.stack import postgres
 from ingestion.stack.layout import StackPaths
@@ -36,6 +36,7 @@ from retrolytics import cli
 from tests import test_loader as single_node
 from tests.factories import click_event, iso, many_events, pageview_event
 from tests.support.loading import drain, produce_events
+from tests.support.paths import REPO
 
 DAY = timedelta(days=1)
 
@@ -150,9 +151,9 @@ def test_citus_tests_skip_with_the_reason_where_citus_is_absent(
             "no:cacheprovider",
             "-q",
             "-rs",
-            f"{Path(__file__).relative_to(PROJECT_ROOT)}::test_bootstrap_distributes_on_the_device",
+            f"{Path(__file__).relative_to(REPO)}::test_bootstrap_distributes_on_the_device",
         ],
-        cwd=PROJECT_ROOT,
+        cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -214,7 +215,7 @@ ALLOWED = [":!tests/", ":!docs/", ":!ingestion/schema.py", ":!ingestion/stack/"]
 def citus_branches(*pathspec: str) -> list[str]:
     listed = subprocess.run(
         ["git", "grep", "-n", "-i", "-E", BROAD, "--", *pathspec],
-        cwd=PROJECT_ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
@@ -225,10 +226,10 @@ def citus_branches(*pathspec: str) -> list[str]:
 
 def test_nothing_outside_the_switch_branches_on_citus() -> None:
     inside = subprocess.run(
-        ["git", "rev-parse", "--is-inside-work-tree"], cwd=PROJECT_ROOT, capture_output=True
+        ["git", "rev-parse", "--is-inside-work-tree"], cwd=REPO, capture_output=True
     )
     if inside.returncode != 0:
-        pytest.skip(f"{PROJECT_ROOT} is not a git checkout, so there is nothing to `git grep`")
+        pytest.skip(f"{REPO} is not a git checkout, so there is nothing to `git grep`")
     assert citus_branches("*.py", "*.sql", *ALLOWED) == []
     # The check can see a branch: the switch module has the only one.
     found = citus_branches("ingestion/schema.py")
@@ -574,13 +575,18 @@ def test_a_new_row_cannot_enter_a_columnar_partition(raw_db: psycopg.Connection)
 
 
 def build_models(database_url: str, target: Path, events: list[dict]) -> None:
-    from retrolytics.language import dbt_runner
+    from retrolytics.warehouse import runner
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         schema.bootstrap(conn)
         store_events(conn, events)
-    dbt_runner.compile_seed()
-    dbt_runner.run_dbt(["build"], database_url=database_url, target_path=target)
+    runner.run_dbt(
+        ["build"],
+        database_url=database_url,
+        project_dir=REPO / "dbt_project",
+        definitions_dir=REPO / "definitions",
+        target_path=target,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -735,13 +741,13 @@ def model_inserts(log: Path) -> dict[str, list[str]]:
 def windowed_run(built_on_citus: tuple[str, Path], tmp_path: Path) -> dict[str, list[str]]:
     """What the hourly runs do after the first build (the last hour, looking back a day), for
     the models of WINDOWED_MODELS: the statements they inserted with."""
-    from retrolytics.language import dbt_runner
+    from retrolytics.warehouse import runner
 
     citus_url, _target = built_on_citus
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     logs = tmp_path / "windowed-logs"
     debug_log = ["--log-path", str(logs), "--log-format-file", "json", "--log-level-file", "debug"]
-    dbt_runner.run_dbt(
+    runner.run_dbt(
         ["run", "--select", *WINDOWED_MODELS, *debug_log],
         database_url=citus_url,
         target_path=tmp_path / "windowed-target",

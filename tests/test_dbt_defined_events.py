@@ -21,8 +21,11 @@ from psycopg import sql
 
 from demo.traffic import generate_events
 from ingestion import loader, schema
-from retrolytics.language import dbt_runner, events
+from retrolytics.language import events
 from retrolytics.language.check import load_catalog
+from retrolytics.language.seeds import CompiledSeed, compile_seed
+from retrolytics.warehouse import runner
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +51,8 @@ class Warehouse:
     project_dir: Path
     definitions_dir: Path
 
-    def compile(self) -> dbt_runner.CompiledSeed:
-        return dbt_runner.compile_seed(self.definitions_dir, self.project_dir)
+    def compile(self) -> CompiledSeed:
+        return compile_seed(self.definitions_dir, self.project_dir)
 
     def dbt(
         self,
@@ -58,7 +61,7 @@ class Warehouse:
         check: bool = True,
         target_path: Path | None = None,
     ) -> Any:
-        return dbt_runner.run_dbt(
+        return runner.run_dbt(
             list(args),
             database_url=self.database_url,
             project_dir=self.project_dir,
@@ -103,9 +106,6 @@ class Warehouse:
             (name, name),
         )
         return set(rows)
-
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def copy_project(tmp_path: Path) -> tuple[Path, Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dbt.cli.main import dbtRunner
 
-from retrolytics.language.dbt_runner import (
+from retrolytics.warehouse.runner import (
     DbtFailed,
     compile_seed,
     database_url_for_dbt,

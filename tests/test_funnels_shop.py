@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from demo.traffic import generate_events
 from ingestion import schema
 from ingestion.loader import store_events
-from retrolytics.language import dbt_runner
+from retrolytics.warehouse import runner
 from tests.funnel_harness import (
     assert_same,
     compile_declarations,
@@ -113,9 +113,9 @@ def test_the_shop_funnels_equal_the_reference(shop) -> None:
 
 def test_the_bi_role_reads_the_marts_and_nothing_else(shop, stack) -> None:
     _conn, url, project, _declared = shop
-    dbt_runner.run_dbt(["run-operation", "create_bi_role"], database_url=url, project_dir=project)
+    runner.run_dbt(["run-operation", "create_bi_role"], database_url=url, project_dir=project)
     # A table the next run creates (a full refresh of the mart) is readable too.
-    dbt_runner.run_dbt(
+    runner.run_dbt(
         ["build", "--select", "mart_funnel_conversion", "--full-refresh", "--quiet"],
         database_url=url,
         project_dir=project,

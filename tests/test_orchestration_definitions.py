@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ingestion.settings import PROJECT_ROOT
+from tests.support.paths import REPO
 
 DBT_TEST_PREFIXES = ("not_null", "unique", "accepted_values", "relationships")
 
@@ -48,7 +48,7 @@ def test_dagster_definitions_validate_passes(defs: dg.Definitions, tmp_path: Pat
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
@@ -217,7 +217,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 @pytest.fixture
 def definitions_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "definitions"
-    shutil.copytree(PROJECT_ROOT / "definitions", copy)
+    shutil.copytree(REPO / "definitions", copy)
     return copy
 
 

@@ -21,8 +21,9 @@ import psycopg
 import pytest
 
 from demo import traffic
-from ingestion.settings import PROJECT_ROOT, Settings
+from ingestion.settings import Settings
 from tests.factories import click_event, encode, iso, produce
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +109,7 @@ def test_one_partition_of_the_whole_graph_from_kafka_to_marts(
     assert run.success
     # dbt's per-invocation target folders are gone after a successful run.
     leftovers = [
-        *(PROJECT_ROOT / "dbt_project" / "target").glob(f"*{run.run_id[:7]}*"),
+        *(REPO / "dbt_project" / "target").glob(f"*{run.run_id[:7]}*"),
         *Path(tempfile.gettempdir()).glob(f"retrolytics-dbt-{run.run_id[:8]}-*"),
     ]
     assert not leftovers
@@ -271,7 +272,7 @@ def test_concurrent_partition_runs_take_turns(
                     ]
                     runs.append(
                         subprocess.Popen(
-                            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
                         )
                     )
             deadline = time.monotonic() + 240
@@ -339,7 +340,7 @@ def test_the_sensor_run_request_runs(defs: dg.Definitions, settings: Settings, t
     traffic.produce(settings, events=400, days=1, seed=15)
     _load(defs)
     copy = tmp_path / "definitions"
-    shutil.copytree(PROJECT_ROOT / "definitions", copy)
+    shutil.copytree(REPO / "definitions", copy)
     sensor = build_declaration_sensor(copy, name="declarations_changed_test")
     instance = dg.DagsterInstance.ephemeral()  # nothing materialized yet: a fresh deployment
     context = dg.build_sensor_context(definitions=defs, instance=instance)

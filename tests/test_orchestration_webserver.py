@@ -25,7 +25,8 @@ import pytest
 
 from demo import traffic
 from ingestion.loader import Loader
-from ingestion.settings import PROJECT_ROOT, Settings
+from ingestion.settings import Settings
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ class DagsterServer:
 def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         command,
-        cwd=PROJECT_ROOT,
+        cwd=REPO,
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,

@@ -12,7 +12,8 @@ import pytest
 from ingestion import schema
 from ingestion.loader import Loader
 from ingestion.settings import Settings
-from retrolytics.language import dbt_runner
+from retrolytics.language.seeds import compile_seed
+from retrolytics.warehouse import runner
 from tests.factories import BASE_TIME, click_event, iso, many_events, produce
 from tests.support.loading import drain, produce_events
 from tests.test_dbt_defined_events import copy_project, load_traffic
@@ -99,9 +100,9 @@ def test_the_dbt_login_builds_the_models_and_cannot_write_raw(
     project, definitions = copy_project(tmp_path)
     load_traffic(database_url, count=1000)  # as the owner: bootstrap and raw events
     as_dbt = in_database(stack.dbt_database_url, database_url)
-    dbt_runner.compile_seed(definitions, project)
+    compile_seed(definitions, project)
 
-    dbt_runner.run_dbt(
+    runner.run_dbt(
         ["build", "--select", "+defined_events", "--quiet"],
         database_url=as_dbt,
         project_dir=project,

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ingestion import stack as local_stack
-from ingestion.settings import PROJECT_ROOT, read_stack_env
+from ingestion.settings import read_stack_env
 from ingestion.stack import ports as stack_ports
 from ingestion.stack import processes
 from ingestion.stack.layout import StackPaths
@@ -34,6 +34,7 @@ from ingestion.topics import (
     delete_topic,
     ensure_topic,
 )
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,7 @@ def test_status_lines_load_into_a_shell(stack: local_stack.StackInfo) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETROLYTICS_KAFKA")}
     env.pop("RETROLYTICS_DATABASE_URL", None)
     result = subprocess.run(
-        ["bash", "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+        ["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [stack.database_url, stack.kafka_bootstrap]

@@ -38,10 +38,10 @@ from orchestration.partitions import daily_partitions, window_vars
 from orchestration.project import (
     compile_definitions,
     dbt_project,
-    environment,
     require_manifest,
 )
 from orchestration.resources import RetrolyticsResource
+from retrolytics.warehouse import runner
 
 # The materializations that take a time window (macros/retroactive.sql, macros/funnels/), and
 # everything downstream of them (the funnel mart, views over windowed tables): they run in the
@@ -53,7 +53,6 @@ DBT_POOL = "retrolytics_dbt"
 # relationships test from a windowed model to a staging view belongs to the windowed run.
 # (dagster-dbt still switches to "empty" when it selects individual checks.)
 DBT_RUN_ENV = {"DBT_INDIRECT_SELECTION": "buildable"}
-WAREHOUSE_LOCK_KEY = 7_264_112_002  # advisory lock: one dbt invocation per warehouse at a time
 
 
 class RetrolyticsTranslator(DagsterDbtTranslator):
@@ -92,23 +91,17 @@ class WindowConfig(dg.Config):
 
 @contextmanager
 def warehouse_turn(retrolytics: RetrolyticsResource, log: dg.DagsterLogManager) -> Iterator[None]:
-    """Hold the warehouse's dbt lock (and the dbt environment) for the block.
+    """Hold the warehouse's dbt lock (``warehouse.runner``, as every dbt caller does) and the
+    dbt environment for the block.
 
     Also makes sure the raw schema exists, so deriving an empty warehouse gives empty tables
     rather than an error about a missing source.
     """
-    with retrolytics.connect() as conn, retrolytics.dbt_env(), environment(DBT_RUN_ENV):
+    database_url = retrolytics.settings().dbt_url
+    with runner.warehouse_lock(database_url, on_wait=log.info) as conn:
         schema.ensure_ready(conn)
-        got_it = conn.execute("select pg_try_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,)).fetchone()[
-            0
-        ]
-        if not got_it:
-            log.info("another dbt run is using this warehouse; waiting for it to finish")
-            conn.execute("select pg_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,))
-        try:
+        with retrolytics.dbt_env(), runner.environment(DBT_RUN_ENV):
             yield
-        finally:
-            conn.execute("select pg_advisory_unlock(%s)", (WAREHOUSE_LOCK_KEY,))
 
 
 @contextmanager

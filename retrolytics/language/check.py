@@ -5,7 +5,7 @@
 ``funnels/`` later). A kind says how to read one list item and, optionally, how to check the
 whole catalogue at once (a funnel step must name an event definition that exists). Adding a kind
 is adding a ``DeclarationKind`` to ``KINDS``; names are unique within a kind, across files. A
-kind also names the dbt seeds it compiles to; ``dbt_runner.compile_seed`` writes them all.
+kind also names the dbt seeds it compiles to; ``seeds.compile_seed`` writes them all.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ class Catalog:
     def event_definitions(self) -> list[events.EventDefinition]:
         return self.declarations.get("events", [])
 
+    @property
+    def funnels(self) -> list[funnels.Funnel]:
+        return self.declarations.get("funnels", [])
+
     def summary(self) -> str:
         counts = [
             f"{len(self.declarations.get(kind.folder, []))} {kind.plural}"
@@ -85,7 +89,7 @@ FUNNELS = DeclarationKind(
     plural="funnels",
     parse_item=funnels.parse_funnel,
     cross_check=funnels.check_references,
-    seeds=lambda catalog: funnels.seed_files(catalog.declarations.get("funnels", [])),
+    seeds=lambda catalog: funnels.seed_files(catalog.funnels),
 )
 
 KINDS: list[DeclarationKind] = [EVENTS, FUNNELS]

@@ -39,12 +39,20 @@ import hashlib
 import io
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ingestion.contract import EventType
 from retrolytics.language import sql
 from retrolytics.language.sources import Problem, YamlList, YamlMap
+from retrolytics.language.validation import (
+    Report,
+    describe,
+    is_name,
+    required_text,
+    start_report,
+    unknown_keys,
+)
 
 FUNNEL_KEYS = (
     "name",
@@ -83,8 +91,6 @@ MAX_STEPS = 20
 MAX_HOLD_CONSTANT = 5
 MAX_WINDOW_SECONDS = 366 * 86_400
 MAX_TEXT_LENGTH = 2048
-NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
-MAX_NAME_LENGTH = 63
 DURATION_PATTERN = re.compile(r"([0-9]{1,9})\s*([smhdw])")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 ATTRIBUTION_PATTERN = re.compile(r"first_touch|last_touch|step_([0-9]{1,2})")
@@ -163,34 +169,8 @@ class Funnel:
 # -- parsing --------------------------------------------------------------------------------
 
 
-@dataclass
-class _Report:
-    path: str
-    label: str
-    problems: list[Problem] = field(default_factory=list)
-
-    def add(self, line: int, message: str) -> None:
-        self.problems.append(Problem(self.path, line, f"{self.label}: {message}"))
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
 def _shown(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else _describe(value)
+    return repr(value) if isinstance(value, str) else describe(value)
 
 
 def parse_funnel(
@@ -201,28 +181,17 @@ def parse_funnel(
     References to event definitions are checked later, against the whole catalogue
     (``check_references``), because definitions live in other files.
     """
-    report = _Report(path, f"funnels[{index}]")
+    report = start_report(item, path, f"funnels[{index}]", "funnel")
     if not isinstance(item, YamlMap):
         report.add(
-            line, f"must be a mapping with keys {', '.join(FUNNEL_KEYS)}; got {_describe(item)}"
+            line, f"must be a mapping with keys {', '.join(FUNNEL_KEYS)}; got {describe(item)}"
         )
         return None, report.problems
-    name = item.get("name")
-    if isinstance(name, str) and name:
-        report.label = f"funnel {name!r}"
-        if not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
-            report.add(
-                item.line_of("name"),
-                "the name must be snake_case: lower-case letters and digits in words joined by "
-                f"single underscores, starting with a letter, at most {MAX_NAME_LENGTH} characters",
-            )
-    for key in item:
-        if key not in FUNNEL_KEYS:
-            report.add(
-                item.key_lines.get(key, item.line),
-                f"unknown key {key!r} in a funnel (allowed: {', '.join(FUNNEL_KEYS)})",
-            )
-    texts = {key: _required_text(item, key, report) for key in ("name", "description", "owner")}
+    unknown_keys(item, FUNNEL_KEYS, "a funnel", report)
+    texts = {
+        key: required_text(item, key, report, MAX_TEXT_LENGTH)
+        for key in ("name", "description", "owner")
+    }
     order = _choice(item, "order", ORDERS, "ordered", report)
     unit = _choice(item, "unit", UNITS, "device", report)
     window = _conversion_window(item, report)
@@ -249,27 +218,8 @@ def parse_funnel(
     return funnel, []
 
 
-def _required_text(mapping: YamlMap, key: str, report: _Report) -> str:
-    if key not in mapping:
-        report.add(mapping.line, f"missing required key {key!r}")
-        return ""
-    value = mapping[key]
-    if not isinstance(value, str) or not value.strip():
-        report.add(
-            mapping.line_of(key), f"{key!r} must be a non-empty string; got {_describe(value)}"
-        )
-        return ""
-    if "\x00" in value or len(value) > MAX_TEXT_LENGTH:
-        report.add(
-            mapping.line_of(key),
-            f"{key!r} must be at most {MAX_TEXT_LENGTH} characters without NUL characters",
-        )
-        return ""
-    return value.strip()
-
-
 def _choice(
-    mapping: YamlMap, key: str, allowed: Sequence[str], default: str, report: _Report
+    mapping: YamlMap, key: str, allowed: Sequence[str], default: str, report: Report
 ) -> str:
     if key not in mapping:
         return default
@@ -277,7 +227,7 @@ def _choice(
     if value not in allowed:
         report.add(
             mapping.line_of(key),
-            f"{key!r} must be one of {', '.join(allowed)}; got {_describe(value)}",
+            f"{key!r} must be one of {', '.join(allowed)}; got {describe(value)}",
         )
         return default
     return value
@@ -286,7 +236,7 @@ def _choice(
 def parse_duration(text: Any) -> int:
     """Seconds in a duration such as ``30m`` or ``7d``; ``ValueError`` says what is wrong."""
     if not isinstance(text, str):
-        raise ValueError(f"must be a duration such as 30m, 2h or 7d; got {_describe(text)}")
+        raise ValueError(f"must be a duration such as 30m, 2h or 7d; got {describe(text)}")
     match = DURATION_PATTERN.fullmatch(text.strip())
     if match is None:
         raise ValueError(
@@ -308,7 +258,7 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _conversion_window(item: YamlMap, report: _Report) -> int | None:
+def _conversion_window(item: YamlMap, report: Report) -> int | None:
     if "conversion_window" not in item:
         report.add(item.line, "missing required key 'conversion_window' (a duration such as 7d)")
         return None
@@ -319,7 +269,7 @@ def _conversion_window(item: YamlMap, report: _Report) -> int | None:
         return None
 
 
-def _event_ref(raw: Any, where: str, line: int, report: _Report) -> EventRef | None:
+def _event_ref(raw: Any, where: str, line: int, report: Report) -> EventRef | None:
     """A step or exclusion's event: ``name``, ``{event: name}`` or ``{type: t[, name: n]}``."""
     if isinstance(raw, str):
         return _definition_ref(raw, where, line, report)
@@ -327,7 +277,7 @@ def _event_ref(raw: Any, where: str, line: int, report: _Report) -> EventRef | N
         report.add(
             line,
             f"{where} must be an event definition name or a mapping with 'event' or 'type'; "
-            f"got {_describe(raw)}",
+            f"got {describe(raw)}",
         )
         return None
     has_event, has_type = "event" in raw, "type" in raw
@@ -366,21 +316,17 @@ def _event_ref(raw: Any, where: str, line: int, report: _Report) -> EventRef | N
     return EventRef(event_type=event_type, event_name=name)
 
 
-def _definition_ref(value: Any, where: str, line: int, report: _Report) -> EventRef | None:
-    if (
-        not isinstance(value, str)
-        or not NAME_PATTERN.fullmatch(value)
-        or len(value) > MAX_NAME_LENGTH
-    ):
+def _definition_ref(value: Any, where: str, line: int, report: Report) -> EventRef | None:
+    if not is_name(value):
         report.add(
-            line, f"{where} must name an event definition (snake_case); got {_describe(value)}"
+            line, f"{where} must name an event definition (snake_case); got {describe(value)}"
         )
         return None
     return EventRef(definition=value)
 
 
 def _steps(
-    item: YamlMap, order: str, window: int | None, report: _Report
+    item: YamlMap, order: str, window: int | None, report: Report
 ) -> tuple[Step, ...] | None:
     if "steps" not in item:
         report.add(item.line, f"missing required key 'steps' ({MIN_STEPS} to {MAX_STEPS} steps)")
@@ -391,7 +337,7 @@ def _steps(
         report.add(
             line,
             f"'steps' must be a list of {MIN_STEPS} to {MAX_STEPS} steps; "
-            f"got {_describe(raw_steps)}",
+            f"got {describe(raw_steps)}",
         )
         return None
     if not MIN_STEPS <= len(raw_steps) <= MAX_STEPS:
@@ -423,7 +369,7 @@ def _steps(
 
 
 def _step_window(
-    raw: YamlMap, index: int, order: str, window: int | None, where: str, report: _Report
+    raw: YamlMap, index: int, order: str, window: int | None, where: str, report: Report
 ) -> int | None:
     line = raw.line_of("within")
     if index == 0:
@@ -450,7 +396,7 @@ def _step_window(
 
 
 def _exclusions(
-    item: YamlMap, steps: tuple[Step, ...], order: str, report: _Report
+    item: YamlMap, steps: tuple[Step, ...], order: str, report: Report
 ) -> tuple[Exclusion, ...]:
     if "exclusions" not in item:
         return ()
@@ -462,7 +408,7 @@ def _exclusions(
         )
         return ()
     if not isinstance(raw_list, YamlList) or not raw_list:
-        report.add(line, f"'exclusions' must be a non-empty list; got {_describe(raw_list)}")
+        report.add(line, f"'exclusions' must be a non-empty list; got {describe(raw_list)}")
         return ()
     exclusions = []
     for index, raw in enumerate(raw_list):
@@ -499,7 +445,7 @@ def _exclusions(
 
 
 def _between(
-    raw: YamlMap, steps: tuple[Step, ...], where: str, report: _Report
+    raw: YamlMap, steps: tuple[Step, ...], where: str, report: Report
 ) -> tuple[int, int] | None:
     if "between" not in raw:
         return 1, len(steps)
@@ -509,7 +455,7 @@ def _between(
         report.add(
             line,
             f"{where}.between must be two steps, [from, to], by name or number; "
-            f"got {_describe(value)}",
+            f"got {describe(value)}",
         )
         return None
     numbers = [_step_number(v, steps, f"{where}.between", line, report) for v in value]
@@ -524,7 +470,7 @@ def _between(
 
 
 def _step_number(
-    value: Any, steps: tuple[Step, ...], where: str, line: int, report: _Report
+    value: Any, steps: tuple[Step, ...], where: str, line: int, report: Report
 ) -> int | None:
     if isinstance(value, bool):
         value = None
@@ -542,18 +488,18 @@ def _step_number(
         else:
             report.add(line, f"{where}: {value!r} is not one of the funnel's steps")
         return None
-    report.add(line, f"{where}: a step is a name or a number; got {_describe(value)}")
+    report.add(line, f"{where}: a step is a name or a number; got {describe(value)}")
     return None
 
 
-def _breakdown(item: YamlMap, step_count: int, report: _Report) -> Breakdown | None:
+def _breakdown(item: YamlMap, step_count: int, report: Report) -> Breakdown | None:
     if "breakdown" not in item:
         return None
     raw = item["breakdown"]
     line = item.line_of("breakdown")
     if not isinstance(raw, YamlMap):
         report.add(
-            line, f"'breakdown' must be a mapping with 'field' or 'property'; got {_describe(raw)}"
+            line, f"'breakdown' must be a mapping with 'field' or 'property'; got {describe(raw)}"
         )
         return None
     for key in raw:
@@ -579,7 +525,7 @@ def _breakdown(item: YamlMap, step_count: int, report: _Report) -> Breakdown | N
     if "property" in raw and not _property_name(prop):
         report.add(
             raw.line_of("property"),
-            f"breakdown.property must be a property name; got {_describe(prop)}",
+            f"breakdown.property must be a property name; got {describe(prop)}",
         )
         return None
     attribution = raw.get("attribution", "first_touch")
@@ -588,7 +534,7 @@ def _breakdown(item: YamlMap, step_count: int, report: _Report) -> Breakdown | N
         report.add(
             raw.line_of("attribution"),
             "breakdown.attribution must be first_touch, last_touch or step_N; "
-            f"got {_describe(attribution)}",
+            f"got {describe(attribution)}",
         )
         return None
     step = int(match.group(1)) if match.group(1) else None
@@ -610,7 +556,7 @@ def _property_name(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 200 and "\x00" not in value
 
 
-def _hold_constant(item: YamlMap, report: _Report) -> tuple[str, ...]:
+def _hold_constant(item: YamlMap, report: Report) -> tuple[str, ...]:
     if "hold_constant" not in item:
         return ()
     value = item["hold_constant"]
@@ -619,7 +565,7 @@ def _hold_constant(item: YamlMap, report: _Report) -> tuple[str, ...]:
     if not isinstance(names, list) or not names or not all(_property_name(n) for n in names):
         report.add(
             line,
-            f"'hold_constant' must be a property name or a list of them; got {_describe(value)}",
+            f"'hold_constant' must be a property name or a list of them; got {describe(value)}",
         )
         return ()
     if len(set(names)) != len(names):

@@ -1,86 +1,57 @@
-"""Running the dbt project from Python: compile the definitions seed first, then dbt in-process.
+"""The one way to run dbt: every caller (the CLI, the demo, pr-check, Dagster, tests) goes here.
 
-Every entry point (the CLI, the demo, tests, Dagster) goes through ``compile_seed`` before dbt
-runs, so the ``event_definitions`` seed always matches ``definitions/events``. Plain dbt users
-run ``retrolytics definitions compile && dbt build --project-dir dbt_project --profiles-dir
-dbt_project`` with ``RETROLYTICS_DATABASE_URL`` set.
+A run (``run_dbt``):
 
-dbt reads its connection from ``RETROLYTICS_DATABASE_URL`` alone (``dbt_project/profiles.yml``);
-this module sets it for the run, from the caller's URL (any libpq form: a URL or ``key=value``
-words) or the local stack's settings.
+1. compiles the declarations of the configured folder into the project's seeds
+   (``retrolytics.language.seeds``), when the caller names that folder;
+2. sets the environment ``dbt_project/profiles.yml`` reads: ``RETROLYTICS_DATABASE_URL`` (any
+   libpq form in, a URL the profile can split out), the password apart, the target, and a
+   ``statement_timeout`` for every session;
+3. holds the warehouse lock (``warehouse_lock``, a PostgreSQL advisory lock in the warehouse's
+   database), so that two runs on one warehouse take turns instead of building the same tables
+   at once; a run that waits says so;
+4. runs dbt in this process; dbt reports its progress on stdout as usual.
 
-Every dbt session carries a ``statement_timeout`` (``RETROLYTICS_DBT_STATEMENT_TIMEOUT``, default
-30 minutes), so one pathological row or definition cannot hold a run forever. dbt-postgres has no
-profile field for session settings, so it travels as libpq's ``PGOPTIONS``, which psycopg2 reads
-when it connects (the profile must not set ``search_path``: dbt-postgres would then pass its own
-``options``, and libpq ignores ``PGOPTIONS``).
+Dagster runs dbt through dagster-dbt (a subprocess streaming events to the asset graph) but
+takes steps 1 to 3 from here. Plain dbt users run ``retrolytics definitions compile && dbt build
+--project-dir dbt_project --profiles-dir dbt_project`` with ``RETROLYTICS_DATABASE_URL`` set.
+
+The ``statement_timeout`` (``RETROLYTICS_DBT_STATEMENT_TIMEOUT``, default 30 minutes) keeps one
+pathological row or definition from holding a run forever. dbt-postgres has no profile field for
+session settings, so it travels as libpq's ``PGOPTIONS``, which psycopg2 reads when it connects
+(the profile must not set ``search_path``: dbt-postgres would then pass its own ``options``, and
+libpq ignores ``PGOPTIONS``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from ingestion.settings import PROJECT_ROOT
-from retrolytics.language.check import KINDS, load_catalog
+from retrolytics.language.seeds import compile_seed
+from retrolytics.warehouse import project
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-DEFINITIONS_DIR = PROJECT_ROOT / "definitions"
-SEED_RELATIVE_PATH = Path("seeds") / "event_definitions.csv"
+log = logging.getLogger("retrolytics.warehouse")
+
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,40}")
 STATEMENT_TIMEOUT_SETTING = "RETROLYTICS_DBT_STATEMENT_TIMEOUT"
 DEFAULT_STATEMENT_TIMEOUT = "30min"  # long full builds pass; a runaway statement does not
 _DURATION = re.compile(r"[0-9]+(?:us|ms|s|min|h|d)?")  # PostgreSQL's units; a bare number is ms
+WAREHOUSE_LOCK_KEY = 7_264_112_002  # an advisory-lock key of this project's; see warehouse_lock
+WAITING_MESSAGE = "another dbt run is using this warehouse; waiting for it to finish"
 
 
 class DbtFailed(RuntimeError):
     """dbt ran and reported failure (a model, a test, or dbt itself)."""
-
-
-@dataclass(frozen=True)
-class CompiledSeed:
-    path: Path  # the event_definitions seed
-    definitions: int
-    conditions: int
-    paths: tuple[Path, ...] = ()  # every seed written, of every declaration kind
-
-
-def compile_seed(
-    definitions_dir: Path = DEFINITIONS_DIR, project_dir: Path = DBT_PROJECT_DIR
-) -> CompiledSeed:
-    """Validate the declarations and write the seeds of every kind; raises
-    ``DefinitionsInvalid`` listing ``file:line: problem`` when any declaration is bad.
-
-    A file is only rewritten when its content changes, so dbt's state comparison (and its
-    partial parsing) sees a change exactly when a declaration changed.
-    """
-    catalog = load_catalog(definitions_dir)
-    seed_dir = project_dir / SEED_RELATIVE_PATH.parent
-    seed_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for kind in KINDS:
-        if kind.seeds is None:
-            continue
-        for name, text in kind.seeds(catalog).items():
-            path = seed_dir / name
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                path.write_text(text, encoding="utf-8")
-            written.append(path)
-    conditions = sum(len(d.conditions) for d in catalog.event_definitions)
-    return CompiledSeed(
-        project_dir / SEED_RELATIVE_PATH,
-        len(catalog.event_definitions),
-        conditions,
-        tuple(written),
-    )
 
 
 def database_url_for_dbt(conninfo: str) -> tuple[str, str | None]:
@@ -105,7 +76,9 @@ def database_url_for_dbt(conninfo: str) -> tuple[str, str | None]:
 
 
 @contextmanager
-def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, unset) variables for the block, then restore them; dbt, in this
+    process or a subprocess, reads its settings from the environment."""
     saved = {key: os.environ.get(key) for key in values}
     try:
         for key, value in values.items():
@@ -157,11 +130,31 @@ def dbt_environment(
     }
 
 
+@contextmanager
+def warehouse_lock(
+    database_url: str, on_wait: Callable[[str], None] = log.warning
+) -> Iterator[psycopg.Connection]:
+    """Hold the warehouse's dbt lock for the block; yields the connection that holds it.
+
+    A session-level advisory lock: it is released when the block ends or the process dies.
+    """
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        got_it = conn.execute("select pg_try_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,)).fetchone()
+        if not got_it[0]:
+            on_wait(WAITING_MESSAGE)
+            conn.execute("select pg_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,))
+        try:
+            yield conn
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (WAREHOUSE_LOCK_KEY,))
+
+
 def run_dbt(
     args: Sequence[str],
     *,
     database_url: str,
-    project_dir: Path = DBT_PROJECT_DIR,
+    project_dir: Path | None = None,
+    definitions_dir: Path | None = None,
     target: str = "default",
     scratch_schema: str | None = None,
     target_path: Path | None = None,
@@ -171,11 +164,16 @@ def run_dbt(
     """Run one dbt command in this process; returns dbt's ``dbtRunnerResult``.
 
     ``args`` is the command and its own options (``["build", "--select", "x"]``); project,
-    profiles, target path and vars are added here. Raises ``DbtFailed`` when ``check`` and the
-    command did not succeed.
+    profiles, target path and vars are added here. ``project_dir`` defaults to the configured
+    project (``project.dbt_project_dir``); with ``definitions_dir`` the declarations there are
+    compiled into its seeds first (``DefinitionsInvalid`` lists their problems). Raises
+    ``DbtFailed`` when ``check`` and the command did not succeed.
     """
     from dbt.cli.main import dbtRunner
 
+    project_dir = project_dir or project.dbt_project_dir()
+    if definitions_dir is not None:
+        compile_seed(definitions_dir, project_dir)
     command = [*args, "--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
     if target_path is not None:
         command += ["--target-path", str(target_path)]
@@ -183,8 +181,8 @@ def run_dbt(
         import json
 
         command += ["--vars", json.dumps(dict(dbt_vars))]
-    environment = dbt_environment(database_url, target=target, scratch_schema=scratch_schema)
-    with _environment(environment):
+    settings = dbt_environment(database_url, target=target, scratch_schema=scratch_schema)
+    with warehouse_lock(database_url), environment(settings):
         result = dbtRunner().invoke(command)
     if check and not result.success:
         raise DbtFailed(_failure_summary(args, result))

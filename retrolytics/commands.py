@@ -1,6 +1,10 @@
 """``retrolytics definitions check|show|compile|pr-check`` and ``retrolytics dbt ...``.
 
-- ``check [PATH]``: validate every declaration below PATH (default ``definitions/``); print
+Every command reads the declarations folder named by ``--definitions`` (or ``check``'s PATH),
+else ``RETROLYTICS_DEFINITIONS_DIR``, else the project's ``definitions/``
+(``retrolytics.warehouse.project``).
+
+- ``check [PATH]``: validate every declaration below PATH; print
   ``file:line: what is wrong`` per problem and exit 1, or ``ok: …`` and exit 0.
 - ``show NAME``: a definition's compiled SQL predicate over ``staging.stg_events``, with its
   regexes, literals escaped (``sql.py``): paste it after ``where`` to try it.
@@ -8,8 +12,8 @@
   users run ``retrolytics definitions compile && dbt build``.
 - ``pr-check --state DIR``: what a pull request changes, built into a scratch schema
   (``pr_check.py``).
-- ``retrolytics dbt ARGS…``: compile the seeds, then run dbt on this project with the
-  connection settings of the loader.
+- ``retrolytics dbt ARGS…``: compile the seeds, then run dbt on the project with dbt's login
+  (``RETROLYTICS_DBT_DATABASE_URL``), holding the warehouse lock (``warehouse.runner``).
 """
 
 from __future__ import annotations
@@ -19,23 +23,24 @@ import sys
 from pathlib import Path
 
 from ingestion.settings import Settings
-from retrolytics.language import dbt_runner, events
+from retrolytics.language import events
 from retrolytics.language.check import DefinitionsInvalid, check, load_catalog
+from retrolytics.language.seeds import compile_seed
+from retrolytics.warehouse import project, runner
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, settings: Settings) -> int:
     handlers = {
         "check": _check,
         "show": _show,
         "compile": _compile,
-        "pr-check": _pr_check,
+        "pr-check": lambda args: _pr_check(args, settings),
     }
     return handlers[args.action](args)
 
 
 def _definitions_dir(args: argparse.Namespace) -> Path:
-    path = getattr(args, "path", None)
-    return Path(path) if path else dbt_runner.DEFINITIONS_DIR
+    return project.definitions_dir(getattr(args, "path", None) or args.definitions)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -72,9 +77,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    project_dir = Path(getattr(args, "project_dir", None) or dbt_runner.DBT_PROJECT_DIR)
+    project_dir = Path(args.project_dir) if args.project_dir else project.dbt_project_dir()
     try:
-        seed = dbt_runner.compile_seed(_definitions_dir(args), project_dir)
+        seed = compile_seed(_definitions_dir(args), project_dir)
     except DefinitionsInvalid as error:
         return _print_problems(error)
     written = ", ".join(str(p) for p in seed.paths)
@@ -82,22 +87,27 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pr_check(args: argparse.Namespace) -> int:
-    from retrolytics.language import pr_check
+def _pr_check(args: argparse.Namespace, settings: Settings) -> int:
+    from retrolytics.warehouse import pr_check
 
-    return pr_check.main(args, Settings.from_env())
+    return pr_check.main(args, settings)
 
 
-def dbt_main(dbt_args: list[str], settings: Settings) -> int:
+def dbt_main(args: argparse.Namespace, settings: Settings) -> int:
     """``retrolytics dbt …``: seeds first, then dbt with the project's profile and settings."""
+    dbt_args = list(args.dbt_args)
     if dbt_args[:1] == ["--"]:
         dbt_args = dbt_args[1:]
     if not dbt_args:
         print("usage: retrolytics dbt <dbt command> [options], e.g. retrolytics dbt build")
         return 2
     try:
-        dbt_runner.compile_seed()
+        result = runner.run_dbt(
+            dbt_args,
+            database_url=settings.dbt_url,
+            definitions_dir=_definitions_dir(args),
+            check=False,
+        )
     except DefinitionsInvalid as error:
         return _print_problems(error)
-    result = dbt_runner.run_dbt(dbt_args, database_url=settings.dbt_url, check=False)
     return 0 if result.success else 1

@@ -32,9 +32,11 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from ingestion.settings import Settings
-from retrolytics.language import dbt_runner, events
+from retrolytics.language import events
 from retrolytics.language.check import check
+from retrolytics.language.seeds import compile_seed
 from retrolytics.language.sources import Problem
+from retrolytics.warehouse import project, runner
 
 SEED_NODE = "seed.retrolytics.event_definitions"
 MODEL_NODE = "model.retrolytics.defined_events"
@@ -66,8 +68,8 @@ class DefinitionChange:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    definitions_dir = Path(args.path) if args.path else dbt_runner.DEFINITIONS_DIR
-    project_dir = Path(args.project_dir) if args.project_dir else dbt_runner.DBT_PROJECT_DIR
+    definitions_dir = project.definitions_dir(args.definitions)
+    project_dir = Path(args.project_dir) if args.project_dir else project.dbt_project_dir()
     state_dir = Path(args.state)
     if not (state_dir / "manifest.json").is_file():
         print(f"{state_dir}: no manifest.json here; pass the target folder of a production run")
@@ -76,7 +78,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     if catalog.problems:
         _print_problems(catalog.problems)
         return 1
-    dbt_runner.compile_seed(definitions_dir, project_dir)
+    compile_seed(definitions_dir, project_dir)
     compiled = events.compile_all(catalog.event_definitions)
     problems = regex_problems_in_postgres(settings.dbt_url, catalog.event_definitions)
     if problems:
@@ -84,7 +86,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     drop_scratch_schemas(settings.dbt_url, state_dir / "manifest.json", args.scratch_schema)
     target_path = project_dir / "target" / "pr_check"
-    result = dbt_runner.run_dbt(
+    result = runner.run_dbt(
         [
             "build",
             "--select",
@@ -156,7 +158,7 @@ def regex_problems_in_postgres(
 def drop_scratch_schemas(database_url: str, manifest_path: Path, scratch_schema: str) -> None:
     """Start from empty scratch schemas (``<scratch>_staging`` …), so every run builds the
     change from scratch. They are left in place afterwards for a reviewer to query."""
-    dbt_runner.dbt_environment(database_url, scratch_schema=scratch_schema)  # validates the name
+    runner.dbt_environment(database_url, scratch_schema=scratch_schema)  # validates the name
     nodes = json.loads(manifest_path.read_text(encoding="utf-8")).get("nodes", {})
     custom = {n.get("config", {}).get("schema") for n in nodes.values()} - {None}
     with psycopg.connect(database_url, autocommit=True) as conn:
