@@ -34,7 +34,7 @@ from ingestion.collector import (
 from ingestion.contract import Target, canonical_hierarchy
 from ingestion.loader import Loader
 from ingestion.settings import Settings
-from tests.test_collector import consume_all
+from tests.support.kafka import consume_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

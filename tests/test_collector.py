@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from ingestion.collector import (
     EVENTS_PATH,
@@ -32,6 +32,7 @@ from ingestion.collector import (
 )
 from ingestion.contract import MAX_JSON_DEPTH, parse_message
 from tests.factories import click_event, iso, pageview_event
+from tests.support.kafka import consume_all
 
 SHOP_ORIGIN = "http://127.0.0.1:8800"
 
@@ -39,29 +40,6 @@ SHOP_ORIGIN = "http://127.0.0.1:8800"
 def fresh(factory=pageview_event, **overrides: object) -> dict:
     """A contract event that happened just now (the collector bounds client clocks)."""
     return factory(**{"occurred_at": iso(datetime.now(UTC)), **overrides})
-
-
-def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list:
-    """Every message of the topic from the beginning, waiting until ``expected`` arrived."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"t-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        messages = []
-        deadline = time.monotonic() + timeout_s
-        while len(messages) < expected and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=100, timeout=0.5):
-                assert message.error() is None, message.error()
-                messages.append(message)
-        return messages
-    finally:
-        consumer.close()
 
 
 def topic_size(bootstrap: str, topic: str) -> int:

@@ -27,7 +27,7 @@ from ingestion.collector import (
 )
 from ingestion.contract import EVENT_COLUMNS, MAX_JSON_DEPTH, parse_message, to_row
 from tests.factories import click_event, iso, pageview_event
-from tests.test_collector import consume_all
+from tests.support.kafka import consume_all
 
 pytestmark = pytest.mark.integration
 

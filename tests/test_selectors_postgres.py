@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from ingestion.contract import Element, Target, canonical_hierarchy
 from retrolytics.language.selectors import NEVER, compile_selector
-from tests.test_selectors import Case, cases
+from tests.support.selector_cases import Case, cases
 
 pytestmark = pytest.mark.integration
 
