@@ -73,6 +73,16 @@ def many_events(count: int, devices: int = 20) -> list[dict]:
     ]
 
 
+def click_with_href(href: str, name: str = "href") -> dict:
+    """A click on an element whose ``href`` (spelled ``name``) is ``href``."""
+    event = click_event()
+    event["target"]["elements"][0]["attributes"] = {name: href, "type": "button"}
+    return event
+
+
+LONG_HREF = "/search?q=" + "a" * 60_000  # the message stays under the 64 KiB limit
+
+
 def encode(event: dict) -> bytes:
     return json.dumps(event).encode()
 

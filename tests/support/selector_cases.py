@@ -1,6 +1,6 @@
 """Random DOM trees, targets in them and selectors for them: cases on which the compiled
-selector regex must agree with cssselect (tests/test_selectors.py in Python,
-tests/test_selectors_postgres.py in PostgreSQL)."""
+selector regex must agree with cssselect (tests/unit/test_selectors.py in Python,
+tests/integration/test_selectors_postgres.py in PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,15 @@ from ingestion.contract import (
     parse_message,
     to_row,
 )
-from ingestion.loader import store_events
-from tests.factories import BASE_TIME, click_event, encode, iso, pageview_event
+from tests.factories import (
+    BASE_TIME,
+    LONG_HREF,
+    click_event,
+    click_with_href,
+    encode,
+    iso,
+    pageview_event,
+)
 
 
 def row_of(event: dict) -> dict:
@@ -68,15 +75,6 @@ def test_text_is_trimmed_collapsed_and_bounded() -> None:
     assert len(row_of(event)["target_text"]) == 255
 
 
-def click_with_href(href: str, name: str = "href") -> dict:
-    event = click_event()
-    event["target"]["elements"][0]["attributes"] = {name: href, "type": "button"}
-    return event
-
-
-LONG_HREF = "/search?q=" + "a" * 60_000  # the message stays under the 64 KiB limit
-
-
 @pytest.mark.parametrize("name", ["href", "HREF"])
 def test_a_long_href_is_cut_alike_in_its_column_and_the_hierarchy(name: str) -> None:
     row = row_of(click_with_href(LONG_HREF, name))
@@ -103,16 +101,6 @@ def test_long_ids_and_page_fields_are_cut_not_refused() -> None:
     click = click_event()
     click["target"]["elements"][2]["id"] = "c" * 2000
     assert "form#" + "c" * MAX_ATTRIBUTE_LENGTH + ":nth-child(1);" in row_of(click)["hierarchy"]
-
-
-@pytest.mark.integration
-def test_an_event_with_a_60000_character_href_is_stored_bounded(raw_db) -> None:
-    assert store_events(raw_db, [click_with_href(LONG_HREF)]) == 1
-    href_length, hierarchy_length = raw_db.execute(
-        "select length(target_href), length(hierarchy) from raw.events"
-    ).fetchone()
-    assert href_length == MAX_ATTRIBUTE_LENGTH
-    assert hierarchy_length < 2 * MAX_ATTRIBUTE_LENGTH
 
 
 def test_nul_characters_are_replaced_not_fatal() -> None:

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.support.paths import REPO
-from tests.test_dbt_defined_events import load_traffic
+from tests.support.warehouse import load_traffic
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import date
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -32,10 +31,11 @@ from tests.funnel_harness import (
     sql_mart,
 )
 from tests.funnel_reference import Event
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
-SHOP_DEFINITIONS = Path(__file__).resolve().parents[1] / "definitions"
+SHOP_DEFINITIONS = REPO / "definitions"
 
 
 @pytest.fixture(scope="module")

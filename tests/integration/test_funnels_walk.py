@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import jinja2
 import psycopg
@@ -24,10 +23,11 @@ from psycopg import sql
 from retrolytics.language.funnels import Breakdown, EventRef, Exclusion, Funnel, Step
 from tests.funnel_cases import T0
 from tests.funnel_reference import Event, funnel_entries, json_key
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
-MACRO = Path(__file__).resolve().parents[1] / "dbt_project/macros/funnels/funnel_walk.sql"
+MACRO = REPO / "dbt_project/macros/funnels/funnel_walk.sql"
 LETTERS = "abcde"
 
 

@@ -15,7 +15,7 @@ from retrolytics.warehouse.runner import (
     dbt_environment,
     run_dbt,
 )
-from tests.test_dbt_defined_events import copy_project
+from tests.support.warehouse import copy_project
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 
 from retrolytics import cli
 from retrolytics.language import sql
-from tests.test_dbt_defined_events import Warehouse, copy_project, load_traffic
+from tests.support.warehouse import Warehouse, copy_project, load_traffic
 
 
 @pytest.mark.integration

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,8 +11,9 @@ import pytest
 from retrolytics.language import funnels
 from retrolytics.language.sources import parse_yaml
 from tests.funnel_cases import funnel_from_yaml
+from tests.support.paths import REPO
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = REPO
 SHIPPED = PROJECT / "definitions" / "funnels"
 
 VALID = """\

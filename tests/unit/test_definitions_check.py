@@ -11,8 +11,9 @@ from retrolytics import cli
 from retrolytics.language import events
 from retrolytics.language.check import check
 from retrolytics.language.sources import Problem
+from tests.support.paths import REPO
 
-REPO_DEFINITIONS = Path(__file__).resolve().parents[1] / "definitions"
+REPO_DEFINITIONS = REPO / "definitions"
 
 GOOD = """\
 events:

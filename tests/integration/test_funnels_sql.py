@@ -29,10 +29,11 @@ from tests.funnel_harness import (
     sql_facts,
     sql_mart,
 )
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
-DEFINITIONS = Path(__file__).parent / "funnel_definitions"
+DEFINITIONS = REPO / "tests" / "funnel_definitions"
 START = datetime(2026, 11, 20, tzinfo=UTC)
 
 

@@ -17,7 +17,7 @@ import yaml
 from ingestion import loader
 from retrolytics.language import events, sql
 from retrolytics.language.check import check, load_catalog
-from tests.test_dbt_defined_events import DEFINED_EVENTS, Warehouse, copy_project, load_traffic
+from tests.support.warehouse import DEFINED_EVENTS, Warehouse, copy_project, load_traffic
 
 DROP_RAW = "'; drop table raw.events; --"
 DROP_SEED = "Robert'); DROP TABLE staging.event_definitions;--"

@@ -16,7 +16,7 @@ from retrolytics.language.seeds import compile_seed
 from retrolytics.warehouse import runner
 from tests.factories import BASE_TIME, click_event, iso, many_events, produce
 from tests.support.loading import drain, produce_events
-from tests.test_dbt_defined_events import copy_project, load_traffic
+from tests.support.warehouse import copy_project, load_traffic
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,8 @@ sends is exactly what a browser reports for that element of the HTML the shop se
 link, button, field and form of a served page is one the generator acts on (or named below).
 
 The browser's report is computed here from the served HTML, independently of ``demo.dom``, by
-the rules of ``retrolytics.js``; tests/test_browser.py checks one journey in real Chromium.
+the rules of ``retrolytics.js``; tests/integration/test_browser.py checks one journey in real
+Chromium.
 """
 
 from __future__ import annotations
