@@ -26,15 +26,25 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> int:
-    from ingestion import loader
+    from ingestion import loader, workers
 
+    retry = loader.RetryPolicy(max_failures=args.max_failures, max_delay_s=args.max_backoff_s)
+    options = {
+        "batch_size": args.batch_size,
+        "max_batch_seconds": args.max_wait_ms / 1000,
+        "report_every_seconds": args.report_every,
+    }
+    if args.workers > 1:
+        return workers.main(
+            settings, workers=args.workers, drain=args.drain, loader_options=options, retry=retry
+        )
     return loader.main(
         settings,
         drain=args.drain,
         batch_size=args.batch_size,
         max_wait=args.max_wait_ms / 1000,
         report_every=args.report_every,
-        retry=loader.RetryPolicy(max_failures=args.max_failures, max_delay_s=args.max_backoff_s),
+        retry=retry,
     )
 
 
@@ -117,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     load = commands.add_parser("load", help="load the topic into raw.events, exactly once")
     load.add_argument("--drain", action="store_true", help="stop at the current end of the topic")
     load.add_argument("--batch-size", type=int, default=5000)
+    load.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="loader processes side by side (at most the topic's partition count is useful)",
+    )
     load.add_argument(
         "--max-wait-ms", type=int, default=1000, help="longest a batch waits to fill up"
     )

@@ -12,8 +12,9 @@ import psycopg
 import pytest
 
 from ingestion.contract import MAX_MESSAGE_BYTES
-from ingestion.loader import Record, write_batch
+from ingestion.loader import RecentKeys, Record, write_batch
 from ingestion.settings import Settings
+from ingestion.topics import DEFAULT_PARTITIONS
 from tests.factories import (
     BASE_TIME,
     click_event,
@@ -222,3 +223,86 @@ def test_drain_command_prints_one_summary_line(settings: Settings) -> None:
     assert process.returncode == 0, err
     assert out.strip().startswith("loaded 50 events, skipped 0 duplicates, 0 dead letters")
     assert len(out.strip().splitlines()) == 1
+
+
+def test_a_duplicate_the_loader_no_longer_remembers_is_stored_once(
+    raw_db: psycopg.Connection,
+) -> None:
+    """The plain COPY is only for rows without a likely duplicate; one the loader forgot (a
+    restart, another process) fails that COPY, and the batch is written again, deduplicated."""
+    first, again, new = pageview_event(), pageview_event(), pageview_event()
+    write_batch(raw_db, "g", [Record("t", 0, 0, b"k", encode(first), None)], RecentKeys())
+    batch = [
+        Record("t", 0, 1, b"k", encode(new), None),
+        Record("t", 0, 2, b"k", encode(first), None),  # stored by the "previous process"
+        Record("t", 0, 3, b"k", encode(again), None),
+        Record("t", 0, 4, b"k", encode(again), None),  # repeated inside the batch
+    ]
+
+    result = write_batch(raw_db, "g", batch, RecentKeys())  # a fresh memory: a restart
+
+    assert (result.loaded, result.duplicates) == (2, 2)
+    rows = raw_db.execute("select event_id::text from raw.events order by 1").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(e["event_id"] for e in (first, again, new))
+
+
+def test_a_duplicate_the_loader_remembers_is_skipped(
+    raw_db: psycopg.Connection,
+) -> None:
+    recent = RecentKeys()
+    event = click_event()
+    write_batch(raw_db, "g", [Record("t", 0, 0, b"k", encode(event), None)], recent)
+
+    result = write_batch(raw_db, "g", [Record("t", 0, 1, b"k", encode(event), None)], recent)
+
+    assert (result.loaded, result.duplicates) == (0, 1)
+    assert raw_db.execute("select count(*) from raw.events").fetchone()[0] == 1
+
+
+def test_draining_workers_split_the_partitions_and_load_everything_once(
+    settings: Settings,
+) -> None:
+    events = many_events(3000, devices=40)
+    produce_events(settings, events)
+
+    process = loader_process(settings, "--drain", "--workers", "2", "--batch-size", "200")
+    out, err = process.communicate(timeout=300)
+
+    assert process.returncode == 0, err
+    assert out.strip().endswith("with 2 workers") and len(out.strip().splitlines()) == 1, out
+    assert out.startswith("loaded 3000 events, skipped 0 duplicates"), out
+    with psycopg.connect(settings.database_url) as conn:
+        total, distinct = conn.execute(
+            "select count(*), count(distinct event_id) from raw.events"
+        ).fetchone()
+        partitions = conn.execute("select count(*) from raw.ingest_offsets").fetchone()[0]
+    assert total == distinct == len(events)
+    assert partitions == DEFAULT_PARTITIONS  # both shares were drained
+
+
+def test_rebalances_while_streaming_lose_and_duplicate_nothing(settings: Settings) -> None:
+    events = many_events(20_000, devices=60)
+    produce_events(settings, events)
+    group = loader_process(settings, "--workers", "2", "--batch-size", "100")
+    wait_for_rows(settings.database_url, at_least=1)
+    joiner = loader_process(settings, "--batch-size", "100")  # a rebalance: 3 members now
+    try:
+        wait_for_rows(settings.database_url, at_least=scalar_rows(settings) + 500)
+        joiner.send_signal(signal.SIGKILL)  # and another: its partitions move back
+        joiner.wait(timeout=30)
+        wait_for_rows(settings.database_url, at_least=len(events), timeout=300)
+    finally:
+        for process in (group, joiner):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        _, err = group.communicate(timeout=120)
+    assert group.returncode == 0, err
+    with psycopg.connect(settings.database_url) as conn:
+        total, distinct = conn.execute(
+            "select count(*), count(distinct event_id) from raw.events"
+        ).fetchone()
+    assert total == distinct == len(events)
+
+
+def scalar_rows(settings: Settings) -> int:
+    return int(scalar(settings.database_url, "select count(*) from raw.events"))
