@@ -35,7 +35,7 @@ from confluent_kafka import (
 )
 from psycopg.types.json import Jsonb
 
-from ingestion import schema
+from ingestion import erasure, schema
 from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
 from ingestion.settings import Settings
 from ingestion.topics import ensure_topic
@@ -46,6 +46,7 @@ _COLUMN_LIST = ", ".join(EVENT_COLUMNS)
 _OCCURRED_AT = EVENT_COLUMNS.index("occurred_at")
 _ANONYMOUS_ID = EVENT_COLUMNS.index("anonymous_id")
 _EVENT_ID = EVENT_COLUMNS.index("event_id")
+_USER_ID = EVENT_COLUMNS.index("user_id")
 _PARTITION = EVENT_COLUMNS.index("source_partition")
 _OFFSET = EVENT_COLUMNS.index("source_offset")
 
@@ -90,11 +91,13 @@ class LoadStats:
     dead_letters: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
+    erased: int = 0
 
     def add(self, other: BatchResult) -> None:
         self.loaded += other.loaded
         self.duplicates += other.duplicates
         self.dead_letters += other.dead_letters
+        self.erased += other.erased
         self.batches += 1
 
     def summary(self) -> str:
@@ -102,7 +105,8 @@ class LoadStats:
         rate = self.loaded / seconds if seconds > 0 else 0.0
         return (
             f"loaded {self.loaded} events, skipped {self.duplicates} duplicates, "
-            f"{self.dead_letters} dead letters in {seconds:.1f} s ({rate:.0f} events/s)"
+            f"{self.dead_letters} dead letters, {self.erased} erased in {seconds:.1f} s "
+            f"({rate:.0f} events/s)"
         )
 
 
@@ -111,6 +115,7 @@ class BatchResult:
     loaded: int
     duplicates: int
     dead_letters: int
+    erased: int = 0  # rows of erased persons and devices, skipped (ingestion.erasure)
 
 
 @dataclass(frozen=True)
@@ -326,6 +331,7 @@ def write_batch(
     group: str,
     records: Sequence[Record],
     recent: RecentKeys | None = None,
+    erasure_key: bytes | None = None,
 ) -> BatchResult:
     """Write records and the offsets they reach in one transaction; skip what is already stored.
 
@@ -338,9 +344,9 @@ def write_batch(
     rows, dead = _rows_and_dead_letters(records)
     schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
     try:
-        result = _write_transaction(conn, group, records, rows, dead, recent)
+        result = _write_transaction(conn, group, records, rows, dead, recent, erasure_key)
     except psycopg.errors.UniqueViolation:
-        result = _write_transaction(conn, group, records, rows, dead, None)
+        result = _write_transaction(conn, group, records, rows, dead, None, erasure_key)
     if recent is not None:
         recent.remember(rows)
     return result
@@ -353,6 +359,7 @@ def _write_transaction(
     rows: list[tuple],
     dead: list[tuple],
     recent: RecentKeys | None,
+    erasure_key: bytes | None,
 ) -> BatchResult:
     topic = records[0].topic
     with conn.transaction():
@@ -360,13 +367,32 @@ def _write_transaction(
         fresh = {(r.partition, r.offset) for r in records if r.offset >= stored.get(r.partition, 0)}
         rows = [row for row in rows if (row[_PARTITION], row[_OFFSET]) in fresh]
         dead = [d for d in dead if (d[1], d[2]) in fresh]
+        rows, erased = _without_erased(conn, rows, erasure_key)
         loaded = _insert_rows(conn, rows, recent)
         _insert_dead_letters(conn, dead)
         next_offsets: dict[int, int] = {}
         for r in records:
             next_offsets[r.partition] = max(next_offsets.get(r.partition, 0), r.offset + 1)
         _store_offsets(conn, group, topic, next_offsets)
-    return BatchResult(loaded=loaded, duplicates=len(rows) - loaded, dead_letters=len(dead))
+    return BatchResult(
+        loaded=loaded, duplicates=len(rows) - loaded, dead_letters=len(dead), erased=erased
+    )
+
+
+def _without_erased(
+    conn: psycopg.Connection, rows: list[tuple], key: bytes | None
+) -> tuple[list[tuple], int]:
+    """The rows of identities not on the erasure list, and how many were left out."""
+    erased = erasure.erased_hashes(conn)
+    if not erased.hashes:
+        return rows, 0
+    key = erased.require(key)
+    kept = [
+        row
+        for row in rows
+        if not erasure.is_erased(erased.hashes, key, row[_ANONYMOUS_ID], row[_USER_ID])
+    ]
+    return kept, len(rows) - len(kept)
 
 
 def store_events(conn: psycopg.Connection, events: Iterable[dict]) -> int:
@@ -413,6 +439,7 @@ class Loader:
         self.retry = retry or RetryPolicy()
         self.stats = LoadStats()
         self.recent = RecentKeys()
+        self._erasure_key = settings.erasure_key.encode() if settings.erasure_key else None
         self._stopping = False
         self._last_transient: int | None = None
         self._conn = self._connect()
@@ -543,7 +570,9 @@ class Loader:
             self._last_transient = error.code()
 
     def _write(self, records: list[Record]) -> None:
-        result = write_batch(self._conn, self.settings.consumer_group, records, self.recent)
+        result = write_batch(
+            self._conn, self.settings.consumer_group, records, self.recent, self._erasure_key
+        )
         self.stats.add(result)
         # Informational only: resuming always uses the offsets stored in PostgreSQL.
         ends: dict[int, int] = {}
@@ -663,6 +692,9 @@ def main(
     except LoaderGaveUp as exc:
         log.error("%s; %s", exc, loader.stats.summary())
         return GAVE_UP_EXIT_CODE
+    except erasure.ErasureKeyMissing as exc:
+        log.error("%s", exc)
+        return 2
     finally:
         loader.close()
     print(stats.summary(), flush=True)

@@ -17,6 +17,7 @@ import psycopg
 
 from ingestion import roles
 from ingestion.contract import MAX_LATENESS
+from ingestion.erasure import ERASURES_SQL
 from ingestion.settings import Settings
 
 # The youngest partitions that may become columnar: the contract accepts events up to
@@ -188,7 +189,7 @@ select retrolytics.make_reference('raw.dead_letters');
 _BOOTSTRAP_LOCK = 7_264_112_001  # an arbitrary advisory-lock key owned by this bootstrap
 # Changes whenever the bootstrap's SQL does, so a database built by an older version is updated.
 SCHEMA_VERSION = hashlib.sha256(
-    (CITUS_SWITCH_SQL + RAW_SCHEMA_SQL + roles.GRANTS_SQL).encode()
+    (CITUS_SWITCH_SQL + RAW_SCHEMA_SQL + ERASURES_SQL + roles.GRANTS_SQL).encode()
 ).hexdigest()[:16]
 _VERSION_SQL = f"""
 create or replace function retrolytics.schema_version() returns text
@@ -207,6 +208,7 @@ def bootstrap(conn: psycopg.Connection) -> None:
         conn.execute("select pg_advisory_xact_lock(%s)", (_BOOTSTRAP_LOCK,))
         conn.execute(CITUS_SWITCH_SQL)
         conn.execute(RAW_SCHEMA_SQL)
+        conn.execute(ERASURES_SQL)
         conn.execute(roles.GRANTS_SQL)
         conn.execute(_VERSION_SQL)
 

@@ -14,6 +14,7 @@ here, so a user with their own Kafka and PostgreSQL/Citus sets these variables a
 | RETROLYTICS_LOADER_DATABASE_URL | the loader's login (else RETROLYTICS_DATABASE_URL)  |
 | RETROLYTICS_DBT_DATABASE_URL    | dbt's login (else RETROLYTICS_DATABASE_URL)         |
 | RETROLYTICS_BI_DATABASE_URL     | a BI login (read by tests and BI set-up only)       |
+| RETROLYTICS_ERASURE_KEY         | the key erased identities are hashed with           |
 
 RETROLYTICS_DATABASE_URL is the database owner's: it runs the bootstrap. Each job's own URL
 carries a login with just that job's privileges (``ingestion.roles``); the local stack sets all.
@@ -88,6 +89,7 @@ class Settings:
     consumer_group: str = DEFAULT_CONSUMER_GROUP
     loader_database_url: str | None = None
     dbt_database_url: str | None = None
+    erasure_key: str | None = None  # RETROLYTICS_ERASURE_KEY (ingestion.erasure)
 
     @property
     def loader_url(self) -> str:
@@ -118,6 +120,7 @@ class Settings:
             consumer_group=pick("RETROLYTICS_CONSUMER_GROUP", DEFAULT_CONSUMER_GROUP),
             loader_database_url=pick("RETROLYTICS_LOADER_DATABASE_URL", "") or None,
             dbt_database_url=pick("RETROLYTICS_DBT_DATABASE_URL", "") or None,
+            erasure_key=pick("RETROLYTICS_ERASURE_KEY", "") or None,
         )
 
     def with_overrides(self, **changes: str | None) -> Settings:

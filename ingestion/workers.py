@@ -16,7 +16,6 @@ import os
 import queue
 import signal
 import time
-from dataclasses import astuple
 
 from ingestion.loader import GAVE_UP_EXIT_CODE, Loader, LoaderGaveUp, LoadStats, RetryPolicy
 from ingestion.settings import Settings
@@ -60,13 +59,14 @@ def main(
     totals = LoadStats(started=started)
     for _ in processes:
         try:
-            loaded, duplicates, dead_letters, batches = results.get(timeout=5)
+            loaded, duplicates, dead_letters, batches, erased = results.get(timeout=5)
         except queue.Empty:
             continue  # a worker that died without reporting; its exit code says so
         totals.loaded += loaded
         totals.duplicates += duplicates
         totals.dead_letters += dead_letters
         totals.batches += batches
+        totals.erased += erased
     print(f"{totals.summary()} with {workers} workers", flush=True)
     codes = [process.exitcode or 0 for process in processes]
     return GAVE_UP_EXIT_CODE if GAVE_UP_EXIT_CODE in codes else max(codes, key=abs)
@@ -92,5 +92,5 @@ def _work(
         stats, code = loader.stats, GAVE_UP_EXIT_CODE
     finally:
         loader.close()
-    results.put(astuple(stats)[:4])
+    results.put((stats.loaded, stats.duplicates, stats.dead_letters, stats.batches, stats.erased))
     raise SystemExit(code)

@@ -48,6 +48,19 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from retrolytics import erase
+
+    return erase.main(
+        settings,
+        user=args.user,
+        device=args.device,
+        reason=args.reason,
+        rederive_models=not args.no_rederive,
+        definitions=args.definitions,
+    )
+
+
 def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg
 
@@ -147,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-backoff-s", type=float, default=30.0, help="longest wait between retries"
     )
     load.set_defaults(handler=_load)
+
+    erase = commands.add_parser(
+        "erase", help="forget a person or a device everywhere, and through replays"
+    )
+    subject = erase.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--user", help="a user_id: the person and every device they used")
+    subject.add_argument("--device", help="an anonymous_id")
+    erase.add_argument("--reason", default=None, help="kept in the erasure log (no personal data)")
+    erase.add_argument(
+        "--no-rederive", action="store_true", help="leave the models' rebuild to the next run"
+    )
+    _add_definitions_option(erase)
+    erase.set_defaults(handler=_erase)
 
     bootstrap = commands.add_parser(
         "bootstrap", help="create or update the raw schema and grants (as the database's owner)"
