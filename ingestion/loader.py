@@ -21,7 +21,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -37,6 +37,7 @@ from psycopg.types.json import Jsonb
 
 from ingestion import erasure, schema
 from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
+from ingestion.redaction import Redaction, redact
 from ingestion.settings import Settings
 from ingestion.topics import ensure_topic
 
@@ -51,6 +52,7 @@ _PARTITION = EVENT_COLUMNS.index("source_partition")
 _OFFSET = EVENT_COLUMNS.index("source_offset")
 
 
+DEFAULT_REDACTION = Redaction()  # the default query parameters; no selectors without the language
 GAVE_UP_EXIT_CODE = 75  # EX_TEMPFAIL: a supervisor should start the loader again later
 
 # What an outage of PostgreSQL or Kafka raises; anything else is a bug and stops the loader.
@@ -92,12 +94,14 @@ class LoadStats:
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
     erased: int = 0
+    redacted: int = 0
 
     def add(self, other: BatchResult) -> None:
         self.loaded += other.loaded
         self.duplicates += other.duplicates
         self.dead_letters += other.dead_letters
         self.erased += other.erased
+        self.redacted += other.redacted
         self.batches += 1
 
     def summary(self) -> str:
@@ -105,7 +109,8 @@ class LoadStats:
         rate = self.loaded / seconds if seconds > 0 else 0.0
         return (
             f"loaded {self.loaded} events, skipped {self.duplicates} duplicates, "
-            f"{self.dead_letters} dead letters, {self.erased} erased in {seconds:.1f} s "
+            f"{self.dead_letters} dead letters, {self.erased} erased, {self.redacted} redacted "
+            f"in {seconds:.1f} s "
             f"({rate:.0f} events/s)"
         )
 
@@ -116,6 +121,7 @@ class BatchResult:
     duplicates: int
     dead_letters: int
     erased: int = 0  # rows of erased persons and devices, skipped (ingestion.erasure)
+    redacted: int = 0  # events redaction changed (ingestion.redaction)
 
 
 @dataclass(frozen=True)
@@ -150,11 +156,14 @@ class Record:
 # -- writing a batch ------------------------------------------------------------------------
 
 
-def _row_or_reason(record: Record) -> tuple[tuple | None, str | None]:
-    """The message's row, or why it cannot be one. Never raises: one message that trips an
-    unforeseen error must not stop the partition behind it, so it becomes a dead letter too."""
+def _row_or_reason(record: Record, rules: Redaction) -> tuple[tuple | None, str | None, bool]:
+    """The message's row (redacted), or why it cannot be one, and whether redaction changed it.
+
+    Never raises: one message that trips an unforeseen error must not stop the partition behind
+    it, so it becomes a dead letter too."""
     try:
         event = parse_message(record.value)
+        redacted = redact(event, rules)
         row = to_row(
             event,
             received_at=record.broker_time,
@@ -162,24 +171,27 @@ def _row_or_reason(record: Record) -> tuple[tuple | None, str | None]:
             offset=record.offset,
         )
     except ContractViolation as violation:
-        return None, violation.reason
+        return None, violation.reason, False
     except Exception as exc:
         log.warning("message %s:%d failed to parse", record.partition, record.offset, exc_info=True)
-        return None, f"message could not be parsed ({type(exc).__name__}: {exc})"[:1000]
-    return row, None
+        return None, f"message could not be parsed ({type(exc).__name__}: {exc})"[:1000], False
+    return row, None, redacted
 
 
-def _rows_and_dead_letters(records: Sequence[Record]) -> tuple[list[tuple], list[tuple]]:
-    rows, dead = [], []
+def _rows_and_dead_letters(
+    records: Sequence[Record], rules: Redaction
+) -> tuple[list[tuple], list[tuple], int]:
+    rows, dead, redacted = [], [], 0
     for record in records:
-        row, reason = _row_or_reason(record)
+        row, reason, changed = _row_or_reason(record, rules)
+        redacted += changed
         if row is not None:
             rows.append(row)
         else:
             dead.append(
                 (record.topic, record.partition, record.offset, record.key, record.value, reason)
             )
-    return rows, dead
+    return rows, dead, redacted
 
 
 def _prepare_session(conn: psycopg.Connection) -> None:
@@ -332,6 +344,7 @@ def write_batch(
     records: Sequence[Record],
     recent: RecentKeys | None = None,
     erasure_key: bytes | None = None,
+    redaction: Redaction = DEFAULT_REDACTION,
 ) -> BatchResult:
     """Write records and the offsets they reach in one transaction; skip what is already stored.
 
@@ -341,7 +354,7 @@ def write_batch(
     """
     if not records:
         return BatchResult(0, 0, 0)
-    rows, dead = _rows_and_dead_letters(records)
+    rows, dead, redacted = _rows_and_dead_letters(records, redaction)
     schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
     try:
         result = _write_transaction(conn, group, records, rows, dead, recent, erasure_key)
@@ -349,7 +362,7 @@ def write_batch(
         result = _write_transaction(conn, group, records, rows, dead, None, erasure_key)
     if recent is not None:
         recent.remember(rows)
-    return result
+    return replace(result, redacted=redacted)
 
 
 def _write_transaction(
@@ -431,12 +444,14 @@ class Loader:
         max_batch_seconds: float = 1.0,
         report_every_seconds: float = 10.0,
         retry: RetryPolicy | None = None,
+        redaction: Redaction = DEFAULT_REDACTION,
     ) -> None:
         self.settings = settings
         self.batch_size = batch_size
         self.max_batch_seconds = max_batch_seconds
         self.report_every_seconds = report_every_seconds
         self.retry = retry or RetryPolicy()
+        self.redaction = redaction
         self.stats = LoadStats()
         self.recent = RecentKeys()
         self._erasure_key = settings.erasure_key.encode() if settings.erasure_key else None
@@ -571,7 +586,12 @@ class Loader:
 
     def _write(self, records: list[Record]) -> None:
         result = write_batch(
-            self._conn, self.settings.consumer_group, records, self.recent, self._erasure_key
+            self._conn,
+            self.settings.consumer_group,
+            records,
+            self.recent,
+            self._erasure_key,
+            self.redaction,
         )
         self.stats.add(result)
         # Informational only: resuming always uses the offsets stored in PostgreSQL.
@@ -675,6 +695,7 @@ def main(
     max_wait: float = 1.0,
     report_every: float = 10.0,
     retry: RetryPolicy | None = None,
+    redaction: Redaction = DEFAULT_REDACTION,
 ) -> int:
     """The ``retrolytics load`` command."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -684,6 +705,7 @@ def main(
         max_batch_seconds=max_wait,
         report_every_seconds=report_every,
         retry=retry,
+        redaction=redaction,
     )
     signal.signal(signal.SIGTERM, loader.request_stop)
     signal.signal(signal.SIGINT, loader.request_stop)

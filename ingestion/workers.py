@@ -59,7 +59,7 @@ def main(
     totals = LoadStats(started=started)
     for _ in processes:
         try:
-            loaded, duplicates, dead_letters, batches, erased = results.get(timeout=5)
+            loaded, duplicates, dead_letters, batches, erased, redacted = results.get(timeout=5)
         except queue.Empty:
             continue  # a worker that died without reporting; its exit code says so
         totals.loaded += loaded
@@ -67,6 +67,7 @@ def main(
         totals.dead_letters += dead_letters
         totals.batches += batches
         totals.erased += erased
+        totals.redacted += redacted
     print(f"{totals.summary()} with {workers} workers", flush=True)
     codes = [process.exitcode or 0 for process in processes]
     return GAVE_UP_EXIT_CODE if GAVE_UP_EXIT_CODE in codes else max(codes, key=abs)
@@ -92,5 +93,14 @@ def _work(
         stats, code = loader.stats, GAVE_UP_EXIT_CODE
     finally:
         loader.close()
-    results.put((stats.loaded, stats.duplicates, stats.dead_letters, stats.batches, stats.erased))
+    results.put(
+        (
+            stats.loaded,
+            stats.duplicates,
+            stats.dead_letters,
+            stats.batches,
+            stats.erased,
+            stats.redacted,
+        )
+    )
     raise SystemExit(code)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from ingestion.redaction import Redaction
 from ingestion.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -29,7 +30,11 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import loader, workers
 
     retry = loader.RetryPolicy(max_failures=args.max_failures, max_delay_s=args.max_backoff_s)
+    rules = _redaction(args)
+    if rules is None:
+        return 2
     options = {
+        "redaction": rules,
         "batch_size": args.batch_size,
         "max_batch_seconds": args.max_wait_ms / 1000,
         "report_every_seconds": args.report_every,
@@ -45,6 +50,7 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
         max_wait=args.max_wait_ms / 1000,
         report_every=args.report_every,
         retry=retry,
+        redaction=rules,
     )
 
 
@@ -72,10 +78,25 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _redaction(args: argparse.Namespace) -> Redaction | None:
+    """The rules of the declarations' privacy.yml; None (after saying why) when it is invalid."""
+    from retrolytics.language import privacy
+    from retrolytics.warehouse import project
+
+    root = project.definitions_dir(args.definitions)
+    rules, problems = privacy.check(root, str(root / privacy.FILE_NAME))
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return None if problems else rules
+
+
 def _collect(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import collector
 
-    return collector.main(settings, args.host, args.port, args.allow_origin)
+    rules = _redaction(args)
+    if rules is None:
+        return 2
+    return collector.main(settings, args.host, args.port, args.allow_origin, rules)
 
 
 def _shop(args: argparse.Namespace, settings: Settings) -> int:
@@ -159,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--max-backoff-s", type=float, default=30.0, help="longest wait between retries"
     )
+    _add_definitions_option(load)
     load.set_defaults(handler=_load)
 
     erase = commands.add_parser(
@@ -188,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="an origin whose pages may send events (repeatable; default: none)",
     )
+    _add_definitions_option(collect)
     collect.set_defaults(handler=_collect)
 
     shop = commands.add_parser("shop", help="serve the demo shop, wired with the snippet")

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrolytics.language import events, funnels
+from ingestion.redaction import Redaction
+from retrolytics.language import events, funnels, privacy
 from retrolytics.language.sources import Problem, YamlList, YamlMap, load_yaml
 
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -46,6 +47,7 @@ class Catalog:
     files: dict[str, list[str]] = field(default_factory=dict)  # kind folder -> files
     declarations: dict[str, list[Any]] = field(default_factory=dict)  # kind folder -> parsed
     problems: list[Problem] = field(default_factory=list)
+    redaction: Redaction = field(default_factory=Redaction)  # privacy.yml, compiled
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,8 @@ def check(root: Path) -> Catalog:
     for kind in KINDS:
         if kind.cross_check is not None and kind.folder in catalog.files:
             catalog.problems.extend(kind.cross_check(catalog))
+    catalog.redaction, problems = privacy.check(root, shown_path(root / privacy.FILE_NAME))
+    catalog.problems.extend(problems)
     catalog.problems.sort()
     return catalog
 
