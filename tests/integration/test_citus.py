@@ -34,6 +34,7 @@ from ingestion.stack import postgres
 from ingestion.stack.layout import StackPaths
 from retrolytics import cli
 from tests.factories import click_event, iso, many_events, pageview_event
+from tests.integration import test_erasure as erasure_tests
 from tests.integration import test_loader as single_node
 from tests.support.loading import drain, produce_events
 from tests.support.paths import REPO
@@ -417,6 +418,22 @@ test_sigkill_at_any_point_loses_and_duplicates_nothing = _on_the_cluster(
 )
 test_sigterm_finishes_the_batch_and_exits_cleanly = _on_the_cluster(
     single_node.test_sigterm_finishes_the_batch_and_exits_cleanly
+)
+
+
+# -- erasure on the cluster: the single-node tests, on the coordinator's fixtures -----------------
+
+
+@pytest.fixture
+def keyed(citus_settings: Settings) -> Settings:
+    return replace(citus_settings, erasure_key=erasure_tests.KEY)
+
+
+test_erase_replay_and_rederive_leave_no_row_of_the_person = _on_the_cluster(
+    erasure_tests.test_erase_replay_and_rederive_leave_no_row_of_the_person
+)
+test_an_erasure_racing_a_load_loses_nothing_of_others = _on_the_cluster(
+    erasure_tests.test_an_erasure_racing_a_load_loses_nothing_of_others
 )
 
 
