@@ -1,0 +1,129 @@
+{{
+    config(
+        materialized='funnel_attempts',
+        indexes=[{'columns': ['funnel_name', 'entered_at']}],
+    )
+}}
+-- depends_on: {{ ref('int_funnel_versions') }}
+-- depends_on: {{ ref('int_funnel_recompute_plan') }}
+-- The attempts at `unit: user` funnels: one row per person per attempt. A person is a user
+-- after identity stitching (int_device_persons; `device:<anonymous_id>` for a device never
+-- identified), whose events lie on the shards of all their devices: on Citus this statement
+-- gathers them through the coordinator, a price only user funnels pay.
+-- Semantics: tests/funnel_reference.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
+{%- set planned = funnel_attempts_planned() %}
+
+with
+
+-- The funnels of this unit, and whether this run derives them over all history (a new or edited
+-- version: not in the table's ledger).
+funnels as not materialized (
+
+    select funnels.*, not {{ retro_is_derived() }} as rebuilt
+    from {{ ref('int_funnels') }} as funnels
+    {{ retro_ledger_join('funnels.funnel_name', 'funnels.content_hash') }}
+    where funnels.unit = 'user'
+
+),
+
+step_events as not materialized (
+
+    select
+        step_events.*,
+        coalesce(persons.person_id, 'device:' || step_events.anonymous_id) as unit_id
+
+    from {{ ref('int_funnel_step_events') }} as step_events
+    left join {{ ref('int_device_persons') }} as persons
+        on persons.anonymous_id = step_events.anonymous_id
+        and step_events.occurred_at >= persons.valid_from
+        and step_events.occurred_at < persons.valid_until
+    where step_events.unit = 'user'
+
+),
+
+{% if planned %}
+-- A windowed run: new and edited funnels over all history, and the planned units of the others
+-- from their resume points on.
+in_scope as (
+
+    select step_events.*
+    from step_events
+    inner join funnels on funnels.funnel_name = step_events.funnel_name
+    where funnels.rebuilt and exists (select 1 from funnels where rebuilt)
+
+    union all
+
+    select step_events.*
+    from step_events
+    inner join funnels
+        on funnels.funnel_name = step_events.funnel_name
+        and not funnels.rebuilt
+    inner join {{ ref('int_funnel_recompute_plan') }} as plan
+        on plan.funnel_name = step_events.funnel_name
+        and plan.unit_id = step_events.unit_id
+    where {{ funnel_stream_key('step_events') }} >= {{ funnel_resume_key('plan') }}
+        and step_events.occurred_at >= {{ funnel_plan_lower_bound('user', ref('int_funnel_recompute_plan')) }}
+
+),
+{% else %}
+in_scope as (
+
+    select step_events.*
+    from step_events
+    inner join funnels on funnels.funnel_name = step_events.funnel_name
+
+),
+{% endif %}
+
+-- Each unit's stream in order, and its hold_constant groups (equal groups, equal values).
+numbered as (
+
+    select
+        in_scope.*,
+        row_number() over (
+            partition by funnel_name, unit_id
+            order by occurred_at, sort_step, event_id, anonymous_id collate "C"
+        ) as stream_position,
+        dense_rank() over (partition by funnel_name, unit_id order by hold_values)::integer
+            as hold_group
+
+    from in_scope
+
+),
+
+streams as (
+
+    select funnel_name, unit_id, {{ funnel_stream_arrays('numbered') }}
+    from numbered
+    group by funnel_name, unit_id
+
+),
+
+attempts as (
+
+    select streams.funnel_name, streams.unit_id, walk.*
+    from streams
+    inner join funnels on funnels.funnel_name = streams.funnel_name
+    cross join lateral {{ funnel_walk_call('funnels', 'streams') }} with ordinality as walk
+
+),
+
+final as (
+
+    select
+        {{ funnel_attempt_columns(
+            'attempts', 'funnels',
+            'case when funnels.rebuilt then 1 else plan.first_attempt end' if planned else '1',
+            "case when starts_with(attempts.unit_id, 'user:') then substr(attempts.unit_id, 6) end") }}
+
+    from attempts
+    inner join funnels on funnels.funnel_name = attempts.funnel_name
+    {% if planned %}
+    left join {{ ref('int_funnel_recompute_plan') }} as plan
+        on plan.funnel_name = attempts.funnel_name
+        and plan.unit_id = attempts.unit_id
+    {% endif %}
+
+)
+
+select * from final
