@@ -128,12 +128,13 @@
 {%- endmacro %}
 
 
-{#- Column list: a fact row (the contract of fct_funnel_entries) from a walked attempt, numbered
+{#- Column list: a fact row (the contract of fct_funnel_entries) from a walked attempt (with its
+    funnel's content_hash and unit), numbered
     from `first_attempt` (1, or the plan's first_attempt) on. -#}
-{% macro funnel_attempt_columns(attempts, funnels, first_attempt, user_id) -%}
+{% macro funnel_attempt_columns(attempts, first_attempt, user_id) -%}
     {{ attempts }}.funnel_name,
-    {{ funnels }}.content_hash,
-    {{ funnels }}.unit,
+    {{ attempts }}.content_hash,
+    {{ attempts }}.unit,
     {{ attempts }}.unit_id,
     {{ user_id }} as user_id,
     {{ attempts }}.entry_device as anonymous_id,

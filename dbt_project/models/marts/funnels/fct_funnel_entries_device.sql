@@ -93,7 +93,14 @@ streams as (
 
 attempts as (
 
-    select streams.funnel_name, streams.unit_id, walk.*
+    select
+        streams.funnel_name,
+        streams.unit_id,
+        funnels.content_hash,
+        funnels.unit,
+        funnels.rebuilt,
+        walk.*
+
     from streams
     inner join funnels on funnels.funnel_name = streams.funnel_name
     cross join lateral {{ funnel_walk_call('funnels', 'streams') }} with ordinality as walk
@@ -104,12 +111,11 @@ final as (
 
     select
         {{ funnel_attempt_columns(
-            'attempts', 'funnels',
-            'case when funnels.rebuilt then 1 else plan.first_attempt end' if planned else '1',
+            'attempts',
+            'case when attempts.rebuilt then 1 else plan.first_attempt end' if planned else '1',
             'attempts.entry_user_id') }}
 
     from attempts
-    inner join funnels on funnels.funnel_name = attempts.funnel_name
     {% if planned %}
     left join {{ ref('int_funnel_recompute_plan') }} as plan
         on plan.funnel_name = attempts.funnel_name
