@@ -3,6 +3,7 @@
         materialized='distributed_table',
         append=true,
         indexes=[{'columns': ['recorded_at']}],
+        post_hook='analyze {{ this }}',
     )
 }}
 -- The identity snapshot: each state of a device's identity periods (int_device_persons) that a

@@ -2,6 +2,7 @@
     config(
         materialized='distributed_table',
         distributed_by='unit_id',
+        post_hook='analyze {{ this }}',
     )
 }}
 -- depends_on: {{ ref('int_funnel_step_events') }}

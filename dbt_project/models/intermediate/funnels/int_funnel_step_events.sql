@@ -6,6 +6,7 @@
         hash_column='content_hash',
         versions_model='int_funnel_versions',
         indexes=[{'columns': ['occurred_at']}],
+        post_hook='analyze {{ this }}',
     )
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}

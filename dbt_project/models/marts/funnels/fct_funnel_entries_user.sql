@@ -2,6 +2,7 @@
     config(
         materialized='funnel_attempts',
         indexes=[{'columns': ['funnel_name', 'entered_at']}],
+        post_hook='analyze {{ this }}',
     )
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}
