@@ -165,16 +165,12 @@
     attempt that ended at or after it; an attempt ends at most a conversion window after its
     entry, so `since - the longest conversion window` precedes them all (a literal read when the
     model compiles: Citus plans a scalar subquery apart and then pulls the INSERT to the
-    coordinator). Persons whose identity changed resume at the beginning, so for user funnels
-    it is the plan's earliest point. -#}
-{% macro funnel_plan_lower_bound(unit, plan) -%}
-    {%- if unit == 'user' -%}
-        (select coalesce(min(resume_at), 'infinity') from {{ plan }})
-    {%- else -%}
-        {%- set since = "'" ~ retro_window().since ~ "'::timestamptz" -%}
-        {%- set longest = run_query(
-            "select coalesce(max(extract(epoch from conversion_window)), 0) from "
-            ~ ref('int_funnels') ~ " where unit = 'device'").columns[0].values()[0] -%}
-        {{ since }} - interval '{{ longest | int }} seconds'
-    {%- endif -%}
+    coordinator). Device funnels only: persons whose identity changed resume at the beginning,
+    so the user attempts read their planned persons' devices instead. -#}
+{% macro funnel_plan_lower_bound() -%}
+    {%- set since = "'" ~ retro_window().since ~ "'::timestamptz" -%}
+    {%- set longest = run_query(
+        "select coalesce(max(extract(epoch from conversion_window)), 0) from "
+        ~ ref('int_funnels') ~ " where unit = 'device'").columns[0].values()[0] -%}
+    {{ since }} - interval '{{ longest | int }} seconds'
 {%- endmacro %}

@@ -2,6 +2,7 @@
     config(
         materialized='distributed_table',
         distributed_by='unit_id',
+        indexes=[{'columns': ['unit_id', 'funnel_name']}],
         post_hook='analyze {{ this }}',
     )
 }}

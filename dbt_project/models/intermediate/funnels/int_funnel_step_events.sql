@@ -5,7 +5,7 @@
         version_column='funnel_name',
         hash_column='content_hash',
         versions_model='int_funnel_versions',
-        indexes=[{'columns': ['occurred_at']}],
+        indexes=[{'columns': ['occurred_at']}, {'columns': ['anonymous_id', 'funnel_name']}],
         post_hook='analyze {{ this }}',
     )
 }}

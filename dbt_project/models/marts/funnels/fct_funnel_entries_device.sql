@@ -55,7 +55,7 @@ in_scope as (
         on plan.funnel_name = step_events.funnel_name
         and plan.unit_id = step_events.unit_id
     where {{ funnel_stream_key('step_events') }} >= {{ funnel_resume_key('plan') }}
-        and step_events.occurred_at >= {{ funnel_plan_lower_bound('device', ref('int_funnel_recompute_plan')) }}
+        and step_events.occurred_at >= {{ funnel_plan_lower_bound() }}
 
 ),
 {% else %}

@@ -27,6 +27,14 @@ funnels as not materialized (
 
 ),
 
+-- Materialized: the identity periods are computed once, however the planner joins them.
+persons as materialized (
+
+    select anonymous_id, person_id, valid_from, valid_until
+    from {{ ref('int_device_persons') }}
+
+),
+
 step_events as not materialized (
 
     select
@@ -34,7 +42,7 @@ step_events as not materialized (
         coalesce(persons.person_id, 'device:' || step_events.anonymous_id) as unit_id
 
     from {{ ref('int_funnel_step_events') }} as step_events
-    left join {{ ref('int_device_persons') }} as persons
+    left join persons
         on persons.anonymous_id = step_events.anonymous_id
         and step_events.occurred_at >= persons.valid_from
         and step_events.occurred_at < persons.valid_until
@@ -63,7 +71,16 @@ in_scope as (
         on plan.funnel_name = step_events.funnel_name
         and plan.unit_id = step_events.unit_id
     where {{ funnel_stream_key('step_events') }} >= {{ funnel_resume_key('plan') }}
-        and step_events.occurred_at >= {{ funnel_plan_lower_bound('user', ref('int_funnel_recompute_plan')) }}
+        -- The planned persons' devices: their step events are read by device (an index).
+        and (step_events.funnel_name, step_events.anonymous_id) in (
+            select plan.funnel_name, persons.anonymous_id
+            from {{ ref('int_funnel_recompute_plan') }} as plan
+            inner join persons on persons.person_id = plan.unit_id
+            union
+            select plan.funnel_name, substr(plan.unit_id, 8)
+            from {{ ref('int_funnel_recompute_plan') }} as plan
+            where starts_with(plan.unit_id, 'device:')
+        )
 
 ),
 {% else %}
