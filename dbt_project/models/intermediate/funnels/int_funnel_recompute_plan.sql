@@ -3,7 +3,7 @@
         materialized='distributed_table',
         distributed_by='unit_id',
         indexes=[{'columns': ['unit_id', 'funnel_name']}],
-        post_hook='analyze {{ this }}',
+        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_funnel_step_events') }}

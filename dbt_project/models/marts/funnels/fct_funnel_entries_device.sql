@@ -2,7 +2,7 @@
     config(
         materialized='funnel_attempts',
         indexes=[{'columns': ['funnel_name', 'entered_at']}],
-        post_hook='analyze {{ this }}',
+        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}
