@@ -20,6 +20,7 @@ BENCHMARKS = {
     "freshness": "benchmarks.bench_freshness",
     "definitions": "benchmarks.bench_definitions",
     "funnel_engines": "benchmarks.bench_funnel_engines",
+    "funnel_hourly": "benchmarks.bench_funnel_hourly",
     "funnels": "benchmarks.bench_funnels",
     "bi": "benchmarks.bench_bi",
     "dagster": "benchmarks.bench_dagster",

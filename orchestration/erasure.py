@@ -13,7 +13,6 @@ Each subject goes as ``retrolytics erase`` does it (``retrolytics.erase``); the 
 after the whole batch, holding the warehouse lock like every dbt run.
 """
 
-
 import dagster as dg
 from pydantic import Field
 

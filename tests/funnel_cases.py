@@ -8,7 +8,7 @@ from typing import Any
 
 from retrolytics.language.funnels import Funnel, parse_funnel
 from retrolytics.language.sources import parse_yaml
-from tests.funnel_reference import Event
+from retrolytics.semantics.funnels import Event
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

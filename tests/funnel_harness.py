@@ -22,8 +22,8 @@ from retrolytics.language import funnels
 from retrolytics.language.check import load_catalog
 from retrolytics.language.funnels import Funnel
 from retrolytics.language.seeds import compile_seed
+from retrolytics.semantics.funnels import Entry, Event, MartRow, funnel_entries, funnel_mart
 from retrolytics.warehouse import runner
-from tests.funnel_reference import Entry, Event, MartRow, funnel_entries, funnel_mart
 from tests.support.paths import REPO
 
 BREAKDOWN_FIELDS = funnels.BREAKDOWN_FIELDS

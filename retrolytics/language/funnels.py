@@ -25,7 +25,7 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
 
 Durations are a whole number and a unit: ``s``, ``m``, ``h``, ``d`` or ``w`` (``30m``, ``7d``).
 What a funnel *means* (entries, re-entry, ties, windows, exclusions) is written down once, in
-``tests/funnel_reference.py`` and the description of ``fct_funnel_entries``.
+``retrolytics/semantics/funnels.py`` and the description of ``fct_funnel_entries``.
 
 Compiling writes two dbt seeds, ``funnels`` (one row per funnel) and ``funnel_steps`` (one row
 per step and per exclusion): data that generic SQL reads, never SQL text.

@@ -719,10 +719,12 @@ def assert_runs_on_the_workers(plan: str, shards: int) -> None:
     "compiled",
     [
         "marts/defined_events.sql",
-        # The statement for `unit: device` funnels. Funnels by `unit: user` follow in a second
-        # statement (funnel_facts_query), which must gather a person's devices from several
-        # shards, so Citus plans it through the coordinator (see the windowed test below).
-        "marts/funnels/fct_funnel_entries.sql",
+        # The funnels' step events, per device like the events they come from.
+        "intermediate/funnels/int_funnel_step_events.sql",
+        # The attempts at `unit: device` funnels. Funnels by `unit: user` are another model
+        # (fct_funnel_entries_user), which must gather a person's devices from several shards,
+        # so Citus plans it through the coordinator (see the windowed test below).
+        "marts/funnels/fct_funnel_entries_device.sql",
     ],
 )
 def test_per_device_models_run_on_the_workers(
@@ -735,7 +737,17 @@ def test_per_device_models_run_on_the_workers(
 
 
 # The models whose statements a windowed run should keep on the workers (the user funnels aside).
-WINDOWED_MODELS = ("defined_events", "fct_funnel_entries")
+WINDOWED_MODELS = ("defined_events", "fct_funnel_entries_device", "fct_funnel_entries_user")
+# What the windowed run builds: those, and the funnel stages between them (step events, identity
+# snapshot, recompute plan).
+WINDOWED_RUN = (
+    "defined_events",
+    "int_funnel_step_events",
+    "int_identity_snapshots",
+    "int_funnel_recompute_plan",
+    "fct_funnel_entries_device",
+    "fct_funnel_entries_user",
+)
 
 
 def model_inserts(log: Path) -> dict[str, list[str]]:
@@ -765,7 +777,7 @@ def windowed_run(built_on_citus: tuple[str, Path], tmp_path: Path) -> dict[str, 
     logs = tmp_path / "windowed-logs"
     debug_log = ["--log-path", str(logs), "--log-format-file", "json", "--log-level-file", "debug"]
     runner.run_dbt(
-        ["run", "--select", *WINDOWED_MODELS, *debug_log],
+        ["run", "--select", *WINDOWED_RUN, *debug_log],
         database_url=citus_url,
         target_path=tmp_path / "windowed-target",
         dbt_vars={"start": iso(hour - timedelta(hours=1)), "end": iso(hour), "lookback_hours": 24},
@@ -780,16 +792,18 @@ def test_windowed_runs_keep_devices_on_the_workers_and_gather_persons(
 ) -> None:
     citus_url, _target = built_on_citus
     [defined_events] = windowed_run["defined_events"]
-    # funnel_facts_query: first the `unit: device` funnels, then the `unit: user` ones.
-    device_funnels, user_funnels = windowed_run["fct_funnel_entries"]
-    assert "funnels.unit = 'device'" in device_funnels
-    assert "funnels.unit = 'user'" in user_funnels
+    # One statement per unit: the `unit: device` funnels, and the `unit: user` ones.
+    [device_funnels] = windowed_run["fct_funnel_entries_device"]
+    [user_funnels] = windowed_run["fct_funnel_entries_user"]
+    assert "step_events.unit = 'device'" in device_funnels
+    assert "step_events.unit = 'user'" in user_funnels
     with psycopg.connect(citus_url) as conn:
         shards = events_shard_count(conn)
         # The run followed a plan (units touched in the window, each from its own point), joined
         # on unit_id, the distribution column the plan shares with the facts.
-        assert "fct_funnel_entries__plan" in device_funnels
-        assert rows(conn, "select count(*) from marts.fct_funnel_entries__plan")[0][0] > 0
+        assert "int_funnel_recompute_plan" in device_funnels
+        plan = "select count(*) from intermediate.int_funnel_recompute_plan"
+        assert rows(conn, plan)[0][0] > 0
         assert_runs_on_the_workers(explain(conn, defined_events), shards)
         assert_runs_on_the_workers(explain(conn, device_funnels), shards)
         # A person's events sit on the shards of all its devices: Citus must bring them

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from demo.traffic import generate_events
 from ingestion import schema
 from ingestion.loader import store_events
+from retrolytics.semantics.funnels import Event
 from retrolytics.warehouse import runner
 from tests.funnel_harness import (
     assert_same,
@@ -30,7 +31,6 @@ from tests.funnel_harness import (
     sql_facts,
     sql_mart,
 )
-from tests.funnel_reference import Event
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration

@@ -1,11 +1,12 @@
 """The funnel models against the reference, on the real PostgreSQL, with dbt run in-process.
 
 Any difference between fct_funnel_entries / mart_funnel_conversion and what
-tests/funnel_reference.py computes from the same events fails the test.
+retrolytics/semantics/funnels.py computes from the same events fails the test.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from ingestion.loader import store_events
+from retrolytics.warehouse import runner
 from tests.funnel_harness import (
     assert_same,
     compile_declarations,
@@ -214,3 +216,61 @@ def test_changing_a_funnel_or_a_definition_rederives_only_what_uses_it(
     for name, invocation in written.items():
         changed = name == "f_ordered" or name in using_d
         assert (rewritten.get(name, invocation) != invocation) is changed, name
+
+
+# The statements of a funnel build after the step events: none may read an event table.
+AFTER_THE_STEP_EVENTS = (
+    "int_funnel_recompute_plan",
+    "fct_funnel_entries_device",
+    "fct_funnel_entries_user",
+    "int_funnel_changed_days",
+    "mart_funnel_conversion",
+)
+RAW_PARTITION_SCAN = re.compile(r" on (events_\d{8})(?: \w+)? \((actual rows|never executed)")
+
+
+def raw_partition_scans(conn: psycopg.Connection, statement: str) -> tuple[set[str], set[str]]:
+    """(raw.events partitions read, raw.events partitions in the plan) of one statement."""
+    plan = "\n".join(
+        line
+        for (line,) in conn.execute(
+            f"explain (analyze, costs off, timing off, summary off) {statement}"
+        )
+    )
+    found = RAW_PARTITION_SCAN.findall(plan)
+    return {name for name, how in found if how == "actual rows"}, {name for name, _ in found}
+
+
+def test_a_windowed_funnel_build_reads_step_events_not_raw_events(
+    raw_db: psycopg.Connection, database_url: str, project: Path, definitions: Path
+) -> None:
+    documents = edge_case_events(seed=3, start=START, days=3)
+    store_events(raw_db, documents)
+    compile_declarations(definitions, project)
+    run(project, database_url)
+    window = {"start": day(2), "end": day(3), "lookback_hours": 24}
+    run(project, database_url, **window)
+    compiled_dir = project / "target" / "compiled"
+    runner.run_dbt(
+        ["compile", "--select", "int_funnel_step_events", *AFTER_THE_STEP_EVENTS, "--quiet"],
+        database_url=database_url,
+        project_dir=project,
+        dbt_vars=window,
+    )
+
+    def statement(model: str) -> str:
+        [compiled] = compiled_dir.rglob(f"{model}.sql")
+        return compiled.read_text()
+
+    every_day = {f"events_{(START + timedelta(days=n)):%Y%m%d}" for n in range(3)}
+    read, planned = raw_partition_scans(raw_db, statement("int_funnel_step_events"))
+    # Only the raw-type steps (funnel f_raw: `type: pageview`) read events: the window's days.
+    assert read == every_day - {f"events_{START:%Y%m%d}"}
+    assert planned == every_day
+    for model in AFTER_THE_STEP_EVENTS:
+        assert raw_partition_scans(raw_db, statement(model)) == (set(), set()), model
+    # The plan was not empty: the run recomputed units from their resume points.
+    planned_units = raw_db.execute(
+        "select count(*) from intermediate.int_funnel_recompute_plan"
+    ).fetchone()[0]
+    assert planned_units > 0

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from retrolytics.language.funnels import Breakdown, EventRef, Exclusion, Funnel, Step
+from retrolytics.semantics.funnels import Event, funnel_entries, json_key
 from tests.funnel_cases import T0
-from tests.funnel_reference import Event, funnel_entries, json_key
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration

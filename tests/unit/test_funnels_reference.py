@@ -1,13 +1,13 @@
 """The reference implementation against hand-worked cases of the funnel semantics.
 
-Each expectation here is worked out by hand from the semantics in ``tests/funnel_reference.py``
-(not by running anything), so the reference that the SQL is compared with is itself checked.
+Each expectation here is worked out by hand from the semantics in
+``retrolytics/semantics/funnels.py`` (not by running anything), so the reference that the SQL is
+compared with is itself checked.
 """
 
 from __future__ import annotations
 
-from tests.funnel_cases import at, ev, funnel_from_yaml
-from tests.funnel_reference import (
+from retrolytics.semantics.funnels import (
     funnel_entries,
     funnel_mart,
     identity_periods,
@@ -15,6 +15,7 @@ from tests.funnel_reference import (
     percentile_cont,
     person_of,
 )
+from tests.funnel_cases import at, ev, funnel_from_yaml
 
 ABC = """
 name: abc

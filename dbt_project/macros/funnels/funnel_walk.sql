@@ -1,9 +1,11 @@
 {#-
-    funnel_walk(): one unit's attempts at one funnel, from its stream of events. It lives in the
-    schema of the intermediate models (`intermediate`, or the pull-request check's prefixed one),
-    so a check never replaces the function production runs.
+    The PostgreSQL functions the funnel attempts call, created by the project's on-run-start hook
+    (dbt_project.yml: `funnel_functions_ddl()`) before any model runs, in the schema of the
+    intermediate models (`intermediate`, or the pull-request check's prefixed one), so a check
+    never replaces the functions production runs.
 
-    The semantics are written down once, in tests/funnel_reference.py (and summarised in the
+    funnel_walk(): one unit's attempts at one funnel, from its stream of events.
+    The semantics are written down once, in retrolytics/semantics/funnels.py (and summarised in the
     description of fct_funnel_entries); this function implements them for the SQL models. It is
     generic: the funnel arrives as arguments (from the compiled seeds), never as SQL text.
 
@@ -18,6 +20,13 @@
     (equal groups = equal values), and its id, device, user_id and breakdown value. Returns one
     row per attempt, in stream order; nothing needs joining back to the events afterwards.
 -#}
+{% macro funnel_functions_ddl() -%}
+    create schema if not exists {{ adapter.quote(generate_schema_name('intermediate', none)) }};
+    {{ funnel_walk_function(funnel_walk_name()) }};
+    {{ funnel_hold_values_function(funnel_hold_values_name()) }}
+{%- endmacro %}
+
+
 {% macro funnel_walk_name() -%}
     {{- return(adapter.quote(generate_schema_name('intermediate', none)) ~ '.funnel_walk') -}}
 {%- endmacro %}

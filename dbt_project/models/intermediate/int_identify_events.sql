@@ -5,6 +5,7 @@
         version_column='identity_rules',
         hash_column='content_hash',
         versions_model='int_identity_rules',
+        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_identity_rules') }}

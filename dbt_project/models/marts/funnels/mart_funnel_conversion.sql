@@ -1,12 +1,10 @@
-{{
-    config(
-        materialized='funnel_mart',
-        changes_of='fct_funnel_entries',
-    )
-}}
+{{ config(materialized='funnel_mart') }}
+-- depends_on: {{ ref('int_funnel_versions') }}
+-- depends_on: {{ ref('int_funnel_changed_days') }}
 -- Per funnel, entry day and breakdown value, one row per step: units, attempts, conversion and
 -- timing, ready for BI tools (filter by funnel_name). Semantics: the model's description and
--- tests/funnel_reference.py. An incremental run recomputes only the queued (funnel, day) pairs.
+-- retrolytics/semantics/funnels.py. A windowed run recomputes only the (funnel, day) pairs whose facts
+-- changed (int_funnel_changed_days) and the funnels whose version changed.
 {%- set incremental = funnel_mart_incremental() %}
 
 with
@@ -27,6 +25,47 @@ steps as (
 
 ),
 
+{% if incremental %}
+-- Funnels whose rows in the mart are of another version (edited, new): all their days.
+rebuilt_funnels as (
+
+    select versions.funnel_name
+    from {{ ref('int_funnel_versions') }} as versions
+    where not exists (
+        select 1 from {{ this }} as mart
+        where mart.funnel_name = versions.funnel_name
+            and mart.content_hash = versions.content_hash
+    )
+
+),
+
+-- The facts of the groups this run recomputes, each changed day read as a range of entered_at
+-- (the facts' index), so a run costs what changed, not the history.
+recomputed_facts as (
+
+    select facts.*
+    from {{ ref('int_funnel_changed_days') }} as changed
+    inner join {{ ref('fct_funnel_entries') }} as facts
+        on facts.funnel_name = changed.funnel_name
+        and facts.entered_at >= changed.entry_day::timestamp at time zone 'UTC'
+        and facts.entered_at < (changed.entry_day + 1)::timestamp at time zone 'UTC'
+    where changed.funnel_name not in (select funnel_name from rebuilt_funnels)
+
+    union all
+
+    select facts.*
+    from {{ ref('fct_funnel_entries') }} as facts
+    where facts.funnel_name in (select funnel_name from rebuilt_funnels)
+
+),
+{% else %}
+recomputed_facts as (
+
+    select * from {{ ref('fct_funnel_entries') }}
+
+),
+{% endif %}
+
 -- Materialized: on Citus the percentiles then run over an intermediate result.
 facts as materialized (
 
@@ -44,19 +83,9 @@ facts as materialized (
             else coalesce(facts.breakdown_value, '(none)')
         end as breakdown_value
 
-    from {{ ref('fct_funnel_entries') }} as facts
+    from recomputed_facts as facts
     inner join funnels on funnels.funnel_name = facts.funnel_name
     where facts.outcome <> 'excluded'
-    {% if incremental %}
-        and (
-            exists (select 1 from {{ funnel_mart_changes_relation() }} where funnel_name is null)
-            or exists (
-                select 1 from {{ funnel_mart_changes_relation() }} as changed
-                where changed.funnel_name = facts.funnel_name
-                    and changed.entry_day = facts.entry_day
-            )
-        )
-    {% endif %}
 
 ),
 

@@ -1,0 +1,176 @@
+{#-
+    Fragments the funnel models share: column lists, predicates, and the lookups of the
+    attempts tables' previous state. The logic lives in the models (models/intermediate/funnels,
+    models/marts/funnels); these only spell out what would otherwise be written twice.
+-#}
+
+
+{#- The event columns the funnel models carry, from defined_events or (raw=true) stg_events. -#}
+{% macro funnel_event_columns(alias, raw=false) -%}
+    {{ alias }}.anonymous_id,
+    {{ alias }}.event_id,
+    {{ alias }}.occurred_at,
+    {{ alias }}.user_id,
+    {{ alias }}.properties,
+    {{ alias }}.type,
+    {{ alias }}.name,
+    {{ alias }}.page_url,
+    {{ alias }}.page_path,
+    {{ alias }}.page_title,
+    {{ alias }}.referrer,
+    {{ alias }}.target_text,
+    {{ alias }}.target_href,
+    {%- if raw %}
+    {{ alias }}.context #>> '{utm,source}' as utm_source,
+    {{ alias }}.context #>> '{utm,medium}' as utm_medium,
+    {{ alias }}.context #>> '{utm,campaign}' as utm_campaign
+    {%- else %}
+    {{ alias }}.utm_source,
+    {{ alias }}.utm_medium,
+    {{ alias }}.utm_campaign
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- An event column (of funnel_event_columns) chosen by name, data from the seed, never SQL
+    built from it. A searched CASE: Citus mis-plans `case x when ...` on the shards. -#}
+{% macro funnel_breakdown_field(field, events) -%}
+    case
+    {%- for name in ['type', 'name', 'page_url', 'page_path', 'page_title', 'referrer',
+                     'target_text', 'target_href', 'utm_source', 'utm_medium', 'utm_campaign'] %}
+        when {{ field }} = '{{ name }}' then {{ events }}.{{ name }}
+    {%- endfor %}
+    end
+{%- endmacro %}
+
+
+{#- The position of an event in its unit's stream, as a row value to compare with. -#}
+{% macro funnel_stream_key(alias) -%}
+    ({{ alias }}.occurred_at, {{ alias }}.sort_step, {{ alias }}.event_id, {{ alias }}.anonymous_id collate "C")
+{%- endmacro %}
+
+
+{#- The plan's resume point (int_funnel_recompute_plan) as a row value of the same shape. -#}
+{% macro funnel_resume_key(plan) -%}
+    ({{ plan }}.resume_at, {{ plan }}.resume_step, {{ plan }}.resume_event_id, {{ plan }}.resume_anonymous_id collate "C")
+{%- endmacro %}
+
+
+{#- Predicate: the attempt `facts` is one that the plan row `plan` recomputes. Attempts of a unit
+    end in stream order, so those that ended at or after the point form the unit's tail. -#}
+{% macro funnel_replaced_by_plan(facts, plan) -%}
+    {{ plan }}.funnel_name = {{ facts }}.funnel_name
+    and {{ plan }}.unit_id = {{ facts }}.unit_id
+    and {{ facts }}.ended_at >= {{ plan }}.recompute_from
+{%- endmacro %}
+
+
+{#- The attempts table of a unit, as built by an earlier run (none before the first). The plan
+    reads it (and its ledger) to know where each unit's recomputation resumes: the feedback of an incremental
+    model on itself, like dbt's {{ this }}, not an input in the lineage. -#}
+{% macro funnel_attempts_relation(unit) -%}
+    {%- if not execute -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set schema = generate_schema_name('marts', none) -%}
+    {%- set table = adapter.get_relation(this.database, schema, 'fct_funnel_entries_' ~ unit) -%}
+    {%- if table is none or adapter.get_relation(this.database, schema, table.identifier ~ '__versions') is none -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(table) -}}
+{%- endmacro %}
+
+
+{#- SQL: funnel names whose rows the attempts table `target` drops (new, changed and removed
+    versions, against its ledger). -#}
+{% macro funnel_changed_versions(target, versions) -%}
+    select coalesce(current_version.funnel_name, derived.name)
+    from {{ versions }} as current_version
+    full join {{ retro_ledger_relation(target) }} as derived
+        on derived.name = current_version.funnel_name
+    where derived.content_hash is distinct from current_version.content_hash
+{%- endmacro %}
+
+
+{#- Column list: one unit's stream of one funnel as the parallel arrays funnel_walk() takes. -#}
+{% macro funnel_stream_arrays(numbered) -%}
+    array_agg({{ numbered }}.occurred_at order by {{ numbered }}.stream_position) as times,
+    array_agg({{ numbered }}.step_mask order by {{ numbered }}.stream_position) as steps,
+    array_agg({{ numbered }}.exclusion_mask order by {{ numbered }}.stream_position) as exclusions,
+    array_agg({{ numbered }}.hold_group order by {{ numbered }}.stream_position) as holds,
+    array_agg({{ numbered }}.event_id order by {{ numbered }}.stream_position) as event_ids,
+    array_agg({{ numbered }}.anonymous_id order by {{ numbered }}.stream_position) as devices,
+    array_agg({{ numbered }}.user_id order by {{ numbered }}.stream_position) as users,
+    array_agg({{ numbered }}.breakdown_value order by {{ numbered }}.stream_position) as breakdowns
+{%- endmacro %}
+
+
+{#- The call of funnel_walk() on a stream (funnel_stream_arrays) of a funnel (int_funnels). -#}
+{% macro funnel_walk_call(funnels, streams) -%}
+    {{ funnel_walk_name() }}(
+        {{ funnels }}.step_count,
+        {{ funnels }}.order_mode,
+        {{ funnels }}.conversion_window,
+        {{ funnels }}.step_within,
+        {{ funnels }}.exclusion_from,
+        {{ funnels }}.exclusion_to,
+        {{ funnels }}.attribution,
+        {{ funnels }}.attribution_step,
+        {{ streams }}.times,
+        {{ streams }}.steps,
+        {{ streams }}.exclusions,
+        {{ streams }}.holds,
+        {{ streams }}.event_ids,
+        {{ streams }}.devices,
+        {{ streams }}.users,
+        {{ streams }}.breakdowns
+    )
+{%- endmacro %}
+
+
+{#- Column list: a fact row (the contract of fct_funnel_entries) from a walked attempt (with its
+    funnel's content_hash and unit), numbered
+    from `first_attempt` (1, or the plan's first_attempt) on. -#}
+{% macro funnel_attempt_columns(attempts, first_attempt, user_id) -%}
+    {{ attempts }}.funnel_name,
+    {{ attempts }}.content_hash,
+    {{ attempts }}.unit,
+    {{ attempts }}.unit_id,
+    {{ user_id }} as user_id,
+    {{ attempts }}.entry_device as anonymous_id,
+    ({{ first_attempt }} + {{ attempts }}.ordinality - 1)::integer as attempt_number,
+    {{ attempts }}.entry_event_id,
+    {{ attempts }}.entered_at,
+    ({{ attempts }}.entered_at at time zone 'UTC')::date as entry_day,
+    {{ attempts }}.entry_step,
+    {{ attempts }}.step_reached_at,
+    {{ attempts }}.furthest_step,
+    {{ attempts }}.outcome = 'converted' as converted,
+    case when {{ attempts }}.outcome = 'converted' then {{ attempts }}.ended_at end as converted_at,
+    case
+        when {{ attempts }}.outcome = 'converted'
+            then extract(epoch from {{ attempts }}.ended_at - {{ attempts }}.entered_at)::float8
+    end as seconds_to_convert,
+    {{ attempts }}.outcome,
+    {{ attempts }}.ended_at,
+    {{ attempts }}.deadline_at,
+    {{ attempts }}.breakdown_value,
+    now() as derived_at,
+    '{{ invocation_id }}'::text as invocation_id
+{%- endmacro %}
+
+
+{#- SQL: a time before every planned resume point of the device funnels, a constant so that the
+    scan of the step events is an index range. A point is the window start, or the entry of an
+    attempt that ended at or after it; an attempt ends at most a conversion window after its
+    entry, so `since - the longest conversion window` precedes them all (a literal read when the
+    model compiles: Citus plans a scalar subquery apart and then pulls the INSERT to the
+    coordinator). Device funnels only: persons whose identity changed resume at the beginning,
+    so the user attempts read their planned persons' devices instead. -#}
+{% macro funnel_plan_lower_bound() -%}
+    {%- set since = "'" ~ retro_window().since ~ "'::timestamptz" -%}
+    {%- set longest = run_query(
+        "select coalesce(max(extract(epoch from conversion_window)), 0) from "
+        ~ ref('int_funnels') ~ " where unit = 'device'").columns[0].values()[0] -%}
+    {{ since }} - interval '{{ longest | int }} seconds'
+{%- endmacro %}
