@@ -176,9 +176,9 @@
         'referrer': events ~ '.referrer',
         'target_text': events ~ '.target_text',
         'target_href': events ~ '.target_href',
-        'utm_source': events ~ ".context #>> '{utm,source}'",
-        'utm_medium': events ~ ".context #>> '{utm,medium}'",
-        'utm_campaign': events ~ ".context #>> '{utm,campaign}'",
+        'utm_source': events ~ '.utm_source',
+        'utm_medium': events ~ '.utm_medium',
+        'utm_campaign': events ~ '.utm_campaign',
     } -%}
     case
     {%- for name, column in columns.items() %}
