@@ -32,7 +32,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from ingestion import schema
+from ingestion import schema, user_agents
 from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
 from ingestion.settings import Settings
 from ingestion.topics import ensure_topic
@@ -204,7 +204,9 @@ def _insert_rows(conn: psycopg.Connection, rows: list[tuple]) -> int:
             f"insert into raw.events ({_COLUMN_LIST}) select {_COLUMN_LIST} from loader_batch "
             "on conflict do nothing returning 1"
         )
-        return len(cur.fetchall())
+        loaded = len(cur.fetchall())
+        user_agents.record_new(cur)
+        return loaded
 
 
 def _insert_dead_letters(conn: psycopg.Connection, dead: list[tuple]) -> None:
