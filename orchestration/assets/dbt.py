@@ -43,10 +43,16 @@ from orchestration.project import (
 )
 from orchestration.resources import RetrolyticsResource
 
-# The materializations that take a time window (macros/retroactive.sql, macros/funnels/), and
-# everything downstream of them (the funnel mart, views over windowed tables): they run in the
-# partitioned step, in one dbt invocation, after the current-state step they read.
-WINDOWED_MATERIALIZATIONS = ("distributed_incremental", "funnel_facts", "funnel_mart")
+# The materializations that take a time window (macros/retroactive.sql, macros/funnels/; the
+# sessions plan, a distributed_table, reads the window too), and everything downstream of them
+# (the funnel mart, the person and device dimensions, views over windowed tables): they run in
+# the partitioned step, in one dbt invocation, after the current-state step they read.
+WINDOWED_MATERIALIZATIONS = (
+    "distributed_incremental",
+    "distributed_table",
+    "funnel_facts",
+    "funnel_mart",
+)
 WINDOWED = " ".join(f"config.materialized:{name}+" for name in WINDOWED_MATERIALIZATIONS)
 DBT_POOL = "retrolytics_dbt"
 # A test runs with the models it reads once they are all built, not with the first of them: a

@@ -26,7 +26,7 @@ by_sessions as (
         array_agg(distinct anonymous_id) as devices,
         (array_agg(
             array[landing_page, referrer_host, utm_source, utm_medium, utm_campaign]
-            order by session_start, anonymous_id
+            order by session_start, anonymous_id collate "C"
         ))[1:1] as first_touch
 
     from sessions
@@ -70,11 +70,11 @@ final as (
         greatest(by_sessions.last_seen_at, by_identities.last_identified_at) as last_seen_at,
         coalesce(by_sessions.session_count, 0) as session_count,
         array(
-            select distinct device
+            select distinct device collate "C"
             from unnest(
                 coalesce(by_sessions.devices, '{}') || coalesce(by_identities.devices, '{}')
             ) as device
-            order by device
+            order by 1
         ) as devices,
         by_sessions.first_touch[1][1] as first_landing_page,
         by_sessions.first_touch[1][2] as first_referrer_host,
