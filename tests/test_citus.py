@@ -700,6 +700,8 @@ def assert_runs_on_the_workers(plan: str, shards: int) -> None:
         # statement (funnel_facts_query), which must gather a person's devices from several
         # shards, so Citus plans it through the coordinator (see the windowed test below).
         "marts/funnels/fct_funnel_entries.sql",
+        # Sessions are per device: every window is partitioned by anonymous_id.
+        "marts/sessions/fct_sessions.sql",
     ],
 )
 def test_per_device_models_run_on_the_workers(
@@ -712,7 +714,7 @@ def test_per_device_models_run_on_the_workers(
 
 
 # The models whose statements a windowed run should keep on the workers (the user funnels aside).
-WINDOWED_MODELS = ("defined_events", "fct_funnel_entries")
+WINDOWED_MODELS = ("defined_events", "fct_funnel_entries", "fct_sessions")
 
 
 def model_inserts(log: Path) -> dict[str, list[str]]:
@@ -742,7 +744,8 @@ def windowed_run(built_on_citus: tuple[str, Path], tmp_path: Path) -> dict[str, 
     logs = tmp_path / "windowed-logs"
     debug_log = ["--log-path", str(logs), "--log-format-file", "json", "--log-level-file", "debug"]
     dbt_runner.run_dbt(
-        ["run", "--select", *WINDOWED_MODELS, *debug_log],
+        # fct_sessions follows the plan written earlier in the same invocation.
+        ["run", "--select", *WINDOWED_MODELS, "int_sessions_plan", *debug_log],
         database_url=citus_url,
         target_path=tmp_path / "windowed-target",
         dbt_vars={"start": iso(hour - timedelta(hours=1)), "end": iso(hour), "lookback_hours": 24},
@@ -772,3 +775,35 @@ def test_windowed_runs_keep_devices_on_the_workers_and_gather_persons(
         # A person's events sit on the shards of all its devices: Citus must bring them
         # together, through the coordinator. Expected, and kept to this second statement.
         assert "INSERT/SELECT method: pull to coordinator" in explain(conn, user_funnels)
+
+
+@pytest.mark.citus
+@pytest.mark.integration
+def test_sessions_and_persons_are_distributed_and_sessions_follow_their_plan_on_the_workers(
+    built_on_citus: tuple[str, Path], windowed_run: dict[str, list[str]]
+) -> None:
+    citus_url, _target = built_on_citus
+    [sessions] = windowed_run["fct_sessions"]
+    # The hourly run read only the devices its plan names, joined on the distribution column.
+    assert "int_sessions_plan" in sessions
+    with psycopg.connect(citus_url) as conn:
+        assert rows(conn, "select count(*) from intermediate.int_sessions_plan")[0][0] > 0
+        assert_runs_on_the_workers(explain(conn, sessions), events_shard_count(conn))
+        catalog = {
+            name: (kind, column, colocation)
+            for name, kind, column, colocation in rows(
+                conn,
+                "select table_name::text, citus_table_type, distribution_column, colocation_id "
+                "from citus_tables",
+            )
+        }
+    events_group = catalog["raw.events"][2]
+    for table, column in (
+        ("marts.fct_sessions", "anonymous_id"),
+        ("intermediate.int_sessions_plan", "anonymous_id"),
+        ("marts.dim_devices", "anonymous_id"),
+        ("marts.dim_persons", "person_id"),
+        ("marts.dim_person_traits", "person_id"),
+    ):
+        assert catalog[table] == ("distributed", column, events_group), table
+    assert catalog["raw.user_agents"][0] == "reference"

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingestion.loader import store_events
+from retrolytics.language import dbt_runner
 from tests.sessions_harness import (
     GOOGLEBOT,
     WINDOWS_CHROME,
@@ -137,6 +138,16 @@ def test_windowed_runs_late_events_and_a_rebuild_equal_the_reference(
     build(project, database_url, start=day(1), end=day(2), lookback_hours=24)
     assert sql_state(database_url) == windowed
     build(project, database_url, full_refresh=True)
+    assert sql_state(database_url) == windowed
+
+    # Without its plan in the same invocation a windowed run would miss the window: refused.
+    with pytest.raises(dbt_runner.DbtFailed, match="needs its plan int_sessions_plan"):
+        dbt_runner.run_dbt(
+            ["run", "--select", "fct_sessions"],
+            database_url=database_url,
+            project_dir=project,
+            dbt_vars={"start": day(1), "end": day(2)},
+        )
     assert sql_state(database_url) == windowed
 
 

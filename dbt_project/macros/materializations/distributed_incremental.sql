@@ -20,6 +20,9 @@
     {%- set time_column = config.require('time_column') -%}
     {%- set incremental = retro_is_incremental() -%}
     {%- set plan = ref(config.get('plan_model')) if config.get('plan_model') else none -%}
+    {%- if plan is not none and incremental and retro_window() is not none -%}
+        {{ retro_require_plan(config.get('plan_model')) }}
+    {%- endif -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
@@ -91,5 +94,17 @@
         select * from (
             {{ sql }}
         ) as model_subq
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- A windowed run follows the plan written earlier in the same invocation; a plan left by an
+    earlier run would silently miss this window's events, so refuse to run without it. -#}
+{% macro retro_require_plan(plan_model) -%}
+    {%- set plan_id = 'model.' ~ project_name ~ '.' ~ plan_model -%}
+    {%- if plan_id not in selected_resources -%}
+        {{ exceptions.raise_compiler_error(
+            this.identifier ~ ": a windowed run needs its plan " ~ plan_model ~ " built in the same "
+            ~ "invocation; select it too, e.g. --select " ~ plan_model ~ "+") }}
     {%- endif -%}
 {%- endmacro %}
