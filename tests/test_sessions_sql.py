@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ingestion.loader import store_events
 from retrolytics.language import dbt_runner
+from retrolytics.session_summary import session_summary_lines
 from tests.sessions_harness import (
     GOOGLEBOT,
     WINDOWS_CHROME,
@@ -139,6 +140,14 @@ def test_windowed_runs_late_events_and_a_rebuild_equal_the_reference(
     assert sql_state(database_url) == windowed
     build(project, database_url, full_refresh=True)
     assert sql_state(database_url) == windowed
+
+    # The demo's summary reads the daily mart.
+    days = expected["marts.mart_sessions_daily"]
+    with psycopg.connect(database_url) as conn:
+        lines = session_summary_lines(conn)
+    total = sum(row["sessions"] for row in days.values())
+    assert lines[0].startswith(f"sessions: {total} over {len(days)} days")
+    assert [line.split()[0] for line in lines[1:]] == [f"{d:%Y-%m-%d}" for (d,) in sorted(days)]
 
     # Without its plan in the same invocation a windowed run would miss the window: refused.
     with pytest.raises(dbt_runner.DbtFailed, match="needs its plan int_sessions_plan"):
