@@ -175,7 +175,10 @@ def _keyed(rows: Iterable[dict], key: tuple[str, ...]) -> dict[tuple, dict]:
 TABLES = {
     # table: (reference row type, key columns)
     "marts.fct_sessions": (reference.Session, ("anonymous_id", "session_start")),
-    "marts.dim_person_traits": (reference.TraitVersion, ("person_id", "trait", "valid_from")),
+    "marts.dim_person_traits": (
+        reference.TraitVersion,
+        ("person_id", "trait", "valid_from", "set_by_event_id"),
+    ),
     "marts.dim_persons": (reference.Person, ("person_id",)),
     "marts.dim_devices": (reference.Device, ("anonymous_id",)),
     "marts.mart_sessions_daily": (reference.Day, ("session_day",)),

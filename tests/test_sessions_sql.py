@@ -102,6 +102,9 @@ def edge_cases() -> tuple[list[dict], list[dict]]:
         event("kiosk", at(hour=11), "identify", user_id="u2"),
         event("kiosk", at(hour=14), "identify", user_id="u3"),
         event("kiosk", at(hour=14, minute=5)),
+        # Two devices of one user identify at the same instant with different values.
+        event("twin-a", at(hour=19), "identify", user_id="u4", properties={"plan": "free"}),
+        event("twin-b", at(hour=19), "identify", user_id="u4", properties={"plan": "pro"}),
     ]  # fmt: skip
     arrival = DAY0 + 2 * later + timedelta(hours=1)
     late = [

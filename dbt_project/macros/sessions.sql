@@ -24,3 +24,17 @@
     {%- endfor -%}
     {{- exceptions.raise_compiler_error("stored_relation_of: no model named " ~ model_name) -}}
 {%- endmacro %}
+
+
+{#- SQL: a timestamptz literal no range of the sessions plan (devices that did not identify)
+    starts before; read when fct_sessions compiles, after the plan was written in the same run.
+    A constant lets PostgreSQL (and Citus, on the shards) skip older partitions at plan time. -#}
+{% macro sessions_plan_lower_bound() -%}
+    {%- if not execute -%}
+        {{- return("'-infinity'::timestamptz") -}}
+    {%- endif -%}
+    {%- set earliest = run_query(
+        "select coalesce(min(recompute_from), 'infinity')::text from " ~ ref('int_sessions_plan')
+        ~ " where not identity_changed").columns[0].values()[0] -%}
+    '{{ earliest }}'::timestamptz
+{%- endmacro %}

@@ -2,7 +2,7 @@
     config(
         materialized='distributed_table',
         distributed_by='person_id',
-        indexes=[{'columns': ['person_id', 'trait', 'valid_from'], 'unique': true}],
+        indexes=[{'columns': ['person_id', 'trait', 'valid_from']}],
     )
 }}
 -- The history of each identified person's traits (slowly changing, type 2), one row per trait
@@ -11,7 +11,8 @@
 -- traits they carry (their properties object); a trait they do not mention keeps its value.
 -- A row starts where an identify sets a trait to a value other than its current one (JSON
 -- equality; repeating a value changes nothing) and lasts until the next such change. Read a
--- trait as it was at time t with `valid_from <= t and t < valid_to`.
+-- trait as it was at time t with `valid_from <= t and t < valid_to`. Two identifies at the same
+-- instant with different values give the first an empty range (valid_from = valid_to).
 with
 
 set_traits as (

@@ -37,7 +37,9 @@ events as (
     select * from {{ ref('int_session_events') }}
     {%- else -%}
     -- Rules unchanged: the plan's devices, each over its range. The EXISTS names no outer
-    -- column, so PostgreSQL decides each branch once, before reading any event.
+    -- column, so PostgreSQL decides each branch once, before reading any event. The earliest
+    -- range start is read from the plan (written earlier in this run) into the SQL as a
+    -- constant, so the daily partitions before it are never opened.
     select events.*
     from {{ ref('int_session_events') }} as events
     inner join {{ ref('int_sessions_plan') }} as planned
@@ -45,6 +47,22 @@ events as (
         and events.occurred_at >= planned.recompute_from
         and events.occurred_at <= planned.recompute_until
     where exists (select 1 from rules where rules.derived)
+        and not planned.identity_changed
+        and events.occurred_at >= {{ sessions_plan_lower_bound() }}
+
+    union all
+
+    -- Devices that identified in the window, over their whole history: one index lookup per
+    -- device and daily partition (LATERAL), never a scan of all history.
+    select events.*
+    from {{ ref('int_sessions_plan') }} as planned
+    cross join lateral (
+        select device_events.*
+        from {{ ref('int_session_events') }} as device_events
+        where device_events.anonymous_id = planned.anonymous_id
+    ) as events
+    where exists (select 1 from rules where rules.derived)
+        and planned.identity_changed
 
     union all
 
