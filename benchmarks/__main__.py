@@ -24,6 +24,7 @@ BENCHMARKS = {
     "funnels": "benchmarks.bench_funnels",
     "bi": "benchmarks.bench_bi",
     "dagster": "benchmarks.bench_dagster",
+    "sessions": "benchmarks.bench_sessions",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

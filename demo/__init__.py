@@ -6,7 +6,8 @@
   of the DOM are derived.
 - ``demo.traffic``: ``retrolytics generate``, a week of coherent shop traffic produced to Kafka.
 - ``demo.shop``: ``retrolytics shop``, the shop itself, wired with the Retrolytics snippet.
-- ``demo.job``: ``retrolytics demo``, the main job end to end on the local stack.
+- ``demo.job``: ``retrolytics demo``, the main job end to end on the local stack;
+  ``demo.sessions`` prints its sessions per day.
 
 Nothing under ``ingestion/``, ``orchestration/`` or ``retrolytics/language/`` imports this package.
 """

@@ -35,7 +35,7 @@ from confluent_kafka import (
 )
 from psycopg.types.json import Jsonb
 
-from ingestion import erasure, schema
+from ingestion import erasure, schema, user_agents
 from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
 from ingestion.redaction import Redaction, redact
 from ingestion.settings import Settings
@@ -48,6 +48,7 @@ _OCCURRED_AT = EVENT_COLUMNS.index("occurred_at")
 _ANONYMOUS_ID = EVENT_COLUMNS.index("anonymous_id")
 _EVENT_ID = EVENT_COLUMNS.index("event_id")
 _USER_ID = EVENT_COLUMNS.index("user_id")
+_CONTEXT = EVENT_COLUMNS.index("context")
 _PARTITION = EVENT_COLUMNS.index("source_partition")
 _OFFSET = EVENT_COLUMNS.index("source_offset")
 
@@ -276,6 +277,8 @@ def _insert_rows(
     the caller answers by writing the whole batch again with ``recent=None``: everything then
     takes the deduplicating path, in a new transaction.
     """
+    with conn.cursor() as cur:  # the devices, browsers and OSes of the batch (user_agents)
+        user_agents.record_new(cur, user_agents.headers_of(row[_CONTEXT] for row in rows))
     if recent is None:
         return _insert_deduplicated(conn, rows)
     direct, careful, seen = [], [], set()

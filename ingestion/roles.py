@@ -26,7 +26,7 @@ do $grants$
 begin
     if exists (select 1 from pg_roles where rolname = '{LOADER}') then
         grant usage on schema raw, retrolytics to {LOADER};
-        grant select, insert on raw.events, raw.dead_letters to {LOADER};
+        grant select, insert on raw.events, raw.dead_letters, raw.user_agents to {LOADER};
         grant select, insert, update on raw.ingest_offsets to {LOADER};
         grant select on raw.erasures to {LOADER};
         grant execute on function raw.create_day_partitions(date[]) to {LOADER};

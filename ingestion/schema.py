@@ -176,8 +176,26 @@ begin
     return created;
 end $$;
 
+-- One row per distinct User-Agent header, parsed by the loader (ingestion/user_agents.py). The
+-- key is md5(user_agent)::uuid: a header may be longer than a btree entry can hold.
+create table if not exists raw.user_agents (
+    user_agent_md5  uuid        primary key,
+    user_agent      text        not null,
+    browser_family  text,
+    browser_version text,
+    os_family       text,
+    os_version      text,
+    device_family   text,
+    device_brand    text,
+    device_model    text,
+    is_bot          boolean     not null,
+    parser          text        not null,
+    parsed_at       timestamptz not null default now()
+);
+
 select retrolytics.distribute('raw.events');
 select retrolytics.make_reference('raw.dead_letters');
+select retrolytics.make_reference('raw.user_agents');
 -- raw.ingest_offsets stays a plain table on the coordinator, also on Citus: only the loader
 -- reads it, through the coordinator, and its rows commit with the batch's rows in the same
 -- distributed transaction (Citus' two-phase commit is decided by the coordinator's own commit).

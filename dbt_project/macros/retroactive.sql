@@ -19,6 +19,12 @@
          `retro_in_window()` for the window);
       4. the ledger becomes the current versions.
 
+    A model whose rows depend on more than the window's events (a session spans the window's
+    edges, and a late event may merge two sessions) names a `plan_model` instead: a table with
+    one row per device to recompute, `anonymous_id`, `recompute_from`, `recompute_until`
+    (inclusive), written earlier in the same run. Step 2 then forgets those devices' rows whose
+    time_column lies in that range, and the model derives exactly that range again.
+
     So rerunning a window changes nothing, a new or edited declaration is re-derived over all
     history and only it, and a removed one disappears. Without the vars `start` and `end` the
     window is all history. The first run (or --full-refresh) builds everything from scratch.
@@ -140,7 +146,7 @@
 
 
 {#- SQL for steps 1 and 2: forget what this run recomputes. -#}
-{% macro retro_forget(target, versions, version_column, hash_column, time_column) -%}
+{% macro retro_forget(target, versions, version_column, hash_column, time_column, plan=none) -%}
     {%- set ledger = retro_ledger_relation(target) -%}
     delete from {{ target }}
     where {{ version_column }} in (
@@ -150,8 +156,17 @@
             on derived.name = current_version.{{ version_column }}
         where derived.content_hash is distinct from current_version.{{ hash_column }}
     );
+    {%- if plan is none or retro_window() is none %}
     delete from {{ target }}
     where {{ retro_in_window(time_column) }}
+    {%- else %}
+    {#- Joined on the distribution column: on Citus each shard deletes its own rows. #}
+    delete from {{ target }} as stored
+    using {{ plan }} as planned
+    where stored.anonymous_id = planned.anonymous_id
+        and stored.{{ time_column }} >= planned.recompute_from
+        and stored.{{ time_column }} <= planned.recompute_until
+    {%- endif %}
 {%- endmacro %}
 
 

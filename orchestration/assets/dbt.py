@@ -43,9 +43,10 @@ from orchestration.project import (
 from orchestration.resources import RetrolyticsResource
 from retrolytics.warehouse import runner
 
-# The materializations that take a time window (macros/retroactive.sql, macros/funnels/), and
-# everything downstream of them (the funnel mart, views over windowed tables): they run in the
-# partitioned step, in one dbt invocation, after the current-state step they read.
+# The materializations that take a time window (macros/retroactive.sql, macros/funnels/; the
+# sessions plan, a distributed_table, reads the window too), and everything downstream of them
+# (the funnel mart, the person and device dimensions, views over windowed tables): they run in
+# the partitioned step, in one dbt invocation, after the current-state step they read.
 WINDOWED_MATERIALIZATIONS = (
     "distributed_incremental",
     "distributed_table",

@@ -725,6 +725,8 @@ def assert_runs_on_the_workers(plan: str, shards: int) -> None:
         # (fct_funnel_entries_user), which must gather a person's devices from several shards,
         # so Citus plans it through the coordinator (see the windowed test below).
         "marts/funnels/fct_funnel_entries_device.sql",
+        # Sessions are per device: every window is partitioned by anonymous_id.
+        "marts/sessions/fct_sessions.sql",
     ],
 )
 def test_per_device_models_run_on_the_workers(
@@ -737,9 +739,15 @@ def test_per_device_models_run_on_the_workers(
 
 
 # The models whose statements a windowed run should keep on the workers (the user funnels aside).
-WINDOWED_MODELS = ("defined_events", "fct_funnel_entries_device", "fct_funnel_entries_user")
+WINDOWED_MODELS = (
+    "defined_events",
+    "fct_funnel_entries_device",
+    "fct_funnel_entries_user",
+    "fct_sessions",
+)
 # What the windowed run builds: those, and the funnel stages between them (step events, identity
-# snapshot, recompute plan).
+# snapshot, recompute plan), and the sessions' plan (fct_sessions follows the plan written earlier
+# in the same invocation).
 WINDOWED_RUN = (
     "defined_events",
     "int_funnel_step_events",
@@ -747,6 +755,8 @@ WINDOWED_RUN = (
     "int_funnel_recompute_plan",
     "fct_funnel_entries_device",
     "fct_funnel_entries_user",
+    "int_sessions_plan",
+    "fct_sessions",
 )
 
 
@@ -809,3 +819,35 @@ def test_windowed_runs_keep_devices_on_the_workers_and_gather_persons(
         # A person's events sit on the shards of all its devices: Citus must bring them
         # together, through the coordinator. Expected, and kept to this second statement.
         assert "INSERT/SELECT method: pull to coordinator" in explain(conn, user_funnels)
+
+
+@pytest.mark.citus
+@pytest.mark.integration
+def test_sessions_and_persons_are_distributed_and_sessions_follow_their_plan_on_the_workers(
+    built_on_citus: tuple[str, Path], windowed_run: dict[str, list[str]]
+) -> None:
+    citus_url, _target = built_on_citus
+    [sessions] = windowed_run["fct_sessions"]
+    # The hourly run read only the devices its plan names, joined on the distribution column.
+    assert "int_sessions_plan" in sessions
+    with psycopg.connect(citus_url) as conn:
+        assert rows(conn, "select count(*) from intermediate.int_sessions_plan")[0][0] > 0
+        assert_runs_on_the_workers(explain(conn, sessions), events_shard_count(conn))
+        catalog = {
+            name: (kind, column, colocation)
+            for name, kind, column, colocation in rows(
+                conn,
+                "select table_name::text, citus_table_type, distribution_column, colocation_id "
+                "from citus_tables",
+            )
+        }
+    events_group = catalog["raw.events"][2]
+    for table, column in (
+        ("marts.fct_sessions", "anonymous_id"),
+        ("intermediate.int_sessions_plan", "anonymous_id"),
+        ("marts.dim_devices", "anonymous_id"),
+        ("marts.dim_persons", "person_id"),
+        ("marts.dim_person_traits", "person_id"),
+    ):
+        assert catalog[table] == ("distributed", column, events_group), table
+    assert catalog["raw.user_agents"][0] == "reference"

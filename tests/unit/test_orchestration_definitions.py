@@ -101,6 +101,34 @@ def test_windowed_models_are_daily_partitioned_with_a_single_run_backfill(
         assert graph.get(dg.AssetKey(current)).partitions_def is None
 
 
+def test_sessions_and_persons_are_daily_partitioned_assets_in_their_folders_groups(
+    defs: dg.Definitions,
+) -> None:
+    from orchestration.partitions import daily_partitions
+
+    graph = _graph(defs)
+    windowed = {
+        ("intermediate", "int_sessions_plan"): "intermediate",
+        ("marts", "fct_sessions"): "marts",
+        ("marts", "mart_sessions_daily"): "marts",
+        ("marts", "dim_persons"): "marts",
+        ("marts", "dim_person_traits"): "marts",
+        ("marts", "dim_devices"): "marts",
+    }
+    for key, group in windowed.items():
+        asset = graph.get(dg.AssetKey(list(key)))
+        assert asset.group_name == group, key
+        assert asset.partitions_def == daily_partitions, key
+    plan = dg.AssetKey(["intermediate", "int_sessions_plan"])
+    assert plan in graph.get(dg.AssetKey(["marts", "fct_sessions"])).parent_keys
+    for current in (["staging", "stg_user_agents"], ["intermediate", "int_session_events"]):
+        assert graph.get(dg.AssetKey(current)).partitions_def is None, current
+    assert (
+        dg.AssetKey(["raw", "user_agents"])
+        in graph.get(dg.AssetKey(["staging", "stg_user_agents"])).parent_keys
+    )
+
+
 def test_dbt_tests_are_asset_checks_next_to_the_freshness_check(
     defs: dg.Definitions, manifest: dict
 ) -> None:

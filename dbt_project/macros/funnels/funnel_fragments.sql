@@ -5,7 +5,7 @@
 -#}
 
 
-{#- The event columns the funnel models carry, from defined_events or (raw=true) stg_events. -#}
+{#- The event columns the funnel models carry, from defined_events or stg_events. -#}
 {% macro funnel_event_columns(alias, raw=false) -%}
     {{ alias }}.anonymous_id,
     {{ alias }}.event_id,
@@ -20,15 +20,10 @@
     {{ alias }}.referrer,
     {{ alias }}.target_text,
     {{ alias }}.target_href,
-    {%- if raw %}
-    {{ alias }}.context #>> '{utm,source}' as utm_source,
-    {{ alias }}.context #>> '{utm,medium}' as utm_medium,
-    {{ alias }}.context #>> '{utm,campaign}' as utm_campaign
-    {%- else %}
+    {#- stg_events extracts the UTM fields once; defined_events carries them. -#}
     {{ alias }}.utm_source,
     {{ alias }}.utm_medium,
     {{ alias }}.utm_campaign
-    {%- endif %}
 {%- endmacro %}
 
 

@@ -1,0 +1,89 @@
+{{
+    config(
+        materialized='distributed_table',
+        indexes=[{'columns': ['anonymous_id'], 'unique': true}],
+    )
+}}
+-- What a windowed run of fct_sessions recomputes: one row per device with an event in the window
+-- [start - lookback_hours, end), and the time range of its events to sessionize again.
+--
+-- Sessions depend on the events around them: an event joins a session when it lies less than
+-- the timeout from one of its events, and a late event may merge two sessions. The stored
+-- sessions a window event can touch are those that end at most one timeout before the device's
+-- first window event and start at most one timeout after its last; the range spans them and the
+-- window's events, and holds every event of every session it changes (sessions are at least a
+-- timeout apart), so rebuilding it reproduces every session whole, also one that crosses a
+-- partition edge. A device with an identify event in the window is redone whole: its identity
+-- periods (int_device_persons) may now reach back to its first session.
+--
+-- Reads what the previous run stored in fct_sessions by name (not ref: fct_sessions reads this
+-- plan). Empty without a window: such a run rebuilds every session.
+{%- set stored = stored_relation_of('fct_sessions') %}
+-- depends_on: {{ ref('int_session_rules') }}
+
+with
+
+window_events as (
+
+    select
+        anonymous_id,
+        min(occurred_at) as first_at,
+        max(occurred_at) as last_at
+
+    from {{ ref('int_session_events') }}
+    where {{ retro_in_window('occurred_at') }}
+        and {{ 'true' if retro_window() is not none else 'false' }}
+    group by anonymous_id
+
+),
+
+identified as (
+
+    select distinct anonymous_id
+    from {{ ref('int_identify_events') }}
+    where {{ retro_in_window('occurred_at') }}
+
+),
+
+touched_sessions as (
+
+    {% if stored is not none -%}
+    select
+        sessions.anonymous_id,
+        min(sessions.session_start) as first_start,
+        max(sessions.session_end) as last_end
+
+    from {{ stored }} as sessions
+    inner join window_events on window_events.anonymous_id = sessions.anonymous_id
+    cross join {{ ref('int_session_rules') }} as rules
+    where sessions.session_end >= window_events.first_at - rules.session_timeout
+        and sessions.session_start <= window_events.last_at + rules.session_timeout
+    group by sessions.anonymous_id
+    {%- else -%}
+    select null::text as anonymous_id, null::timestamptz as first_start, null::timestamptz as last_end
+    where false
+    {%- endif %}
+
+),
+
+plan as (
+
+    select
+        window_events.anonymous_id,
+        case
+            when identified.anonymous_id is not null then '-infinity'::timestamptz
+            else least(window_events.first_at, touched_sessions.first_start)
+        end as recompute_from,
+        case
+            when identified.anonymous_id is not null then 'infinity'::timestamptz
+            else greatest(window_events.last_at, touched_sessions.last_end)
+        end as recompute_until,
+        identified.anonymous_id is not null as identity_changed
+
+    from window_events
+    left join touched_sessions on touched_sessions.anonymous_id = window_events.anonymous_id
+    left join identified on identified.anonymous_id = window_events.anonymous_id
+
+)
+
+select * from plan
