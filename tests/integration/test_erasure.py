@@ -217,3 +217,23 @@ def test_the_bi_login_cannot_read_the_erasure_log(stack, raw_db) -> None:
     as_bi = psycopg.conninfo.make_conninfo(stack.bi_database_url, dbname=database)
     with psycopg.connect(as_bi) as bi, pytest.raises(psycopg.errors.InsufficientPrivilege):
         bi.execute("select count(*) from raw.erasures")
+
+
+def test_the_dagster_job_erases_a_batch(
+    keyed: Settings, raw_db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.erasure import erase_subjects_job
+    from orchestration.resources import RetrolyticsResource
+
+    produce_events(keyed, [pageview_event(anonymous_id=f"d-{i}") for i in range(4)])
+    drain(keyed)
+    monkeypatch.setenv(erasure.KEY_SETTING, KEY)
+
+    result = erase_subjects_job.execute_in_process(
+        run_config={"ops": {"erase": {"config": {"devices": ["d-0", "d-1"], "rederive": False}}}},
+        resources={"retrolytics": RetrolyticsResource(database_url=keyed.database_url)},
+    )
+
+    assert result.success
+    left = scalar(keyed.database_url, "select array_agg(anonymous_id order by 1) from raw.events")
+    assert left == ["d-2", "d-3"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ingestion import erasure
 from ingestion.loader import store_events
 from retrolytics.warehouse import runner
 from tests.funnel_harness import (
@@ -274,3 +275,20 @@ def test_a_windowed_funnel_build_reads_step_events_not_raw_events(
         "select count(*) from intermediate.int_funnel_recompute_plan"
     ).fetchone()[0]
     assert planned_units > 0
+
+
+def test_after_an_erasure_the_other_units_still_equal_the_reference(
+    raw_db: psycopg.Connection, database_url: str, project: Path, definitions: Path
+) -> None:
+    documents = edge_case_events(seed=5, start=START) + twenty_steps("walker", START)
+    store_events(raw_db, documents)
+    declared = compile_declarations(definitions, project)
+    run(project, database_url)
+    victim = documents[0]["anonymous_id"]
+
+    erasure.erase(raw_db, b"a key", device=victim)
+    run(project, database_url)
+
+    remaining = [d for d in documents if d["anonymous_id"] != victim]
+    assert len(remaining) < len(documents)
+    compare(raw_db, declared, remaining)

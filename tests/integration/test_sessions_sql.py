@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from demo.sessions import session_summary_lines
+from ingestion import erasure
 from ingestion.loader import store_events
 from retrolytics.warehouse import runner
 from tests.support.sessions import (
@@ -229,3 +230,20 @@ def test_generated_streams_windowed_equal_reference_and_rebuild(
         assert_equal_states(windowed, reference_state(early + late), "windowed runs")
         build(project, url, tests=False, full_refresh=True)
         assert sql_state(url) == windowed
+
+
+def test_after_an_erasure_the_others_still_equal_the_reference(
+    project: Path, database_url: str, raw_db: psycopg.Connection
+) -> None:
+    early, late = edge_cases()
+    documents = early + late
+    store_events(raw_db, documents)
+    build(project, database_url, full_refresh=True, tests=False)
+    victim = "kiosk"  # shared by two users: their persons and traits must survive
+
+    erasure.erase(raw_db, b"a key", device=victim)
+    build(project, database_url, full_refresh=True, tests=False)
+
+    remaining = [d for d in documents if d["anonymous_id"] != victim]
+    assert len(remaining) < len(documents)
+    assert_equal_states(sql_state(database_url), reference_state(remaining), "after the erasure")
