@@ -33,9 +33,9 @@ from ingestion.stack import citus as citus_nodes
 from ingestion.stack import postgres
 from ingestion.stack.layout import StackPaths
 from retrolytics import cli
-from tests.factories import click_event, iso, many_events, pageview_event
 from tests.integration import test_erasure as erasure_tests
 from tests.integration import test_loader as single_node
+from tests.support.factories import click_event, iso, many_events, pageview_event
 from tests.support.loading import drain, produce_events
 from tests.support.paths import REPO
 

@@ -31,7 +31,7 @@ from ingestion.collector import (
     serving_in_background,
 )
 from ingestion.contract import MAX_JSON_DEPTH, parse_message
-from tests.factories import click_event, iso, pageview_event
+from tests.support.factories import click_event, iso, pageview_event
 from tests.support.kafka import consume_all
 
 SHOP_ORIGIN = "http://127.0.0.1:8800"

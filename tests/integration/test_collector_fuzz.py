@@ -26,7 +26,7 @@ from ingestion.collector import (
     serving_in_background,
 )
 from ingestion.contract import EVENT_COLUMNS, MAX_JSON_DEPTH, parse_message, to_row
-from tests.factories import click_event, iso, pageview_event
+from tests.support.factories import click_event, iso, pageview_event
 from tests.support.kafka import consume_all
 
 pytestmark = pytest.mark.integration

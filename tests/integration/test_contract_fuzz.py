@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingestion.loader import Record, write_batch
-from tests.factories import click_event, encode, pageview_event
+from tests.support.factories import click_event, encode, pageview_event
 
 pytestmark = pytest.mark.integration
 

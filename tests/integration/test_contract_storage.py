@@ -7,7 +7,7 @@ import pytest
 
 from ingestion.contract import MAX_ATTRIBUTE_LENGTH
 from ingestion.loader import store_events
-from tests.factories import LONG_HREF, click_with_href
+from tests.support.factories import LONG_HREF, click_with_href
 
 
 @pytest.mark.integration

@@ -19,7 +19,7 @@ from demo.traffic import generate_events
 from ingestion import erasure
 from ingestion.settings import Settings
 from retrolytics.warehouse import runner
-from tests.factories import pageview_event
+from tests.support.factories import pageview_event
 from tests.support.loading import drain, produce_events, scalar, wait_for_rows
 from tests.support.paths import REPO
 

@@ -21,7 +21,7 @@ from ingestion import schema
 from ingestion.loader import store_events
 from retrolytics.semantics.funnels import Event
 from retrolytics.warehouse import runner
-from tests.funnel_harness import (
+from tests.support.funnels import (
     assert_same,
     compile_declarations,
     copy_project,

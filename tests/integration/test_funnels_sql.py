@@ -18,7 +18,7 @@ import pytest
 from ingestion import erasure
 from ingestion.loader import store_events
 from retrolytics.warehouse import runner
-from tests.funnel_harness import (
+from tests.support.funnels import (
     assert_same,
     compile_declarations,
     copy_project,

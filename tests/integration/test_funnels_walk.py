@@ -22,7 +22,7 @@ from psycopg import sql
 
 from retrolytics.language.funnels import Breakdown, EventRef, Exclusion, Funnel, Step
 from retrolytics.semantics.funnels import Event, funnel_entries, json_key
-from tests.funnel_cases import T0
+from tests.support.funnel_cases import T0
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from ingestion.contract import MAX_MESSAGE_BYTES
 from ingestion.loader import RecentKeys, Record, write_batch
 from ingestion.settings import Settings
 from ingestion.topics import DEFAULT_PARTITIONS
-from tests.factories import (
+from tests.support.factories import (
     BASE_TIME,
     click_event,
     encode,

@@ -20,7 +20,7 @@ from ingestion.loader import GAVE_UP_EXIT_CODE
 from ingestion.settings import Settings
 from ingestion.stack import kafka, postgres
 from ingestion.stack.layout import StackPaths
-from tests.factories import many_events
+from tests.support.factories import many_events
 from tests.support.loading import loader_process, produce_events, scalar, wait_for_rows
 
 pytestmark = pytest.mark.integration

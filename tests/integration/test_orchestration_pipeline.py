@@ -22,7 +22,7 @@ import pytest
 
 from demo import traffic
 from ingestion.settings import Settings
-from tests.factories import click_event, encode, iso, produce
+from tests.support.factories import click_event, encode, iso, produce
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration

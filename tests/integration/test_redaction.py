@@ -14,7 +14,7 @@ from ingestion.collector import CollectorConfig, create_app, serving_in_backgrou
 from ingestion.loader import Loader
 from ingestion.settings import Settings
 from retrolytics.language import privacy
-from tests.factories import click_event, pageview_event
+from tests.support.factories import click_event, pageview_event
 from tests.support.kafka import consume_all
 from tests.support.loading import produce_events
 

@@ -14,7 +14,7 @@ from ingestion.loader import Loader
 from ingestion.settings import Settings
 from retrolytics.language.seeds import compile_seed
 from retrolytics.warehouse import runner
-from tests.factories import BASE_TIME, click_event, iso, many_events, produce
+from tests.support.factories import BASE_TIME, click_event, iso, many_events, produce
 from tests.support.loading import drain, produce_events
 from tests.support.warehouse import copy_project, load_traffic
 

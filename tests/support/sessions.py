@@ -22,7 +22,7 @@ from ingestion import schema
 from retrolytics.language.seeds import compile_seed
 from retrolytics.semantics import sessions as reference
 from retrolytics.warehouse import runner
-from tests.funnel_harness import assert_same, copy_project, iso
+from tests.support.funnels import assert_same, copy_project, iso
 from tests.support.paths import REPO
 
 MODELS = (

@@ -17,7 +17,7 @@ from ingestion.contract import (
     parse_message,
     to_row,
 )
-from tests.factories import (
+from tests.support.factories import (
     BASE_TIME,
     LONG_HREF,
     click_event,

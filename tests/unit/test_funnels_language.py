@@ -10,7 +10,7 @@ import pytest
 
 from retrolytics.language import funnels
 from retrolytics.language.sources import parse_yaml
-from tests.funnel_cases import funnel_from_yaml
+from tests.support.funnel_cases import funnel_from_yaml
 from tests.support.paths import REPO
 
 PROJECT = REPO

@@ -15,7 +15,7 @@ from retrolytics.semantics.funnels import (
     percentile_cont,
     person_of,
 )
-from tests.funnel_cases import at, ev, funnel_from_yaml
+from tests.support.funnel_cases import at, ev, funnel_from_yaml
 
 ABC = """
 name: abc

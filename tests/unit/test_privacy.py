@@ -9,7 +9,7 @@ import pytest
 from ingestion.contract import parse_message
 from ingestion.redaction import Redaction, redact, truncated_ip
 from retrolytics.language import privacy
-from tests.factories import click_event, encode, pageview_event
+from tests.support.factories import click_event, encode, pageview_event
 
 
 def rules_from(tmp_path: Path, text: str) -> tuple[Redaction, list[str]]:
