@@ -54,6 +54,7 @@ _OFFSET = EVENT_COLUMNS.index("source_offset")
 
 
 DEFAULT_REDACTION = Redaction()  # the default query parameters; no selectors without the language
+REJOIN_QUIET_S = 5.0  # Kafka answering this long after an outage: the stream rejoins its group
 GAVE_UP_EXIT_CODE = 75  # EX_TEMPFAIL: a supervisor should start the loader again later
 
 # What an outage of PostgreSQL or Kafka raises; anything else is a bug and stops the loader.
@@ -460,6 +461,7 @@ class Loader:
         self._erasure_key = settings.erasure_key.encode() if settings.erasure_key else None
         self._stopping = False
         self._last_transient: int | None = None
+        self._last_outage: float | None = None  # when Kafka last reported a transient error
         self._conn = self._connect()
         schema.ensure_ready(self._conn)
         self._consumer = Consumer(
@@ -586,6 +588,22 @@ class Loader:
         if error.code() != self._last_transient:
             log.warning("Kafka: %s; librdkafka keeps reconnecting", error.str())
             self._last_transient = error.code()
+        self._last_outage = time.monotonic()
+
+    def _rejoin_after_outage(self) -> None:
+        """Join the consumer group anew once Kafka has answered for a while after an outage.
+
+        A restarted broker reloads the group without its members; librdkafka did not always
+        notice (a fresh-clone test run saw the group stay empty for minutes), so the stream
+        leaves and joins again itself. The partitions then start from the stored offsets.
+        """
+        if self._last_outage is None or time.monotonic() - self._last_outage < REJOIN_QUIET_S:
+            return
+        log.info("Kafka is back; joining the consumer group again")
+        self._last_outage = None
+        self._last_transient = None
+        self._consumer.unsubscribe()
+        self._consumer.subscribe([self.settings.topic], on_assign=self._on_assign)
 
     def _write(self, records: list[Record]) -> None:
         result = write_batch(
@@ -633,6 +651,7 @@ class Loader:
 
         def step() -> bool:
             nonlocal last_report
+            self._rejoin_after_outage()
             records = self._next_batch()
             if records:
                 self._write(records)
