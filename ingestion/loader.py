@@ -476,6 +476,9 @@ class Loader:
                 "session.timeout.ms": 6000,
                 "heartbeat.interval.ms": 1500,
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                # Broker-level trouble (all brokers down, a lost connection) comes here, not
+                # as a message error from consume().
+                "error_cb": self._on_kafka_error,
             }
         )
 
@@ -583,6 +586,12 @@ class Loader:
                     # librdkafka reconnects by itself; say so once per kind of error and go on.
                     self._note_transient(error)
         return records
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            log.error("Kafka: %s", error.str())
+        else:
+            self._note_transient(error)
 
     def _note_transient(self, error: KafkaError) -> None:
         if error.code() != self._last_transient:
