@@ -74,12 +74,6 @@ def test_a_postgres_restart_under_the_stream_loader_loses_and_duplicates_nothing
     assert "retrying in" in log and "resumed from the stored offsets" in log, log
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open in issue 11: after the broker restarts, the stream loader sometimes "
-    "never rejoins its consumer group (the group stays empty; 2 of 5 runs on a loaded machine). "
-    "Nothing is lost or duplicated when it happens: the rows simply stop coming until a restart.",
-)
 def test_a_kafka_restart_under_the_stream_loader_loses_and_duplicates_nothing(
     settings: Settings, running_loader: subprocess.Popen
 ) -> None:
