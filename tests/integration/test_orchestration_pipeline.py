@@ -22,6 +22,7 @@ import pytest
 
 from demo import traffic
 from ingestion.settings import Settings
+from retrolytics.warehouse.runner import WAITING_MESSAGE, WAREHOUSE_LOCK_KEY
 from tests.support.factories import click_event, encode, iso, produce
 from tests.support.paths import REPO
 
@@ -225,8 +226,6 @@ def test_late_events_reach_their_day_on_the_next_run(
 
 
 def _waiting_for_the_warehouse(settings: Settings) -> int:
-    from orchestration.assets.dbt import WAREHOUSE_LOCK_KEY
-
     return _scalar(
         settings,
         "select count(*) from pg_locks where locktype = 'advisory' and not granted "
@@ -239,8 +238,6 @@ def _waiting_for_the_warehouse(settings: Settings) -> int:
 def test_concurrent_partition_runs_take_turns(
     defs: dg.Definitions, settings: Settings, dagster_home: Path
 ) -> None:
-    from orchestration.assets.dbt import WAREHOUSE_LOCK_KEY
-
     traffic.produce(settings, events=1200, days=3, seed=14)
     _load(defs)
     assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
@@ -294,7 +291,7 @@ def test_concurrent_partition_runs_take_turns(
     for run, log in zip(runs, logs, strict=True):
         output = log.read_text()
         assert run.returncode == 0, output[-4000:]
-        assert "another dbt run is using this warehouse" in output
+        assert WAITING_MESSAGE in output
     assert _defined_events_digest(settings) == expected
 
 

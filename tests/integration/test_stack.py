@@ -91,6 +91,7 @@ def test_status_prints_only_the_env_lines(
         "RETROLYTICS_LOADER_DATABASE_URL": stack.loader_database_url,
         "RETROLYTICS_DBT_DATABASE_URL": stack.dbt_database_url,
         "RETROLYTICS_BI_DATABASE_URL": stack.bi_database_url,
+        "RETROLYTICS_ERASURE_KEY": stack.erasure_key,
     }
     assert read_stack_env() == parse_env_lines(printed)
 
