@@ -37,6 +37,7 @@ from psycopg.types.json import Jsonb
 
 from ingestion import erasure, schema, user_agents
 from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
+from ingestion.progress import Progress
 from ingestion.redaction import Redaction, redact
 from ingestion.settings import Settings
 from ingestion.topics import ensure_topic
@@ -105,6 +106,11 @@ class LoadStats:
         self.erased += other.erased
         self.redacted += other.redacted
         self.batches += 1
+
+    @property
+    def handled(self) -> int:
+        """Messages this loader has finished with, whatever became of them."""
+        return self.loaded + self.duplicates + self.dead_letters + self.erased
 
     def summary(self) -> str:
         seconds = time.monotonic() - self.started
@@ -652,10 +658,13 @@ class Loader:
             lag += max(0, high - max(position, 0))
         return lag
 
-    def _report(self, last_report: float) -> float:
+    def _report(self, last_report: float, progress: Progress | None = None) -> float:
         now = time.monotonic()
         if now - last_report < self.report_every_seconds:
             return last_report
+        if progress is not None:  # a drain knows where it ends
+            log.info("%s; %s", self.stats.summary(), progress.line(self.stats.handled))
+            return now
         try:
             lag = f"{self._lag()} messages"
         except KafkaException as exc:  # a broker outage must not stop the loader over a log line
@@ -705,12 +714,15 @@ class Loader:
         ends = {partition: high for partition, (_, high) in watermarks.items()}
         assigned = self._positions(partitions)
         pending = set()
+        to_read = 0
         for tp in assigned:
             low, high = watermarks[tp.partition]
             start = tp.offset if tp.offset >= 0 else low
             if start < high:
                 pending.add(tp.partition)
+                to_read += high - start
         self._consumer.assign(assigned)
+        progress = Progress(to_read, "messages")
         last_report = time.monotonic()
 
         def step() -> bool:
@@ -721,7 +733,7 @@ class Loader:
             for tp in self._consumer.position([TopicPartition(topic, p) for p in pending]):
                 if tp.offset >= ends[tp.partition]:
                     pending.discard(tp.partition)
-            last_report = self._report(last_report)
+            last_report = self._report(last_report, progress)
             return bool(pending)
 
         if pending:

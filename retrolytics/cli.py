@@ -21,7 +21,12 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from demo import traffic
 
-    summary = traffic.produce(settings, events=args.events, days=args.days, seed=args.seed)
+    def report(line: str) -> None:  # on stderr: stdout carries only the summary
+        print(line, file=sys.stderr, flush=True)
+
+    summary = traffic.produce(
+        settings, events=args.events, days=args.days, seed=args.seed, report=report
+    )
     print(summary)
     return 0
 

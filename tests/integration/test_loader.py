@@ -216,13 +216,17 @@ def test_stream_logs_throughput_and_lag(settings: Settings) -> None:
     assert reports[-1].endswith("lag 0 messages"), reports[-1]
 
 
-def test_drain_command_prints_one_summary_line(settings: Settings) -> None:
+def test_drain_command_prints_one_summary_line_and_logs_its_progress(settings: Settings) -> None:
     produce_events(settings, many_events(50))
-    process = loader_process(settings, "--drain")
+    process = loader_process(settings, "--drain", "--report-every", "0", "--batch-size", "20")
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert out.strip().startswith("loaded 50 events, skipped 0 duplicates, 0 dead letters")
     assert len(out.strip().splitlines()) == 1
+    # A drain knows where it ends, so its reports carry a rate and an ETA instead of a lag.
+    progress = [line for line in err.splitlines() if "of 50 messages" in line]
+    assert progress, err
+    assert "ETA" in progress[-1]
 
 
 def test_a_duplicate_the_loader_no_longer_remembers_is_stored_once(
