@@ -13,12 +13,15 @@
 -- first window event and start at most one timeout after its last; the range spans them and the
 -- window's events, and holds every event of every session it changes (sessions are at least a
 -- timeout apart), so rebuilding it reproduces every session whole, also one that crosses a
--- partition edge. A device with an identify event in the window is redone whole: its identity
--- periods (int_device_persons) may now reach back to its first session.
+-- partition edge. A device whose identity periods (int_device_persons) the window changes is
+-- redone whole, as its first period reaches back to its first session: one with an identify of
+-- another user than its last identify before the window, or with its first identify ever. A
+-- returning customer logging in again as the same user changes no period and is not redone.
 --
 -- Reads what the previous run stored in fct_sessions by name (not ref: fct_sessions reads this
 -- plan). Empty without a window: such a run rebuilds every session.
 {%- set stored = stored_relation_of('fct_sessions') %}
+{%- set window = retro_window() %}
 -- depends_on: {{ ref('int_session_rules') }}
 
 with
@@ -37,11 +40,33 @@ window_events as (
 
 ),
 
-identified as (
+window_identifies as (
 
-    select distinct anonymous_id
+    select anonymous_id, user_id
     from {{ ref('int_identify_events') }}
     where {{ retro_in_window('occurred_at') }}
+
+),
+
+last_identify_before as (
+
+    select distinct on (identifies.anonymous_id) identifies.anonymous_id, identifies.user_id
+    from {{ ref('int_identify_events') }} as identifies
+    where identifies.anonymous_id in (select anonymous_id from window_identifies)
+        and {% if window is none %}false{% else -%}
+        identifies.occurred_at < '{{ window.since }}'::timestamptz{% endif %}
+    order by identifies.anonymous_id, identifies.occurred_at desc, identifies.event_id desc
+
+),
+
+identified as (
+
+    select window_identifies.anonymous_id
+    from window_identifies
+    left join last_identify_before
+        on last_identify_before.anonymous_id = window_identifies.anonymous_id
+    where last_identify_before.user_id is distinct from window_identifies.user_id
+    group by window_identifies.anonymous_id
 
 ),
 
