@@ -6,7 +6,7 @@
     )
 }}
 -- The history of each identified person's traits (slowly changing, type 2), one row per trait
--- and value it held. The rules (and a Python reference) are in tests/sessions_reference.py:
+-- and value it held. The rules (and a Python reference) are in retrolytics/semantics/sessions.py:
 -- a user's identify events (on any device), in order of occurred_at then event_id, set the
 -- traits they carry (their properties object); a trait they do not mention keeps its value.
 -- A row starts where an identify sets a trait to a value other than its current one (JSON

@@ -13,7 +13,7 @@
 -- depends_on: {{ ref('int_sessions_plan') }}
 -- One row per session: a device's events, in order of time (then event_id), split where the
 -- time since the previous event is the timeout (var session_timeout_minutes) or more. The rules
--- in words, and the Python reference the tests compare with: tests/sessions_reference.py.
+-- in words, and the Python reference the tests compare with: retrolytics/semantics/sessions.py.
 --
 -- A windowed run rebuilds the devices and time ranges of its plan (int_sessions_plan); a first
 -- run, a run without a window or a change of the rules (int_session_rules) rebuilds everything.
