@@ -109,6 +109,15 @@ def test_the_shop_funnels_equal_the_reference(shop) -> None:
         "where unit = 'user' and unit_id like 'user:%'"
     ).fetchone()[0]
     assert persons > 0
+    # The session funnel (visit_to_cart): its units are sessions, several per device for some
+    # devices, broken down by more than one landing page.
+    sessions, devices, landings = conn.execute(
+        "select count(distinct unit_id), count(distinct anonymous_id),"
+        " count(distinct breakdown_value) from marts.fct_funnel_entries"
+        " where funnel_name = 'visit_to_cart' and unit_id like 'session:%'"
+    ).fetchone()
+    assert sessions > devices > 0 and landings > 1
+    assert converted["visit_to_cart"] > 0
 
 
 def test_the_bi_role_reads_the_marts_and_nothing_else(shop, stack) -> None:
