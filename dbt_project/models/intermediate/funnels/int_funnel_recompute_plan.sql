@@ -35,6 +35,7 @@
     {%- if relation is not none %}{% do previous.append(relation) %}{% endif %}
 {%- endfor %}
 {%- set user_facts = funnel_attempts_relation('user') %}
+{%- set session_facts = funnel_attempts_relation('session') %}
 
 with
 
@@ -124,9 +125,23 @@ moved as (
 
 ),
 
-session_changes as (
+-- Materialized: read by three CTEs (on Citus, an intermediate result any shard can join).
+session_changes as materialized (
 
     select anonymous_id, recompute_from, recompute_until from {{ ref('int_sessions_plan') }}
+
+),
+
+-- The session attempts as the previous run left them (read by device and time: an index).
+previous_session_attempts as (
+
+    {% if session_facts is not none -%}
+    select funnel_name, unit_id, anonymous_id, entered_at from {{ session_facts }}
+    {%- else -%}
+    select null::text as funnel_name, null::text as unit_id, null::text as anonymous_id,
+        null::timestamptz as entered_at
+    where false
+    {%- endif %}
 
 ),
 
@@ -142,7 +157,7 @@ session_units as (
         'sessions changed' as reason,
         '-infinity'::timestamptz as recompute_from
 
-    from previous_attempts as facts
+    from previous_session_attempts as facts
     inner join funnels on funnels.funnel_name = facts.funnel_name
     inner join session_changes as changes
         on changes.anonymous_id = facts.anonymous_id
