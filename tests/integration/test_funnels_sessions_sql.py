@@ -209,8 +209,10 @@ def days_of(documents: list[dict]) -> list[int]:
                    for d in documents})  # fmt: skip
 
 
+# One example per run keeps this file near a minute (each example is two dbt builds); the
+# merge story above is the fixed case.
 @settings(
-    max_examples=2,
+    max_examples=1,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
