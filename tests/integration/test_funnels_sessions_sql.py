@@ -34,7 +34,7 @@ from tests.support.funnels import (
     sql_mart,
 )
 from tests.support.paths import REPO
-from tests.support.sessions import fresh_database
+from tests.support.sessions import IPHONE, WINDOWS_CHROME, fresh_database
 
 pytestmark = pytest.mark.integration
 
@@ -82,16 +82,26 @@ def build(project: Path, database_url: str, **window: str | int) -> None:
 
 
 def document(
-    device: str, moment: datetime, kind: str, *, path: str = "/", utm: str | None = None, **extra
+    device: str,
+    moment: datetime,
+    kind: str,
+    *,
+    path: str = "/",
+    utm: str | None = None,
+    agent: str | None = None,
+    **extra,
 ) -> dict[str, Any]:
     """A custom event named `kind` (a, b, c, x), or a pageview / identify."""
+    context: dict[str, Any] = {"utm": {"source": utm}} if utm else {}
+    if agent:
+        context["user_agent"] = agent
     doc: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
         "type": kind if kind in ("pageview", "identify") else "custom",
         "occurred_at": iso(moment),
         "anonymous_id": device,
         "page": {"url": f"https://shop.test{path}", "path": path},
-        "context": {"utm": {"source": utm}} if utm else {},
+        "context": context,
         **extra,
     }
     if doc["type"] == "custom":
@@ -199,7 +209,8 @@ def streams(draw: st.DrawFn) -> tuple[list[dict], list[dict]]:
                 extra["properties"] = {"plan": draw(st.sampled_from(["free", "pro", None]))}
             path = draw(st.sampled_from(["/", "/p1", "/p2"]))
             utm = draw(st.sampled_from([None, "ads", "mail"]))
-            doc = document(f"dev-{device}", moment, kind, path=path, utm=utm, **extra)
+            agent = draw(st.sampled_from([None, IPHONE, WINDOWS_CHROME]))
+            doc = document(f"dev-{device}", moment, kind, path=path, utm=utm, agent=agent, **extra)
             (late if is_late else early).append(doc)
     return early, late
 

@@ -75,6 +75,7 @@ def events_as_stored(conn: psycopg.Connection) -> list[Event]:
         fields |= {"target_text": row["target_text"], "target_href": row["target_href"]}
         fields |= {f"utm_{k}": utm.get(k) for k in ("source", "medium", "campaign")}
         key = (row["anonymous_id"], row["event_id"], row["occurred_at"])
+        agent = row["context"].get("user_agent")
         events.append(
             Event(
                 event_id=row["event_id"],
@@ -86,6 +87,7 @@ def events_as_stored(conn: psycopg.Connection) -> list[Event]:
                 properties=row["properties"],
                 fields=fields,
                 definitions=frozenset(matched.get(key, ())),
+                user_agent=agent if isinstance(agent, str) else None,
             )
         )
     return events
