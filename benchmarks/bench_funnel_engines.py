@@ -62,6 +62,8 @@ ATTEMPTS_MODELS = (
     "int_funnel_recompute_plan",
     "fct_funnel_entries_device",
     "fct_funnel_entries_user",
+    # No session funnel here: built (empty) because the view below reads it.
+    "fct_funnel_entries_session",
     "fct_funnel_entries",
 )
 MART_MODELS = ("int_funnel_changed_days", "mart_funnel_conversion")

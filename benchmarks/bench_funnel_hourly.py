@@ -41,6 +41,7 @@ FUNNEL_MODELS = (
     "int_funnel_recompute_plan",
     "fct_funnel_entries_device",
     "fct_funnel_entries_user",
+    "fct_funnel_entries_session",
     "fct_funnel_entries",
     "int_funnel_changed_days",
     "mart_funnel_conversion",

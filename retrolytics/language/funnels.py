@@ -15,8 +15,11 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
         conversion_window: 7d               # from entering (step 1) to the last step
         order: ordered                      # ordered (default) | strict | unordered
         unit: user                          # device (default) | user (after identity stitching)
+                                            # | session (an attempt never leaves its session)
         breakdown:                          # optional: one value per entry
-          field: utm_source                 # an event field, or `property: <name>`
+          field: utm_source                 # an event field, `property: <name>`,
+                                            # `session: <fct_sessions column>` or
+                                            # `person: <trait>` (as of the event's time)
           attribution: first_touch          # first_touch (default) | last_touch | step_N
         exclusions:                         # optional: disqualify an attempt
           - event: removed_from_cart
@@ -68,9 +71,10 @@ FUNNEL_KEYS = (
 )
 STEP_KEYS = ("event", "type", "name", "within")
 EXCLUSION_KEYS = ("event", "type", "name", "between")
-BREAKDOWN_KEYS = ("field", "property", "attribution")
+BREAKDOWN_SOURCES = ("field", "property", "session", "person")
+BREAKDOWN_KEYS = (*BREAKDOWN_SOURCES, "attribution")
 ORDERS = ("ordered", "strict", "unordered")
-UNITS = ("device", "user")
+UNITS = ("device", "user", "session")
 EVENT_TYPES = tuple(t.value for t in EventType)
 # Event columns a breakdown may read (the entry event's, or the attributed step's).
 BREAKDOWN_FIELDS = (
@@ -85,6 +89,19 @@ BREAKDOWN_FIELDS = (
     "utm_source",
     "utm_medium",
     "utm_campaign",
+)
+# Columns of fct_sessions a breakdown may read (of the session of the attributed event).
+BREAKDOWN_SESSION_COLUMNS = (
+    "landing_page",
+    "exit_page",
+    "referrer",
+    "referrer_host",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "browser_family",
+    "os_family",
+    "device_family",
 )
 MIN_STEPS = 2
 MAX_STEPS = 20
@@ -135,12 +152,21 @@ class Exclusion:
 class Breakdown:
     field: str | None = None
     property_name: str | None = None
+    session_column: str | None = None  # of the event's session (fct_sessions)
+    person_trait: str | None = None  # of the event's person, as of the event's time
     attribution: str = "first_touch"  # first_touch | last_touch | step
     attribution_step: int | None = None  # for attribution "step"
 
     @property
     def label(self) -> str:
-        what = self.field if self.field is not None else f"property {self.property_name}"
+        if self.field is not None:
+            what = self.field
+        elif self.session_column is not None:
+            what = f"session {self.session_column}"
+        elif self.person_trait is not None:
+            what = f"person {self.person_trait}"
+        else:
+            what = f"property {self.property_name}"
         how = f"step_{self.attribution_step}" if self.attribution == "step" else self.attribution
         return f"{what} ({how})"
 
@@ -499,7 +525,9 @@ def _breakdown(item: YamlMap, step_count: int, report: Report) -> Breakdown | No
     line = item.line_of("breakdown")
     if not isinstance(raw, YamlMap):
         report.add(
-            line, f"'breakdown' must be a mapping with 'field' or 'property'; got {describe(raw)}"
+            line,
+            "'breakdown' must be a mapping with 'field', 'property', 'session' or 'person'; "
+            f"got {describe(raw)}",
         )
         return None
     for key in raw:
@@ -508,25 +536,14 @@ def _breakdown(item: YamlMap, step_count: int, report: Report) -> Breakdown | No
                 raw.key_lines[key],
                 f"unknown key {key!r} in breakdown (allowed: {', '.join(BREAKDOWN_KEYS)})",
             )
-    if ("field" in raw) == ("property" in raw):
+    if sum(key in raw for key in BREAKDOWN_SOURCES) != 1:
         report.add(
-            raw.line, "breakdown needs exactly one of 'field' (an event field) and 'property'"
+            raw.line,
+            "breakdown needs exactly one of 'field' (an event field), 'property', 'session' "
+            "(a session column) and 'person' (a person trait)",
         )
         return None
-    breakdown_field = raw.get("field")
-    prop = raw.get("property")
-    if "field" in raw and breakdown_field not in BREAKDOWN_FIELDS:
-        report.add(
-            raw.line_of("field"),
-            f"breakdown.field: unknown field {_shown(breakdown_field)} "
-            f"(known: {', '.join(BREAKDOWN_FIELDS)})",
-        )
-        return None
-    if "property" in raw and not _property_name(prop):
-        report.add(
-            raw.line_of("property"),
-            f"breakdown.property must be a property name; got {describe(prop)}",
-        )
+    if not _breakdown_source_valid(raw, report):
         return None
     attribution = raw.get("attribution", "first_touch")
     match = ATTRIBUTION_PATTERN.fullmatch(attribution) if isinstance(attribution, str) else None
@@ -545,11 +562,32 @@ def _breakdown(item: YamlMap, step_count: int, report: Report) -> Breakdown | No
         )
         return None
     return Breakdown(
-        field=breakdown_field,
-        property_name=prop,
+        field=raw.get("field"),
+        property_name=raw.get("property"),
+        session_column=raw.get("session"),
+        person_trait=raw.get("person"),
         attribution="step" if step is not None else attribution,
         attribution_step=step,
     )
+
+
+def _breakdown_source_valid(raw: YamlMap, report: Report) -> bool:
+    """The one source key present names something a breakdown can read."""
+    for key, known in (("field", BREAKDOWN_FIELDS), ("session", BREAKDOWN_SESSION_COLUMNS)):
+        if key in raw and raw[key] not in known:
+            what = "field" if key == "field" else "session column"
+            report.add(
+                raw.line_of(key),
+                f"breakdown.{key}: unknown {what} {_shown(raw[key])} (known: {', '.join(known)})",
+            )
+            return False
+    for key, what in (("property", "a property name"), ("person", "a trait name")):
+        if key in raw and not _property_name(raw[key]):
+            report.add(
+                raw.line_of(key), f"breakdown.{key} must be {what}; got {describe(raw[key])}"
+            )
+            return False
+    return True
 
 
 def _property_name(value: Any) -> bool:
@@ -613,6 +651,8 @@ FUNNEL_COLUMNS = (
     "unit",
     "breakdown_field",
     "breakdown_property",
+    "breakdown_session",
+    "breakdown_person",
     "attribution",
     "attribution_step",
     "hold_constant",
@@ -648,17 +688,23 @@ def _semantics(funnel: Funnel) -> dict[str, Any]:
         "window": funnel.conversion_window_seconds,
         "order": funnel.order,
         "unit": funnel.unit,
-        "breakdown": None
-        if breakdown is None
-        else [
-            breakdown.field,
-            breakdown.property_name,
-            breakdown.attribution,
-            breakdown.attribution_step,
-        ],
+        "breakdown": None if breakdown is None else _breakdown_semantics(breakdown),
         "exclusions": [[ref(x.event), x.from_step, x.to_step] for x in funnel.exclusions],
         "hold_constant": list(funnel.hold_constant),
     }
+
+
+def _breakdown_semantics(breakdown: Breakdown) -> list[Any]:
+    described = [
+        breakdown.field,
+        breakdown.property_name,
+        breakdown.attribution,
+        breakdown.attribution_step,
+    ]
+    # Appended only when used, so the hashes of funnels declared before these existed stay.
+    if breakdown.session_column is not None or breakdown.person_trait is not None:
+        described += [breakdown.session_column, breakdown.person_trait]
+    return described
 
 
 def content_hash(funnel: Funnel) -> str:
@@ -687,6 +733,8 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
         "unit": funnel.unit,
         "breakdown_field": breakdown.field or "",
         "breakdown_property": _json(breakdown.property_name),
+        "breakdown_session": breakdown.session_column or "",
+        "breakdown_person": _json(breakdown.person_trait),
         "attribution": breakdown.attribution if funnel.breakdown else "",
         "attribution_step": ""
         if breakdown.attribution_step is None

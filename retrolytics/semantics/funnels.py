@@ -13,6 +13,17 @@ back to the device's very first event, so what a visitor did before logging in b
 A device never identified is a person of its own. Person ids: ``user:<user_id>`` and
 ``device:<anonymous_id>``. For ``unit: device`` the unit is the ``anonymous_id`` itself.
 
+Sessions (``unit: session``)
+----------------------------
+The unit is the event's session as ``retrolytics/semantics/sessions.py`` defines it (and
+``fct_sessions`` stores it): the device's events, *all* of them, not only the funnel's, split
+where 30 minutes pass without one. Unit id: ``session:<the session's first event_id>``. So an
+attempt never leaves its session: a step in the device's next session belongs to another unit,
+and the attempt ends ``dropped_off`` at its deadline as usual (the conversion window still
+applies inside a session). PostHog's "unique sessions" aggregation of a funnel counts the same
+way: an entry and its steps within one ``$session_id``. A late event that merges or splits
+sessions changes the units, and a later run re-derives them.
+
 The unit's stream
 -----------------
 The events of one unit that match a step or an exclusion of the funnel, in this total order:
@@ -62,7 +73,11 @@ Facts: one row per attempt: entry time and event, the time each step was filled 
 not), the furthest step, converted yes/no, time to convert, the outcome, and the breakdown value:
 the event field or property (as text, like ``->>``) of the entry event (``first_touch``), of the
 event that filled a step last (``last_touch``), or of step N's event (``step_N``, null when step N
-was not reached). ``attempt_number`` counts the unit's attempts from 1.
+was not reached). ``session: <column>`` reads that column of the event's session (its landing
+page, referrer host, UTM fields, browser...); ``person: <trait>`` reads the trait of the event's
+person (identity as above) as it was at the event's time (``dim_person_traits``: valid_from <=
+time < valid_to), as text like ``->>``; null for a device never identified or a trait not set
+yet. ``attempt_number`` counts the unit's attempts from 1.
 
 Mart: per funnel, entry day (UTC date of the entry time) and breakdown value (``(none)`` for a
 null value, ``(all)`` for a funnel without breakdown), one row per step k: ``units`` = distinct
@@ -107,6 +122,7 @@ class Event:
     properties: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     fields: dict[str, str | None] = field(default_factory=dict, hash=False, compare=False)
     definitions: frozenset[str] = frozenset()
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -376,7 +392,75 @@ def _stream(funnel: Funnel, events: Iterable[Event]) -> list[_StreamEvent]:
     return items
 
 
-def _breakdown(funnel: Funnel, attempt: _Attempt) -> str | None:
+@dataclass
+class _Context:
+    """What units and breakdowns read beyond the events themselves, derived once per call."""
+
+    periods: dict[str, list[tuple[datetime, str]]]
+    sessions: dict[uuid.UUID, Any]  # event_id -> its sessions.Session
+    traits: list[Any]  # sessions.TraitVersion
+
+
+def _context(funnel: Funnel, events: Sequence[Event]) -> _Context:
+    # Imported here: retrolytics.semantics.sessions builds on this module's identity rules.
+    from retrolytics.semantics import sessions
+
+    breakdown = funnel.breakdown
+    needs_sessions = funnel.unit == "session" or (
+        breakdown is not None and breakdown.session_column is not None
+    )
+    needs_traits = breakdown is not None and breakdown.person_trait is not None
+    as_sessions = (
+        [_session_event(event) for event in events] if needs_sessions or needs_traits else []
+    )
+    return _Context(
+        periods=identity_periods(events),
+        sessions=sessions.session_of_events(as_sessions) if needs_sessions else {},
+        traits=sessions.trait_history(as_sessions) if needs_traits else [],
+    )
+
+
+def _session_event(event: Event) -> Any:
+    from retrolytics.semantics import sessions
+
+    fields = event.fields
+    return sessions.Event(
+        event_id=event.event_id,
+        anonymous_id=event.anonymous_id,
+        occurred_at=event.occurred_at,
+        type=event.type,
+        user_id=event.user_id,
+        page_path=fields.get("page_path"),
+        referrer=fields.get("referrer"),
+        utm_source=fields.get("utm_source"),
+        utm_medium=fields.get("utm_medium"),
+        utm_campaign=fields.get("utm_campaign"),
+        user_agent=event.user_agent,
+        traits=event.properties if event.type == "identify" else {},
+    )
+
+
+def _breakdown_of(funnel: Funnel, source: Event, context: _Context) -> str | None:
+    """The breakdown value of one event (the attributed one of an attempt)."""
+    from retrolytics.semantics import sessions
+
+    breakdown = funnel.breakdown
+    assert breakdown is not None
+    if breakdown.field is not None:
+        return source.fields.get(breakdown.field)
+    if breakdown.session_column is not None:
+        return getattr(context.sessions[source.event_id], breakdown.session_column)
+    if breakdown.person_trait is not None:
+        person, _ = person_of(source, context.periods)
+        trait = sessions.trait_at(
+            context.traits, person, breakdown.person_trait, source.occurred_at
+        )
+        return jsonb_text(trait)
+    assert breakdown.property_name is not None
+    return jsonb_text(source.properties.get(breakdown.property_name))
+
+
+def _breakdown(funnel: Funnel, attempt: _Attempt, context: _Context) -> str | None:
     breakdown = funnel.breakdown
     if breakdown is None:
         return None
@@ -389,22 +473,21 @@ def _breakdown(funnel: Funnel, attempt: _Attempt) -> str | None:
         source = attempt.step_events[breakdown.attribution_step - 1]
     if source is None:
         return None
-    if breakdown.field is not None:
-        return source.fields.get(breakdown.field)
-    assert breakdown.property_name is not None
-    return jsonb_text(source.properties.get(breakdown.property_name))
+    return _breakdown_of(funnel, source, context)
 
 
 def funnel_entries(funnel: Funnel, events: Sequence[Event]) -> list[Entry]:
     """The funnel facts: one entry per attempt of every unit."""
-    periods = identity_periods(events)
+    context = _context(funnel, events)
     units: dict[str, list[Event]] = defaultdict(list)
     users: dict[str, str | None] = {}
     for event in events:
         if funnel.unit == "device":
             unit = event.anonymous_id
+        elif funnel.unit == "session":
+            unit = f"session:{context.sessions[event.event_id].first_event_id}"
         else:
-            unit, users[unit] = person_of(event, periods)
+            unit, users[unit] = person_of(event, context.periods)
         units[unit].append(event)
     entries = []
     for unit, unit_events in units.items():
@@ -413,7 +496,7 @@ def funnel_entries(funnel: Funnel, events: Sequence[Event]) -> list[Entry]:
             walk.take(item)
         walk.finish()
         for number, (attempt, outcome, ended_at) in enumerate(walk.ended, start=1):
-            entries.append(_entry(funnel, unit, users, number, attempt, outcome, ended_at))
+            entries.append(_entry(funnel, unit, users, number, attempt, outcome, ended_at, context))
     return entries
 
 
@@ -425,6 +508,7 @@ def _entry(
     attempt: _Attempt,
     outcome: str,
     ended_at: datetime,
+    context: _Context,
 ) -> Entry:
     entry = attempt.entry
     times = tuple(e.occurred_at if e is not None else None for e in attempt.step_events)
@@ -449,7 +533,7 @@ def _entry(
         outcome=outcome,
         ended_at=ended_at,
         deadline_at=attempt.deadline,
-        breakdown_value=_breakdown(funnel, attempt),
+        breakdown_value=_breakdown(funnel, attempt, context),
     )
 
 

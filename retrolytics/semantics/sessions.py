@@ -195,47 +195,58 @@ def _person_at(periods: dict, device: str, moment: datetime) -> tuple[str, str |
 
 def sessions(events: Sequence[Event], timeout: timedelta = TIMEOUT) -> list[Session]:
     periods = identity_periods(events)  # type: ignore[arg-type]
-    built = []
+    return [_session(chunk, periods) for chunk in split_sessions(events, timeout)]
+
+
+def session_of_events(
+    events: Sequence[Event], timeout: timedelta = TIMEOUT
+) -> dict[uuid.UUID, Session]:
+    """Each event's session, by event_id (the funnels' `unit: session` and session breakdown)."""
+    periods = identity_periods(events)  # type: ignore[arg-type]
+    found = {}
     for chunk in split_sessions(events, timeout):
-        first, last = chunk[0], chunk[-1]
-        pageviews = [e for e in chunk if e.type == "pageview"]
-        landing = pageviews[0] if pageviews else first
-        exit_event = pageviews[-1] if pageviews else last
-        agent = (
-            dict(zip(user_agents.COLUMNS, user_agents.parse(landing.user_agent), strict=True))
-            if landing.user_agent is not None
-            else {}
-        )
-        person_id, user_id = _person_at(periods, first.anonymous_id, first.occurred_at)
-        built.append(
-            Session(
-                anonymous_id=first.anonymous_id,
-                session_start=first.occurred_at,
-                session_end=last.occurred_at,
-                duration_seconds=(last.occurred_at - first.occurred_at).total_seconds(),
-                session_day=first.occurred_at.astimezone(UTC).date(),
-                first_event_id=first.event_id,
-                client_session_id=first.client_session_id,
-                client_session_count=len({e.client_session_id for e in chunk} - {None}),
-                event_count=len(chunk),
-                pageview_count=len(pageviews),
-                bounced=len(chunk) == 1 and len(pageviews) == 1,
-                landing_page=landing.page_path,
-                exit_page=exit_event.page_path,
-                referrer=landing.referrer,
-                referrer_host=_host(landing.referrer),
-                utm_source=landing.utm_source,
-                utm_medium=landing.utm_medium,
-                utm_campaign=landing.utm_campaign,
-                browser_family=agent.get("browser_family"),
-                os_family=agent.get("os_family"),
-                device_family=agent.get("device_family"),
-                is_bot=bool(agent.get("is_bot")),
-                person_id=person_id,
-                user_id=user_id,
-            )
-        )
-    return built
+        session = _session(chunk, periods)
+        found.update((event.event_id, session) for event in chunk)
+    return found
+
+
+def _session(chunk: list[Event], periods: dict) -> Session:
+    first, last = chunk[0], chunk[-1]
+    pageviews = [e for e in chunk if e.type == "pageview"]
+    landing = pageviews[0] if pageviews else first
+    exit_event = pageviews[-1] if pageviews else last
+    agent = (
+        dict(zip(user_agents.COLUMNS, user_agents.parse(landing.user_agent), strict=True))
+        if landing.user_agent is not None
+        else {}
+    )
+    person_id, user_id = _person_at(periods, first.anonymous_id, first.occurred_at)
+    return Session(
+        anonymous_id=first.anonymous_id,
+        session_start=first.occurred_at,
+        session_end=last.occurred_at,
+        duration_seconds=(last.occurred_at - first.occurred_at).total_seconds(),
+        session_day=first.occurred_at.astimezone(UTC).date(),
+        first_event_id=first.event_id,
+        client_session_id=first.client_session_id,
+        client_session_count=len({e.client_session_id for e in chunk} - {None}),
+        event_count=len(chunk),
+        pageview_count=len(pageviews),
+        bounced=len(chunk) == 1 and len(pageviews) == 1,
+        landing_page=landing.page_path,
+        exit_page=exit_event.page_path,
+        referrer=landing.referrer,
+        referrer_host=_host(landing.referrer),
+        utm_source=landing.utm_source,
+        utm_medium=landing.utm_medium,
+        utm_campaign=landing.utm_campaign,
+        browser_family=agent.get("browser_family"),
+        os_family=agent.get("os_family"),
+        device_family=agent.get("device_family"),
+        is_bot=bool(agent.get("is_bot")),
+        person_id=person_id,
+        user_id=user_id,
+    )
 
 
 def trait_history(events: Iterable[Event]) -> list[TraitVersion]:

@@ -75,6 +75,7 @@ def events_as_stored(conn: psycopg.Connection) -> list[Event]:
         fields |= {"target_text": row["target_text"], "target_href": row["target_href"]}
         fields |= {f"utm_{k}": utm.get(k) for k in ("source", "medium", "campaign")}
         key = (row["anonymous_id"], row["event_id"], row["occurred_at"])
+        agent = row["context"].get("user_agent")
         events.append(
             Event(
                 event_id=row["event_id"],
@@ -86,6 +87,7 @@ def events_as_stored(conn: psycopg.Connection) -> list[Event]:
                 properties=row["properties"],
                 fields=fields,
                 definitions=frozenset(matched.get(key, ())),
+                user_agent=agent if isinstance(agent, str) else None,
             )
         )
     return events
@@ -109,6 +111,15 @@ def test_the_shop_funnels_equal_the_reference(shop) -> None:
         "where unit = 'user' and unit_id like 'user:%'"
     ).fetchone()[0]
     assert persons > 0
+    # The session funnel (visit_to_cart): its units are sessions, several per device for some
+    # devices, broken down by more than one landing page.
+    sessions, devices, landings = conn.execute(
+        "select count(distinct unit_id), count(distinct anonymous_id),"
+        " count(distinct breakdown_value) from marts.fct_funnel_entries"
+        " where funnel_name = 'visit_to_cart' and unit_id like 'session:%'"
+    ).fetchone()
+    assert sessions > devices > 0 and landings > 1
+    assert converted["visit_to_cart"] > 0
 
 
 def test_the_bi_role_reads_the_marts_and_nothing_else(shop, stack) -> None:

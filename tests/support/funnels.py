@@ -155,9 +155,14 @@ def reference_events(documents: Iterable[dict], definitions_of) -> list[Event]:
                 properties=doc.get("properties") or {},
                 fields=fields,
                 definitions=frozenset(definitions_of(doc)),
+                user_agent=_text((doc.get("context") or {}).get("user_agent")),
             )
         )
     return events
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 NAMES = ("a", "b", "c", "d", "x")

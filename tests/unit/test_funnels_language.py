@@ -105,7 +105,7 @@ def test_a_valid_funnel_parses_with_defaults() -> None:
         ),
         (
             replace("conversion_window: 1d", "conversion_window: 1d\n    unit: account"),
-            "f.yml:12: funnel 'checkout': 'unit' must be one of device, user",
+            "f.yml:12: funnel 'checkout': 'unit' must be one of device, user, session",
         ),
         (
             replace("      - type: custom\n        name: purchase_completed\n", ""),
@@ -215,6 +215,15 @@ def test_exclusion_problems() -> None:
         ("{property: x, attribution: middle}", "breakdown.attribution must be first_touch"),
         ("{property: x, attribution: step_4}", "breakdown.attribution: there is no step 4"),
         ("utm_source", "'breakdown' must be a mapping"),
+        ("{session: landing_page}", None),
+        ("{session: referrer_host, attribution: last_touch}", None),
+        ("{person: plan}", None),
+        ("{session: landing_pg}", "breakdown.session: unknown session column 'landing_pg'"),
+        ("{session: person_id}", "breakdown.session: unknown session column 'person_id'"),
+        ("{person: [plan]}", "breakdown.person must be a trait name"),
+        ("{session: landing_page, person: plan}", "breakdown needs exactly one of 'field'"),
+        ("{field: utm_source, session: utm_source}", "breakdown needs exactly one of"),
+        ("{attribution: last_touch}", "breakdown needs exactly one of"),
     ],
 )
 def test_breakdown(breakdown: str, message: str | None) -> None:
@@ -267,6 +276,9 @@ def test_the_content_hash_follows_what_the_funnel_computes() -> None:
         {"hold_constant": ("p",)},
         {"steps": base.steps[:2]},
         {"breakdown": funnels.Breakdown(field="utm_source")},
+        {"breakdown": funnels.Breakdown(session_column="utm_source")},
+        {"breakdown": funnels.Breakdown(person_trait="utm_source")},
+        {"unit": "session"},
     ):
         changed = funnels.Funnel(**{**base.__dict__, **change})
         assert funnels.content_hash(changed) != funnels.content_hash(base), change
@@ -293,6 +305,8 @@ def test_seeds_hold_every_funnel_as_data() -> None:
             "unit": "device",
             "breakdown_field": "",
             "breakdown_property": '"NULL"',
+            "breakdown_session": "",
+            "breakdown_person": "",
             "attribution": "step",
             "attribution_step": "2",
             "hold_constant": '["p","q"]',
@@ -336,4 +350,4 @@ def test_the_shipped_funnels_are_valid_and_cover_the_shop() -> None:
     names = {f.name for f in parsed}
     assert {"browse_to_purchase", "signup", "search_to_cart"} <= names
     assert {f.order for f in parsed} == {"ordered", "strict", "unordered"}
-    assert {f.unit for f in parsed} == {"device", "user"}
+    assert {f.unit for f in parsed} == {"device", "user", "session"}

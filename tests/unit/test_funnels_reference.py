@@ -259,3 +259,41 @@ def test_the_mart_counts_units_per_step_and_skips_excluded_attempts() -> None:
     assert step2.median_seconds_to_step == 150.0
     assert step3.median_seconds_to_step == 180.0 == rows[0].median_seconds_to_convert
     assert rows[0].conversion_from_previous is None
+
+
+def test_a_session_attempt_never_leaves_its_session() -> None:
+    # A session ends after 30 minutes without any event, also one that is no step: the pageview
+    # at minute 25 keeps the first session alive until step b at minute 50.
+    per_session = funnel("unit: session\n", base=ABC.replace("10m", "2h"))
+    kept_alive = [ev("d", 0, "a"), ev("d", 25, type="pageview"), ev("d", 50, "b")]
+    split = [ev("e", 0, "a"), ev("e", 30, "b"), ev("e", 31, "c")]
+    entries = funnel_entries(per_session, [*kept_alive, *split])
+    by_device = {e.anonymous_id: e for e in entries}
+    assert len(entries) == 2
+    assert by_device["d"].unit_id == f"session:{kept_alive[0].event_id}"
+    assert by_device["d"].furthest_step == 2
+    # Device e: step b comes exactly 30 minutes later, in a new session that has no step 1.
+    assert by_device["e"].unit_id == f"session:{split[0].event_id}"
+    assert (by_device["e"].furthest_step, by_device["e"].outcome) == (1, "dropped_off")
+    assert by_device["e"].ended_at == at(120)
+
+
+def test_breakdowns_by_a_session_column_and_a_person_trait_as_of_the_event() -> None:
+    landing = {"page_path": "/landing"}
+    events = [
+        ev("d", 0, type="pageview", fields=landing),
+        ev("d", 1, "a", fields={"page_path": "/p"}),
+        ev("d", 2, "identify", type="identify", user="u", props={"plan": "free"}),
+        ev("d", 3, "b"),
+        ev("d", 4, "identify", type="identify", user="u", props={"plan": "pro"}),
+        ev("d", 5, "c"),
+    ]
+    by_session = funnel_entries(funnel("breakdown: {session: landing_page}\n"), events)
+    assert [e.breakdown_value for e in by_session] == ["/landing"]
+    for attribution, value in (("first_touch", "free"), ("step_2", "free"), ("last_touch", "pro")):
+        extra = f"breakdown: {{person: plan, attribution: {attribution}}}\n"
+        (entry,) = funnel_entries(funnel(extra), events)
+        # The identify reaches back to the device's first event (identity), but the trait
+        # only holds from the identify on: at step 1 (minute 1) plan was not set yet.
+        expected = None if attribution == "first_touch" else value
+        assert entry.breakdown_value == expected, attribution

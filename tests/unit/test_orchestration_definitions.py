@@ -278,12 +278,12 @@ def test_sensor_records_first_then_launches_only_for_real_changes(
     assert "clicked_checkout" in request.tags["retrolytics/changed"]
     assert not _tick(sensor, changed.cursor, built_instance).run_requests
 
-    # A definition two funnels read: those funnels' assets join, the others stay out.
+    # A definition three funnels read: those funnels' assets join, the others stay out.
     _edit(checkout, 'selector: "#add-to-cart"', 'selector: "button#add-to-cart"')
     added = _tick(sensor, changed.cursor, built_instance)
     [request] = added.run_requests
     funnels = {k.path[-1] for k in request.asset_selection if k.path[0] == "funnels"}
-    assert funnels == {"browse_to_purchase", "search_to_cart"}
+    assert funnels == {"browse_to_purchase", "search_to_cart", "visit_to_cart"}
 
     # A funnel edit: its seeds, the facts, the mart and its own asset; no event definitions.
     signup = definitions_copy / "funnels" / "signup.yml"

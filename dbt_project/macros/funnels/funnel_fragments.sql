@@ -96,7 +96,7 @@
     array_agg({{ numbered }}.event_id order by {{ numbered }}.stream_position) as event_ids,
     array_agg({{ numbered }}.anonymous_id order by {{ numbered }}.stream_position) as devices,
     array_agg({{ numbered }}.user_id order by {{ numbered }}.stream_position) as users,
-    array_agg({{ numbered }}.breakdown_value order by {{ numbered }}.stream_position) as breakdowns
+    array_agg({{ numbered }}.context_breakdown order by {{ numbered }}.stream_position) as breakdowns
 {%- endmacro %}
 
 
@@ -168,4 +168,70 @@
         "select coalesce(max(extract(epoch from conversion_window)), 0) from "
         ~ ref('int_funnels') ~ " where unit = 'device'").columns[0].values()[0] -%}
     {{ since }} - interval '{{ longest | int }} seconds'
+{%- endmacro %}
+
+
+{#- Which breakdowns read beyond the step event, among the funnels of `unit` (from the seeds,
+    when the model compiles): {'session': ..., 'person': ...}. An attempts model joins the
+    sessions or the trait history only when one of its funnels needs them, so the statements of
+    the other funnels stay as they were (on Citus: on the shards). -#}
+{% macro funnel_breakdown_needs(unit) -%}
+    {%- if not execute -%}
+        {{- return({'session': false, 'person': false}) -}}
+    {%- endif -%}
+    {%- set row = run_query(
+        "select coalesce(bool_or(breakdown_session is not null), false),"
+        ~ " coalesce(bool_or(breakdown_person is not null), false) from " ~ ref('int_funnels')
+        ~ " where unit = '" ~ unit ~ "'").rows[0] -%}
+    {{- return({'session': row[0], 'person': row[1]}) -}}
+{%- endmacro %}
+
+
+{#- Joins: the session of each step event `step_events` (fct_sessions: same device, between the
+    session's start and end) as `sessions`, when `with_session`; and, for person breakdowns,
+    the event's person at its time (int_device_persons) and the trait the funnel breaks down by
+    as it was then (dim_person_traits) as `traits`. `funnels` carries breakdown_person. -#}
+{% macro funnel_context_joins(step_events, funnels, with_session, with_person) -%}
+    {%- if with_session %}
+    left join {{ ref('fct_sessions') }} as sessions
+        on ({{ funnels }}.unit = 'session' or {{ funnels }}.breakdown_session is not null)
+        and sessions.anonymous_id = {{ step_events }}.anonymous_id
+        and {{ step_events }}.occurred_at >= sessions.session_start
+        and {{ step_events }}.occurred_at <= sessions.session_end
+    {%- endif %}
+    {%- if with_person %}
+    left join {{ ref('int_device_persons') }} as event_persons
+        on {{ funnels }}.breakdown_person is not null
+        and event_persons.anonymous_id = {{ step_events }}.anonymous_id
+        and {{ step_events }}.occurred_at >= event_persons.valid_from
+        and {{ step_events }}.occurred_at < event_persons.valid_until
+    left join {{ ref('dim_person_traits') }} as traits
+        on traits.person_id = event_persons.person_id
+        and traits.trait = {{ funnels }}.breakdown_person
+        and {{ step_events }}.occurred_at >= traits.valid_from
+        and {{ step_events }}.occurred_at < traits.valid_to
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- An event's breakdown value in context (with funnel_context_joins): its session's column,
+    its person's trait as text, or what int_funnel_step_events derived (field, property). -#}
+{% macro funnel_context_breakdown(step_events, funnels, with_session, with_person) -%}
+    {%- if not with_session and not with_person -%}
+    {{ step_events }}.breakdown_value
+    {%- else -%}
+    case
+        {%- if with_session %}
+        {%- for name in ['landing_page', 'exit_page', 'referrer', 'referrer_host', 'utm_source',
+                         'utm_medium', 'utm_campaign', 'browser_family', 'os_family',
+                         'device_family'] %}
+        when {{ funnels }}.breakdown_session = '{{ name }}' then sessions.{{ name }}
+        {%- endfor %}
+        {%- endif %}
+        {%- if with_person %}
+        when {{ funnels }}.breakdown_person is not null then traits.value #>> '{}'
+        {%- endif %}
+        else {{ step_events }}.breakdown_value
+    end
+    {%- endif -%}
 {%- endmacro %}

@@ -1,5 +1,5 @@
 {#-
-    funnel_attempts: the materialization of fct_funnel_entries_device and _user.
+    funnel_attempts: the materialization of fct_funnel_entries_device, _user and _session.
 
     Like distributed_incremental (macros/retroactive.sql): the table is created EMPTY,
     distributed through the single Citus switch (on unit_id, colocated with raw.events) and

@@ -20,6 +20,8 @@ decoded as (
         unit,
         breakdown_field,
         breakdown_property #>> '{}' as breakdown_property,
+        breakdown_session,
+        breakdown_person #>> '{}' as breakdown_person,
         attribution,
         attribution_step,
         -- A JSON array of names, kept as JSON: decoding it takes a subquery, which Citus cannot

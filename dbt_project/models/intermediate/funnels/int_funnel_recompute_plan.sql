@@ -8,6 +8,9 @@
 }}
 -- depends_on: {{ ref('int_funnel_step_events') }}
 -- depends_on: {{ ref('int_identity_snapshots') }}
+-- depends_on: {{ ref('int_sessions_plan') }}
+-- depends_on: {{ ref('fct_sessions') }}
+-- depends_on: {{ ref('int_identify_events') }}
 -- The recompute plan of a windowed run [start - lookback_hours, end): which units of which
 -- funnels the attempts models recompute, and from where. An attempt depends on the ones before
 -- it (a unit enters again only after the previous attempt ended), so a unit is recomputed from
@@ -16,28 +19,51 @@
 --     attempts that ended at or after it are replaced, the walk resuming at the first one's
 --     entry (attempts of a unit end in stream order, so these are its tail);
 --   - changed identities: persons whose devices' identity periods changed since the user
---     funnels were last derived (int_identity_snapshots), from the beginning.
+--     funnels were last derived (int_identity_snapshots), from the beginning;
+--   - changed sessions (int_sessions_plan: per device, a time range holding every session this
+--     run re-derived, merged or split): for `unit: session`, each session of the range as it was
+--     (the previous facts) and as it is now (fct_sessions), whole; for a session breakdown, the
+--     device's unit from the range's start;
+--   - changed traits (identify events in the window): for a person breakdown, the units of the
+--     person's devices from the identify on, and an identified device from the beginning.
 -- New and edited funnels are not planned: the attempts models derive them over all history
 -- (their ledger says which). Without a window a run recomputes everything: the plan is empty.
 {%- set window = retro_window() %}
 {%- set previous = [] %}
-{%- for unit in ['device', 'user'] %}
+{%- for unit in ['device', 'user', 'session'] %}
     {%- set relation = funnel_attempts_relation(unit) %}
     {%- if relation is not none %}{% do previous.append(relation) %}{% endif %}
 {%- endfor %}
 {%- set user_facts = funnel_attempts_relation('user') %}
+{%- set session_facts = funnel_attempts_relation('session') %}
 
 with
 
 funnels as (
 
-    select funnel_name, unit from {{ ref('stg_funnels') }}
+    select funnel_name, unit, breakdown_session, breakdown_person from {{ ref('stg_funnels') }}
 
 ),
 
 persons as (
 
     select * from {{ ref('int_device_persons') }}
+
+),
+
+previous_attempts as (
+
+    {% for relation in previous %}
+    select funnel_name, unit_id, attempt_number, entered_at, entry_step, entry_event_id,
+        anonymous_id, entry_day, ended_at
+    from {{ relation }}
+    {% if not loop.last %}union all{% endif %}
+    {% else %}
+    select null::text as funnel_name, null::text as unit_id, null::integer as attempt_number,
+        null::timestamptz as entered_at, null::integer as entry_step, null::uuid as entry_event_id,
+        null::text as anonymous_id, null::date as entry_day, null::timestamptz as ended_at
+    where false
+    {% endfor %}
 
 ),
 
@@ -51,6 +77,7 @@ touched as (
             when step_events.unit = 'device' then step_events.anonymous_id
             else coalesce(persons.person_id, 'device:' || step_events.anonymous_id)
         end as unit_id,
+        case when step_events.unit = 'device' then step_events.anonymous_id end as device,
         'events in the window' as reason,
         '{{ window.since }}'::timestamptz as recompute_from
 
@@ -61,6 +88,8 @@ touched as (
         and step_events.occurred_at >= persons.valid_from
         and step_events.occurred_at < persons.valid_until
     where {{ retro_in_window('step_events.occurred_at') }}
+        -- Session units are planned from the sessions this run changed (below).
+        and step_events.unit <> 'session'
 
 ),
 
@@ -83,6 +112,7 @@ moved as (
         funnels.funnel_name,
         funnels.unit,
         moved_persons.unit_id,
+        null::text as device,
         'identity changed' as reason,
         '-infinity'::timestamptz as recompute_from
 
@@ -95,11 +125,182 @@ moved as (
 
 ),
 
--- A unit planned for both reasons is recomputed from the earlier point.
+-- Materialized: read by three CTEs (on Citus, an intermediate result any shard can join).
+session_changes as materialized (
+
+    select anonymous_id, recompute_from, recompute_until from {{ ref('int_sessions_plan') }}
+
+),
+
+-- The session attempts as the previous run left them (read by device and time: an index).
+previous_session_attempts as (
+
+    {% if session_facts is not none -%}
+    select funnel_name, unit_id, anonymous_id, entered_at from {{ session_facts }}
+    {%- else -%}
+    select null::text as funnel_name, null::text as unit_id, null::text as anonymous_id,
+        null::timestamptz as entered_at
+    where false
+    {%- endif %}
+
+),
+
+-- `unit: session`: an attempt never leaves its session, so a changed session is recomputed
+-- whole; the sessions it replaced (merged, split) lose their facts.
+session_units as (
+
+    select
+        funnels.funnel_name,
+        funnels.unit,
+        facts.unit_id,
+        facts.anonymous_id as device,
+        'sessions changed' as reason,
+        '-infinity'::timestamptz as recompute_from
+
+    from previous_session_attempts as facts
+    inner join funnels on funnels.funnel_name = facts.funnel_name
+    inner join session_changes as changes
+        on changes.anonymous_id = facts.anonymous_id
+        and facts.entered_at >= changes.recompute_from
+        and facts.entered_at <= changes.recompute_until
+    where funnels.unit = 'session'
+
+    union all
+
+    select
+        funnels.funnel_name,
+        funnels.unit,
+        'session:' || sessions.first_event_id as unit_id,
+        sessions.anonymous_id as device,
+        'sessions changed' as reason,
+        '-infinity'::timestamptz as recompute_from
+
+    from funnels
+    cross join session_changes as changes
+    inner join {{ ref('fct_sessions') }} as sessions
+        on sessions.anonymous_id = changes.anonymous_id
+        and sessions.session_start >= changes.recompute_from
+        and sessions.session_start <= changes.recompute_until
+    where funnels.unit = 'session'
+
+),
+
+-- A session breakdown of a device or user funnel: the device's unit, or every person it
+-- belonged to, from the start of the changed range.
+session_breakdowns as (
+
+    select
+        funnels.funnel_name,
+        funnels.unit,
+        case when funnels.unit = 'device' then changes.anonymous_id else persons_of.unit_id end
+            as unit_id,
+        case when funnels.unit = 'device' then changes.anonymous_id end as device,
+        'sessions changed' as reason,
+        changes.recompute_from
+
+    from funnels
+    cross join session_changes as changes
+    cross join lateral (
+        select persons.person_id as unit_id
+        from persons
+        where persons.anonymous_id = changes.anonymous_id
+        union all
+        select 'device:' || changes.anonymous_id
+    ) as persons_of
+    where funnels.breakdown_session is not null and funnels.unit <> 'session'
+
+),
+
+window_identifies as (
+
+    select anonymous_id, 'user:' || user_id as person_id, occurred_at
+    from {{ ref('int_identify_events') }}
+    where {{ retro_in_window('occurred_at') }}
+
+),
+
+-- A person breakdown: an identify in the window changes its person's traits from its time on,
+-- and may move its device to another person from the device's first event on.
+person_breakdowns as (
+
+    select
+        funnels.funnel_name,
+        funnels.unit,
+        changed.person_id as unit_id,
+        null::text as device,
+        'traits changed' as reason,
+        changed.occurred_at as recompute_from
+
+    from funnels
+    cross join window_identifies as changed
+    where funnels.breakdown_person is not null and funnels.unit = 'user'
+
+    union all
+
+    select
+        funnels.funnel_name,
+        funnels.unit,
+        persons.anonymous_id as unit_id,
+        persons.anonymous_id as device,
+        'traits changed' as reason,
+        changed.occurred_at as recompute_from
+
+    from funnels
+    cross join window_identifies as changed
+    inner join persons on persons.person_id = changed.person_id
+    where funnels.breakdown_person is not null and funnels.unit = 'device'
+
+    union all
+
+    select
+        funnels.funnel_name,
+        funnels.unit,
+        changed.anonymous_id as unit_id,
+        changed.anonymous_id as device,
+        'identity changed' as reason,
+        '-infinity'::timestamptz as recompute_from
+
+    from funnels
+    cross join window_identifies as changed
+    where funnels.breakdown_person is not null and funnels.unit = 'device'
+
+    union all
+
+    -- (Sessions of the identified device itself are in session_units: int_sessions_plan
+    -- redoes a device with an identify in the window whole.)
+    select
+        funnels.funnel_name,
+        funnels.unit,
+        'session:' || sessions.first_event_id as unit_id,
+        sessions.anonymous_id as device,
+        'traits changed' as reason,
+        '-infinity'::timestamptz as recompute_from
+
+    from funnels
+    cross join window_identifies as changed
+    inner join persons on persons.person_id = changed.person_id
+    inner join {{ ref('fct_sessions') }} as sessions
+        on sessions.anonymous_id = persons.anonymous_id
+        and sessions.session_end >= changed.occurred_at
+    where funnels.breakdown_person is not null and funnels.unit = 'session'
+
+),
+
+-- A unit planned for several reasons is recomputed from the earliest point.
 units as (
 
     select distinct on (funnel_name, unit_id) *
-    from (select * from touched union all select * from moved) as reasons
+    from (
+        select * from touched
+        union all
+        select * from moved
+        union all
+        select * from session_units
+        union all
+        select * from session_breakdowns
+        union all
+        select * from person_breakdowns
+    ) as reasons
     order by funnel_name, unit_id, recompute_from
 
 ),
@@ -110,28 +311,13 @@ units as (
         null::text as funnel_name,
         null::text as unit,
         null::text as unit_id,
+        null::text as device,
         null::text as reason,
         null::timestamptz as recompute_from
     where false
 
 ),
 {% endif %}
-
-previous_attempts as (
-
-    {% for relation in previous %}
-    select funnel_name, unit_id, attempt_number, entered_at, entry_step, entry_event_id,
-        anonymous_id, entry_day, ended_at
-    from {{ relation }}
-    {% if not loop.last %}union all{% endif %}
-    {% else %}
-    select null::text as funnel_name, null::text as unit_id, null::integer as attempt_number,
-        null::timestamptz as entered_at, null::integer as entry_step, null::uuid as entry_event_id,
-        null::text as anonymous_id, null::date as entry_day, null::timestamptz as ended_at
-    where false
-    {% endfor %}
-
-),
 
 -- Each planned unit's attempts: kept (ended before the point) or replaced.
 unit_attempts as (
@@ -159,6 +345,7 @@ summary as (
         funnel_name,
         unit,
         unit_id,
+        device,
         reason,
         recompute_from,
         min(attempt_number) filter (where replaced) as first_replaced_number,
@@ -166,7 +353,7 @@ summary as (
         coalesce(array_agg(distinct entry_day) filter (where replaced), '{}') as replaced_entry_days
 
     from unit_attempts
-    group by funnel_name, unit, unit_id, reason, recompute_from
+    group by funnel_name, unit, unit_id, device, reason, recompute_from
 
 ),
 
@@ -178,6 +365,7 @@ final as (
         summary.funnel_name,
         summary.unit,
         summary.unit_id,
+        summary.device,
         summary.reason,
         summary.recompute_from,
         case when first_replaced.entered_at < summary.recompute_from

@@ -1,6 +1,8 @@
 -- One row per funnel and its version: the funnel's own hash combined with the hashes of the
 -- event definitions it reads, so editing a definition re-derives the funnels that use it.
--- fct_funnel_entries compares these with its ledger (fct_funnel_entries__versions).
+-- fct_funnel_entries compares these with its ledger (fct_funnel_entries__versions). Funnels
+-- that read sessions (`unit: session`, a session breakdown) also take the sessionization rules'
+-- hash (int_session_rules): a new session timeout re-derives them.
 with
 
 funnels as (
@@ -39,6 +41,23 @@ versions as (
     left join definitions_read on definitions_read.funnel_name = funnels.funnel_name
     group by funnels.funnel_name, funnels.content_hash
 
+),
+
+final as (
+
+    select
+        versions.funnel_name,
+        versions.funnel_hash,
+        case
+            when funnels.unit = 'session' or funnels.breakdown_session is not null
+                then left(md5(versions.content_hash || '|sessions=' || rules.content_hash), 16)
+            else versions.content_hash
+        end as content_hash
+
+    from versions
+    inner join funnels on funnels.funnel_name = versions.funnel_name
+    cross join {{ ref('int_session_rules') }} as rules
+
 )
 
-select * from versions
+select * from final

@@ -42,6 +42,8 @@ final as (
         funnels.conversion_window_seconds * interval '1 second' as conversion_window,
         funnels.attribution,
         funnels.attribution_step,
+        funnels.breakdown_session,
+        funnels.breakdown_person,
         bounds.step_within,
         bounds.exclusion_from,
         bounds.exclusion_to

@@ -7,11 +7,16 @@
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}
 -- depends_on: {{ ref('int_funnel_recompute_plan') }}
+-- depends_on: {{ ref('fct_sessions') }}
+-- depends_on: {{ ref('int_device_persons') }}
+-- depends_on: {{ ref('dim_person_traits') }}
 -- The attempts at `unit: device` funnels: one row per device per attempt. The unit is the
 -- anonymous_id column itself, so on Citus each device's walk runs on the shard of its events
 -- (the whole INSERT ... SELECT is pushed down: every CTE inlined, no correlated subquery).
 -- Semantics: retrolytics/semantics/funnels.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
 {%- set planned = funnel_attempts_planned() %}
+{%- set needs = funnel_breakdown_needs('device') %}
+{%- set in_context = needs.session or needs.person %}
 
 with
 
@@ -26,10 +31,22 @@ funnels as not materialized (
 
 ),
 
+-- The step events, each with its breakdown value in context: a session or person breakdown
+-- reads the event's session or its person's traits (joined only when a funnel needs them).
 step_events as not materialized (
 
-    select step_events.*, step_events.anonymous_id as unit_id
+    select
+        step_events.*,
+        step_events.anonymous_id as unit_id,
+        {{ funnel_context_breakdown('step_events', 'context_funnels', needs.session, needs.person) }}
+            as context_breakdown
+
     from {{ ref('int_funnel_step_events') }} as step_events
+    {% if in_context -%}
+    inner join {{ ref('int_funnels') }} as context_funnels
+        on context_funnels.funnel_name = step_events.funnel_name
+    {{ funnel_context_joins('step_events', 'context_funnels', needs.session, needs.person) }}
+    {%- endif %}
     where step_events.unit = 'device'
 
 ),

@@ -7,12 +7,17 @@
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}
 -- depends_on: {{ ref('int_funnel_recompute_plan') }}
+-- depends_on: {{ ref('fct_sessions') }}
+-- depends_on: {{ ref('int_device_persons') }}
+-- depends_on: {{ ref('dim_person_traits') }}
 -- The attempts at `unit: user` funnels: one row per person per attempt. A person is a user
 -- after identity stitching (int_device_persons; `device:<anonymous_id>` for a device never
 -- identified), whose events lie on the shards of all their devices: on Citus this statement
 -- gathers them through the coordinator, a price only user funnels pay.
 -- Semantics: retrolytics/semantics/funnels.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
 {%- set planned = funnel_attempts_planned() %}
+{%- set needs = funnel_breakdown_needs('user') %}
+{%- set in_context = needs.session or needs.person %}
 
 with
 
@@ -39,13 +44,20 @@ step_events as not materialized (
 
     select
         step_events.*,
-        coalesce(persons.person_id, 'device:' || step_events.anonymous_id) as unit_id
+        coalesce(persons.person_id, 'device:' || step_events.anonymous_id) as unit_id,
+        {{ funnel_context_breakdown('step_events', 'context_funnels', needs.session, needs.person) }}
+            as context_breakdown
 
     from {{ ref('int_funnel_step_events') }} as step_events
     left join persons
         on persons.anonymous_id = step_events.anonymous_id
         and step_events.occurred_at >= persons.valid_from
         and step_events.occurred_at < persons.valid_until
+    {% if in_context -%}
+    inner join {{ ref('int_funnels') }} as context_funnels
+        on context_funnels.funnel_name = step_events.funnel_name
+    {{ funnel_context_joins('step_events', 'context_funnels', needs.session, needs.person) }}
+    {%- endif %}
     where step_events.unit = 'user'
 
 ),

@@ -11,8 +11,8 @@ with
 
 funnels as (
 
-    select funnel_name, unit, step_count, breakdown_field, breakdown_property, attribution,
-        attribution_step, order_mode
+    select funnel_name, unit, step_count, breakdown_field, breakdown_property, breakdown_session,
+        breakdown_person, attribution, attribution_step, order_mode
     from {{ ref('stg_funnels') }}
 
 ),
@@ -79,6 +79,7 @@ facts as materialized (
         facts.step_reached_at,
         case
             when funnels.breakdown_field is null and funnels.breakdown_property is null
+                and funnels.breakdown_session is null and funnels.breakdown_person is null
                 then '(all)'
             else coalesce(facts.breakdown_value, '(none)')
         end as breakdown_value
@@ -165,6 +166,10 @@ grid as (
             when funnels.breakdown_field is not null then funnels.breakdown_field
             when funnels.breakdown_property is not null
                 then 'property ' || funnels.breakdown_property
+            when funnels.breakdown_session is not null
+                then 'session ' || funnels.breakdown_session
+            when funnels.breakdown_person is not null
+                then 'person ' || funnels.breakdown_person
             else '(none)'
         end as breakdown_by,
         funnels.attribution,

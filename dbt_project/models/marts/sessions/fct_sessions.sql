@@ -6,7 +6,7 @@
         hash_column='content_hash',
         versions_model='int_session_rules',
         plan_model='int_sessions_plan',
-        indexes=[{'columns': ['session_start']}],
+        indexes=[{'columns': ['session_start']}, {'columns': ['anonymous_id', 'session_start']}],
     )
 }}
 -- depends_on: {{ ref('int_session_rules') }}
