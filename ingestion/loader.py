@@ -324,6 +324,17 @@ class RecentKeys:
             self._hashes.discard(self._order.popleft())
 
 
+def is_duplicate_key(error: psycopg.Error) -> bool:
+    """A unique violation: PostgreSQL's own, or one a Citus worker raised during a COPY into a
+    distributed table, which reaches the client as SQLSTATE XX000 with PostgreSQL's message."""
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        return True
+    message = error.diag.message_primary or ""
+    return isinstance(error, psycopg.errors.InternalError_) and message.startswith(
+        "duplicate key value violates unique constraint"
+    )
+
+
 def _insert_dead_letters(conn: psycopg.Connection, dead: list[tuple]) -> None:
     if not dead:
         return
@@ -368,7 +379,9 @@ def write_batch(
     schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
     try:
         result = _write_transaction(conn, group, records, rows, dead, recent, erasure_key)
-    except psycopg.errors.UniqueViolation:
+    except psycopg.Error as error:
+        if not is_duplicate_key(error):
+            raise
         result = _write_transaction(conn, group, records, rows, dead, None, erasure_key)
     if recent is not None:
         recent.remember(rows)
@@ -435,7 +448,9 @@ def store_events(conn: psycopg.Connection, events: Iterable[dict]) -> int:
     try:
         with conn.transaction():
             return _insert_rows(conn, rows, RecentKeys())
-    except psycopg.errors.UniqueViolation:
+    except psycopg.Error as error:
+        if not is_duplicate_key(error):
+            raise
         with conn.transaction():
             return _insert_rows(conn, rows)
 
