@@ -353,6 +353,8 @@ def test_bootstrap_distributes_on_the_device(
         "raw.events": ("distributed", "anonymous_id", events_colocation),
         **{p: ("distributed", "anonymous_id", events_colocation) for p in partitions},
         "raw.dead_letters": ("reference", "<none>", tables["raw.dead_letters"][2]),
+        # A small lookup every worker joins the sessions with (ingestion.user_agents).
+        "raw.user_agents": ("reference", "<none>", tables["raw.user_agents"][2]),
     }
     # The loader's offsets stay a plain table on the coordinator (see RAW_SCHEMA_SQL).
     assert rows(raw_db, "select count(*) from pg_dist_partition") == [(len(tables),)]
@@ -582,10 +584,14 @@ def test_a_new_row_cannot_enter_a_columnar_partition(raw_db: psycopg.Connection)
 
     store_events(raw_db, stored[:2])  # duplicates: skipped by ON CONFLICT, no error
     assert raw_db.execute("select count(*) from raw.events").fetchone() == (5,)
-    newcomer = day_events(midday(10) + timedelta(hours=3), 1)
+    # New rows alone take the loader's plain COPY, which columnar accepts...
+    store_events(raw_db, day_events(midday(10) + timedelta(hours=3), 1))
+    assert raw_db.execute("select count(*) from raw.events").fetchone() == (6,)
+    # ...but a new row beside a duplicate takes INSERT ... ON CONFLICT, which it refuses.
+    mixed = [stored[0], *day_events(midday(10) + timedelta(hours=4), 1)]
     with pytest.raises(psycopg.Error, match="columnar_tuple_insert_speculative"):
-        store_events(raw_db, newcomer)
-    assert raw_db.execute("select count(*) from raw.events").fetchone() == (5,)
+        store_events(raw_db, mixed)
+    assert raw_db.execute("select count(*) from raw.events").fetchone() == (6,)
 
 
 # -- the dbt models on the cluster --------------------------------------------------------------
