@@ -190,8 +190,18 @@ def test_kafka_does_not_create_topics_on_first_use(stack: local_stack.StackInfo)
     assert missing not in topics.topics
 
 
+@pytest.fixture
+def short_port_release_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that stays taken is refused after 1 s instead of 15: the wait is for a crashed
+    server's sockets, and these tests hold theirs on purpose."""
+    monkeypatch.setattr(stack_ports, "PORT_RELEASE_WAIT_S", 1.0)
+
+
 def test_a_taken_remembered_port_is_a_clear_error(
-    private_state_dir: Path, listening_socket: int, capsys: pytest.CaptureFixture[str]
+    private_state_dir: Path,
+    listening_socket: int,
+    short_port_release_wait: None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     kafka, controller = stack_ports.pick_free_ports(2)
     private_state_dir.mkdir(parents=True)
@@ -210,7 +220,10 @@ def test_a_taken_remembered_port_is_a_clear_error(
 
 
 def test_another_state_dir_never_reuses_the_shared_stacks_ports(
-    stack: local_stack.StackInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: local_stack.StackInfo,
+    tmp_path: Path,
+    short_port_release_wait: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shared_ports_file = StackPaths.current().ports_file
     copied = tmp_path / "copied-state"
