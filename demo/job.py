@@ -13,6 +13,7 @@ from demo import traffic
 from demo.sessions import print_session_summary
 from ingestion import loader, stack
 from ingestion.settings import Settings
+from retrolytics.language.check import load_redaction
 from retrolytics.warehouse import project, runner
 
 
@@ -93,13 +94,13 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1, definitions: str | 
         kafka_bootstrap=info.kafka_bootstrap,
     )
     print(traffic.produce(settings, events=events, days=days, seed=seed))
-    load = loader.Loader(settings)
+    definitions_dir = project.definitions_dir(definitions)
+    load = loader.Loader(settings, redaction=load_redaction(definitions_dir))
     try:
         print(load.drain().summary())
     finally:
         load.close()
     show_raw_events(settings.database_url)
-    definitions_dir = project.definitions_dir(definitions)
     print(f"\ncompiling the declarations of {definitions_dir}; running dbt build over all history")
     runner.run_dbt(
         ["build", "--quiet"], database_url=settings.dbt_url, definitions_dir=definitions_dir
