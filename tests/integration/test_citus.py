@@ -35,6 +35,7 @@ from ingestion.stack.layout import StackPaths
 from retrolytics import cli
 from tests.integration import test_erasure as erasure_tests
 from tests.integration import test_loader as single_node
+from tests.support.erasure import with_erasure_key
 from tests.support.factories import click_event, iso, many_events, pageview_event
 from tests.support.loading import drain, produce_events
 from tests.support.paths import REPO
@@ -428,7 +429,7 @@ test_sigterm_finishes_the_batch_and_exits_cleanly = _on_the_cluster(
 
 @pytest.fixture
 def keyed(citus_settings: Settings) -> Settings:
-    return replace(citus_settings, erasure_key=erasure_tests.KEY)
+    return with_erasure_key(citus_settings)
 
 
 test_erase_replay_and_rederive_leave_no_row_of_the_person = _on_the_cluster(
