@@ -797,7 +797,7 @@ def windowed_run(built_on_citus: tuple[str, Path], tmp_path: Path) -> dict[str, 
         ["run", "--select", *WINDOWED_RUN, *debug_log],
         database_url=citus_url,
         target_path=tmp_path / "windowed-target",
-        dbt_vars={"start": iso(hour - timedelta(hours=1)), "end": iso(hour), "lookback_hours": 24},
+        window={"start": iso(hour - timedelta(hours=1)), "end": iso(hour), "lookback_hours": 24},
     )
     return model_inserts(logs / "dbt.log")
 
