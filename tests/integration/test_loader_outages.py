@@ -1,15 +1,19 @@
 """The stream loader rides out PostgreSQL and Kafka outages by itself.
 
 These tests stop and start the local stack's own PostgreSQL and Kafka under a running loader
-process, then count rows: nothing lost, nothing duplicated, and the loader still running.
+process, or before one starts, then count rows: nothing lost, nothing duplicated, and the loader
+still running.
 """
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -31,11 +35,19 @@ def _counts(database_url: str) -> tuple[int, int]:
         return conn.execute("select count(*), count(distinct event_id) from raw.events").fetchone()
 
 
-def _stop_then_restart(stop: callable, down_for_s: float) -> None:
-    paths = StackPaths.current()
-    assert stop(paths), "the component was not running"
-    time.sleep(down_for_s)
-    local_stack.up()  # starts whatever part of the stack is not running
+@contextmanager
+def _stopped(stop: Callable[[StackPaths], bool]) -> Iterator[None]:
+    """The component is down inside the block and started again on leaving it, also on failure."""
+    assert stop(StackPaths.current()), "the component was not running"
+    try:
+        yield
+    finally:
+        local_stack.up()  # starts whatever part of the stack is not running
+
+
+def _stop_then_restart(stop: Callable[[StackPaths], bool], down_for_s: float) -> None:
+    with _stopped(stop):
+        time.sleep(down_for_s)
 
 
 @pytest.fixture
@@ -46,7 +58,8 @@ def running_loader(settings: Settings) -> Iterator[subprocess.Popen]:
     yield process
     if process.poll() is None:
         process.kill()
-        process.wait(timeout=30)
+        _, log = process.communicate(timeout=30)
+        print(log, file=sys.stderr)  # pytest shows it when the test failed
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -110,3 +123,132 @@ def test_an_outage_longer_than_the_retry_policy_ends_the_loader_with_a_clear_cod
     assert process.returncode == GAVE_UP_EXIT_CODE, err
     assert "giving up after 3 consecutive failures" in err, err
     assert scalar(stack.database_url, "select 1") == 1  # the server itself is fine
+
+
+# -- a loader started during an outage --------------------------------------------------------
+
+# Patient enough for a restart on a loaded machine: 100 failures, at most 2 s apart.
+PATIENT = ("--batch-size", "500", "--max-failures", "100", "--max-backoff-s", "2")
+
+
+class _Log:
+    """A loader process's stderr, read as it comes, so a test can wait for a line of it."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, fragment: str, timeout: float = 300) -> str:
+        """The first line holding ``fragment``, once the loader has logged it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if fragment in line:
+                    return line
+            if not self._reader.is_alive():
+                break  # the loader exited
+            time.sleep(0.1)
+        raise AssertionError(
+            f"the loader (exit code {self.process.poll()}) never logged {fragment!r}:\n{self.text}"
+        )
+
+    def finish(self, timeout: float = 300) -> int:
+        """Wait for the loader to exit; its exit code."""
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=30)
+        return code
+
+
+@pytest.fixture
+def start_loader(settings: Settings) -> Iterator[Callable[..., _Log]]:
+    """Starts `retrolytics load ARGS` on the test's database and topic; kills what is left."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> _Log:
+        started.append(loader_process(settings, *args))
+        return _Log(started[-1])
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _postgres_named(settings: Settings) -> str:
+    where = psycopg.conninfo.conninfo_to_dict(settings.database_url)
+    return f"PostgreSQL at {where['host']}:{where['port']} (database {where['dbname']})"
+
+
+def test_a_stream_loader_started_while_postgres_is_down_loads_once_it_is_back(
+    settings: Settings, start_loader: Callable[..., _Log]
+) -> None:
+    events = many_events(5000, devices=40)
+    produce_events(settings, events)
+
+    with _stopped(postgres.stop):
+        loader = start_loader(*PATIENT)
+        retry = loader.wait_for("retrying in")  # started, met the outage, and waits
+
+    wait_for_rows(settings.database_url, at_least=len(events), timeout=300)
+    loader.process.send_signal(signal.SIGTERM)
+    assert loader.finish() == 0, loader.text
+    assert _counts(settings.database_url) == (len(events), len(events))
+    assert _postgres_named(settings) in retry, retry
+
+
+def test_a_stream_loader_started_while_kafka_is_down_loads_once_it_is_back(
+    settings: Settings, start_loader: Callable[..., _Log]
+) -> None:
+    events = many_events(3000, devices=30)
+    produce_events(settings, events)
+
+    with _stopped(kafka.stop):
+        loader = start_loader(*PATIENT)
+        retry = loader.wait_for("retrying in")
+
+    wait_for_rows(settings.database_url, at_least=len(events), timeout=300)
+    loader.process.send_signal(signal.SIGTERM)
+    assert loader.finish() == 0, loader.text
+    assert _counts(settings.database_url) == (len(events), len(events))
+    assert f"Kafka at {settings.kafka_bootstrap}" in retry, retry
+
+
+def test_a_drain_started_while_postgres_is_down_loads_everything_once_it_is_back(
+    settings: Settings, start_loader: Callable[..., _Log]
+) -> None:
+    events = many_events(3000, devices=30)
+    produce_events(settings, events)
+
+    with _stopped(postgres.stop):
+        loader = start_loader("--drain", *PATIENT)
+        loader.wait_for("retrying in")
+
+    assert loader.finish() == 0, loader.text
+    assert _counts(settings.database_url) == (len(events), len(events))
+
+
+@pytest.mark.parametrize("server", ["postgres", "kafka"])
+def test_a_start_outage_longer_than_the_retry_policy_ends_the_loader_naming_the_server(
+    settings: Settings, start_loader: Callable[..., _Log], server: str
+) -> None:
+    stop, named = {
+        "postgres": (postgres.stop, _postgres_named(settings)),
+        "kafka": (kafka.stop, f"Kafka at {settings.kafka_bootstrap}"),
+    }[server]
+    with _stopped(stop):
+        loader = start_loader("--max-failures", "2", "--max-backoff-s", "0.2")
+        code = loader.finish()
+
+    assert code == GAVE_UP_EXIT_CODE, loader.text
+    assert f"giving up after 2 consecutive failures: {named} unreachable" in loader.text
