@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic, OffsetSpec
 
 DEFAULT_PARTITIONS = 6
 
@@ -24,6 +24,10 @@ RELIABLE_PRODUCER_CONFIG = {
 # when it is slow.
 READY_TIMEOUT_S = 180.0
 ADMIN_REQUEST_TIMEOUT_S = 10.0  # one admin request; a slow one is asked again until the deadline
+# A broker that has not answered one request in this time is taken for down (a wrong address, a
+# stopped Kafka): said at once rather than after the whole deadline. Once it has answered, the
+# deadline governs: a loaded broker answers metadata long before its partitions have leaders.
+UNREACHABLE_AFTER_S = 15.0
 
 # Errors no wait mends (a bad name or replication factor, a refused authorization): raised at once.
 _PERMANENT_ERRORS = {
@@ -52,17 +56,22 @@ def ensure_topic(
     them can time out, and a new topic's partitions answer "No leaders found",
     NOT_LEADER_FOR_PARTITION and the like until the broker has become their leader (producers
     would retry, a consumer's watermark query does not). Each round asks the broker afresh, so a
-    stale cached answer is never waited on; only errors no wait mends are raised before the
-    deadline.
+    stale cached answer is never waited on; only errors no wait mends, and a broker that has not
+    answered at all in ``UNREACHABLE_AFTER_S``, are raised before the deadline.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    answered = False  # has the broker answered any request yet?
     count: int | None = None  # the topic's partitions, once known
     while True:
-        request_timeout = max(1.0, min(ADMIN_REQUEST_TIMEOUT_S, deadline - time.monotonic()))
+        limit = timeout if answered else min(timeout, UNREACHABLE_AFTER_S)
+        left = started + limit - time.monotonic()
+        request_timeout = max(1.0, min(ADMIN_REQUEST_TIMEOUT_S, left))
         try:
             if count is None:
-                count = _partition_count(admin, topic, partitions, request_timeout)
+                metadata = admin.list_topics(timeout=request_timeout)
+                answered = True
+                count = _partition_count(admin, metadata, topic, partitions, request_timeout)
             if count is None:
                 problem = "the topic exists but its metadata is not visible yet"
             elif _all_partitions_answer(admin, topic, count, request_timeout):
@@ -75,9 +84,12 @@ def ensure_topic(
             problem = str(exc)
         except TimeoutError:  # a future that outlived its request (librdkafka answers late)
             problem = "an admin request timed out"
-        if time.monotonic() > deadline:
+        if not answered:
+            problem = f"Kafka has not answered any request ({problem})"
+        limit = timeout if answered else min(timeout, UNREACHABLE_AFTER_S)
+        if time.monotonic() - started >= limit:
             raise KafkaException(
-                f"topic {topic!r} on {bootstrap} is not ready after {timeout:.0f} s: {problem}"
+                f"topic {topic!r} on {bootstrap} is not ready after {limit:.0f} s: {problem}"
             )
         time.sleep(0.2)
 
@@ -87,11 +99,13 @@ def _is_permanent(exc: KafkaException) -> bool:
     return isinstance(error, KafkaError) and (error.fatal() or error.code() in _PERMANENT_ERRORS)
 
 
-def _partition_count(admin: AdminClient, topic: str, partitions: int, timeout: float) -> int | None:
+def _partition_count(
+    admin: AdminClient, metadata: ClusterMetadata, topic: str, partitions: int, timeout: float
+) -> int | None:
     """How many partitions the topic has, creating it with ``partitions`` if it is missing; None
     when another creation (someone else's, or an earlier request of ours that timed out) is not
     visible yet."""
-    existing = admin.list_topics(timeout=timeout).topics.get(topic)
+    existing = metadata.topics.get(topic)
     if existing is not None and existing.error is None:
         return len(existing.partitions)
     futures = admin.create_topics(
