@@ -73,9 +73,7 @@ def _step_labels(funnel: Funnel) -> list[str]:
 
 def funnel_spec(funnel: Funnel, mart: dg.AssetKey) -> dg.AssetSpec:
     steps = _step_labels(funnel)
-    from retrolytics.language.funnels import format_duration
-
-    window = format_duration(funnel.conversion_window_seconds)
+    window = funnel.window_label
     return dg.AssetSpec(
         key=funnel_key(funnel.name),
         deps=[mart],

@@ -40,7 +40,10 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   whose entry time is the event's time. It fills step 1 (``unordered``: the lowest step it
   matches). Other events are ignored while idle.
 - Deadline: an attempt is alive while the event time is at most its deadline: entry time +
-  ``conversion_window``, and, when the next step has ``within``, at most that long after the
+  ``conversion_window`` (``window_end``: a calendar window of n months adds n months to the
+  entry's UTC date, keeping the time of day, on the month's last day when that day does not
+  exist: Jan 31 10:00 + 1mo = Feb 28 (or 29) 10:00, as PostgreSQL's ``timestamp + interval``
+  does in UTC), and, when the next step has ``within``, at most that long after the
   step reached last. Both bounds are inclusive: a step exactly at the deadline counts. The first
   event after the deadline ends the attempt (``dropped_off``, ended at the deadline); that event
   is then looked at again by an idle unit, so it may enter a new attempt.
@@ -93,6 +96,7 @@ step 1.
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
 import uuid
@@ -255,6 +259,18 @@ def matches(ref: EventRef, event: Event) -> bool:
 # -- attempts --------------------------------------------------------------------------------
 
 
+def window_end(start: datetime, seconds: int, months: int = 0) -> datetime:
+    """``start`` + a conversion window: seconds, or calendar months in UTC (day clamped to the
+    month's last, time of day kept)."""
+    if not months:
+        return start + timedelta(seconds=seconds)
+    utc = start.astimezone(UTC)
+    month_index = utc.month - 1 + months
+    year, month = utc.year + month_index // 12, month_index % 12 + 1
+    day = min(utc.day, calendar.monthrange(year, month)[1])
+    return utc.replace(year=year, month=month, day=day)
+
+
 @dataclass
 class _Attempt:
     entry: Event
@@ -281,7 +297,6 @@ class _Walk:
     def __init__(self, funnel: Funnel) -> None:
         self.funnel = funnel
         self.count = len(funnel.steps)
-        self.window = timedelta(seconds=funnel.conversion_window_seconds)
         self.current: _Attempt | None = None
         self.ended: list[tuple[_Attempt, str, datetime]] = []
 
@@ -289,7 +304,12 @@ class _Walk:
         return tuple(json_key(event.properties.get(name)) for name in self.funnel.hold_constant)
 
     def set_deadline(self, attempt: _Attempt) -> None:
-        deadline = attempt.entry.occurred_at + self.window
+        funnel = self.funnel
+        deadline = window_end(
+            attempt.entry.occurred_at,
+            funnel.conversion_window_seconds,
+            funnel.conversion_window_months,
+        )
         if self.funnel.order != "unordered":
             reached = attempt.filled
             if reached < self.count:

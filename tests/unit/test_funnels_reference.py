@@ -7,6 +7,8 @@ compared with is itself checked.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from retrolytics.semantics.funnels import (
     funnel_entries,
     funnel_mart,
@@ -14,6 +16,7 @@ from retrolytics.semantics.funnels import (
     jsonb_text,
     percentile_cont,
     person_of,
+    window_end,
 )
 from tests.support.funnel_cases import at, ev, funnel_from_yaml
 
@@ -49,6 +52,23 @@ def test_the_conversion_window_is_inclusive() -> None:
     late = funnel_entries(funnel(), [ev("d", 0, "a"), ev("d", 5, "b"), ev("d", 10 + 1 / 60, "c")])
     assert outcomes(late) == [("d", 1, "dropped_off", 2)]
     assert late[0].ended_at == at(10) and late[0].step_reached_at[2] is None
+
+
+def test_a_month_window_follows_the_utc_calendar() -> None:
+    def plus_months(text: str, months: int) -> str:
+        start = datetime.fromisoformat(text + "+00:00")
+        return window_end(start, 0, months).isoformat()
+
+    assert plus_months("2027-01-31T10:00", 1) == "2027-02-28T10:00:00+00:00"
+    assert plus_months("2028-01-31T10:00", 1) == "2028-02-29T10:00:00+00:00"
+    assert plus_months("2027-03-31T00:00", 1) == "2027-04-30T00:00:00+00:00"
+    assert plus_months("2027-12-31T23:59", 2) == "2028-02-29T23:59:00+00:00"
+    assert plus_months("2027-01-15T08:00", 12) == "2028-01-15T08:00:00+00:00"
+    monthly = funnel(base=ABC.replace("10m", "1mo"))
+    events = [ev("d", 0, "a"), ev("d", 1, "b"), ev("d", 31 * 24 * 60 - 1, "c")]
+    assert outcomes(funnel_entries(monthly, events)) == [("d", 1, "dropped_off", 2)]
+    events[2] = ev("d", 30 * 24 * 60, "c")  # T0 is Nov 20: the deadline is Dec 20, 30 days on
+    assert outcomes(funnel_entries(monthly, events)) == [("d", 1, "converted", 3)]
 
 
 def test_no_reentry_while_alive_and_reentry_after_expiry() -> None:

@@ -158,14 +158,17 @@
 {#- SQL: a time before every planned resume point of the device funnels, a constant so that the
     scan of the step events is an index range. A point is the window start, or the entry of an
     attempt that ended at or after it; an attempt ends at most a conversion window after its
-    entry, so `since - the longest conversion window` precedes them all (a literal read when the
+    entry, so `since - the longest conversion window` precedes them all (a month counted as 31
+    days: the epoch of an interval counts it as 30) (a literal read when the
     model compiles: Citus plans a scalar subquery apart and then pulls the INSERT to the
     coordinator). Device funnels only: persons whose identity changed resume at the beginning,
     so the user attempts read their planned persons' devices instead. -#}
 {% macro funnel_plan_lower_bound() -%}
     {%- set since = "'" ~ retro_window().since ~ "'::timestamptz" -%}
     {%- set longest = run_query(
-        "select coalesce(max(extract(epoch from conversion_window)), 0) from "
+        "select coalesce(max(extract(epoch from conversion_window) + 86400 * ("
+        ~ "12 * extract(year from conversion_window) + extract(month from conversion_window))"
+        ~ "), 0) from "
         ~ ref('int_funnels') ~ " where unit = 'device'").columns[0].values()[0] -%}
     {{ since }} - interval '{{ longest | int }} seconds'
 {%- endmacro %}

@@ -156,9 +156,15 @@ begin
             filled := filled + 1;
             filled_mask := filled_mask | (1 << (step - 1));
             latest := i;
-            deadline := event_times[entry] + conversion_window;
+            -- In UTC: months and days follow the UTC calendar whatever the session's time zone
+            -- (in a zone with summer time, a day added across the change is 23 or 25 hours).
+            deadline := (event_times[entry] at time zone 'UTC' + conversion_window)
+                at time zone 'UTC';
             if not unordered and filled < step_count and step_within[filled + 1] is not null then
-                deadline := least(deadline, event_time + step_within[filled + 1]);
+                deadline := least(
+                    deadline,
+                    (event_time at time zone 'UTC' + step_within[filled + 1]) at time zone 'UTC'
+                );
             end if;
             if entry = i then
                 i := i + 1;
