@@ -87,9 +87,11 @@ null value, ``(all)`` for a funnel without breakdown), one row per step k: ``uni
 units with an attempt that entered that day, has that breakdown value, is not excluded and
 filled at least k steps; ``entries`` = such attempts. Time to step k of an attempt = the time it
 had filled k steps (for ordered funnels, step k's time) minus its entry time; per unit the first
-such attempt (by entry time, then attempt number) counts, and the median and 90th percentile
-(linear interpolation, like PostgreSQL's ``percentile_cont``) are taken over units. Time to
-convert is time to the last step. ``conversion_from_previous`` = units at k / units at k-1 (null
+such attempt (by entry time, then attempt number) counts, and the mean, the median and the 90th
+percentile (linear interpolation, like PostgreSQL's ``percentile_cont``) are taken over units.
+Time from the previous step to step k (k > 1) of the same attempts = the time it had filled k
+steps minus the time it had filled k - 1; mean, median and p90 likewise. Time to convert is time
+to the last step. ``conversion_from_previous`` = units at k / units at k-1 (null
 for step 1 and after a step without units), ``conversion_overall`` = units at k / units at
 step 1.
 """
@@ -164,8 +166,13 @@ class MartRow:
     entries: int
     conversion_from_previous: float | None
     conversion_overall: float
+    avg_seconds_to_step: float | None
     median_seconds_to_step: float | None
     p90_seconds_to_step: float | None
+    avg_seconds_from_previous: float | None
+    median_seconds_from_previous: float | None
+    p90_seconds_from_previous: float | None
+    avg_seconds_to_convert: float | None
     median_seconds_to_convert: float | None
     p90_seconds_to_convert: float | None
 
@@ -573,8 +580,37 @@ def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
 
 
 def _seconds_to_step(entry: Entry, k: int) -> float:
+    return (_reached(entry, k) - entry.entered_at).total_seconds()
+
+
+def _seconds_from_previous(entry: Entry, k: int) -> float | None:
+    if k == 1:
+        return None
+    return (_reached(entry, k) - _reached(entry, k - 1)).total_seconds()
+
+
+def _reached(entry: Entry, k: int) -> datetime:
+    """When the attempt had filled k steps (its k-th filled step, by time then step)."""
     reached = sorted((t, i) for i, t in enumerate(entry.step_reached_at) if t is not None)
-    return (reached[k - 1][0] - entry.entered_at).total_seconds()
+    return reached[k - 1][0]
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """Mean, median and 90th percentile of some seconds (all None without values)."""
+
+    avg: float | None
+    median: float | None
+    p90: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> _Timing:
+        present = [v for v in values if v is not None]
+        return cls(
+            sum(present) / len(present) if present else None,
+            percentile_cont(present, 0.5),
+            percentile_cont(present, 0.9),
+        )
 
 
 def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
@@ -598,8 +634,11 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
             first_per_unit: dict[str, Entry] = {}
             for entry in reaching:
                 first_per_unit.setdefault(entry.unit_id, entry)
-            seconds = [_seconds_to_step(e, k) for e in first_per_unit.values()]
-            timings[k] = (percentile_cont(seconds, 0.5), percentile_cont(seconds, 0.9))
+            firsts = first_per_unit.values()
+            timings[k] = (
+                _Timing.of([_seconds_to_step(e, k) for e in firsts]),
+                _Timing.of([_seconds_from_previous(e, k) for e in firsts]),
+            )
             unit_counts[k] = (len(first_per_unit), len(reaching))
         for k in range(1, count + 1):
             units, attempts = unit_counts[k]
@@ -614,10 +653,15 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
                     entries=attempts,
                     conversion_from_previous=units / previous if previous else None,
                     conversion_overall=units / unit_counts[1][0],
-                    median_seconds_to_step=timings[k][0],
-                    p90_seconds_to_step=timings[k][1],
-                    median_seconds_to_convert=timings[count][0],
-                    p90_seconds_to_convert=timings[count][1],
+                    avg_seconds_to_step=timings[k][0].avg,
+                    median_seconds_to_step=timings[k][0].median,
+                    p90_seconds_to_step=timings[k][0].p90,
+                    avg_seconds_from_previous=timings[k][1].avg,
+                    median_seconds_from_previous=timings[k][1].median,
+                    p90_seconds_from_previous=timings[k][1].p90,
+                    avg_seconds_to_convert=timings[count][0].avg,
+                    median_seconds_to_convert=timings[count][0].median,
+                    p90_seconds_to_convert=timings[count][0].p90,
                 )
             )
     return rows

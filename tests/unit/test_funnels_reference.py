@@ -281,6 +281,22 @@ def test_the_mart_counts_units_per_step_and_skips_excluded_attempts() -> None:
     assert rows[0].conversion_from_previous is None
 
 
+def test_the_mart_times_each_step_from_entry_and_from_the_previous_step() -> None:
+    events = [
+        ev("u1", 0, "a"), ev("u1", 1, "b"), ev("u1", 4, "c"),
+        ev("u2", 0, "a"), ev("u2", 5, "b"), ev("u2", 6, "c"),
+        ev("u3", 0, "a"), ev("u3", 6, "b"),
+    ]  # fmt: skip
+    step1, step2, step3 = funnel_mart(funnel(), funnel_entries(funnel(), events))
+    # to step 2: 1, 5 and 6 min; to step 3 (convert): 4 and 6 min; step 2 -> 3: 3 and 1 min
+    assert step2.avg_seconds_to_step == 240.0 and step2.median_seconds_to_step == 300.0
+    assert step2.avg_seconds_from_previous == step2.avg_seconds_to_step  # step 1 is the entry
+    assert step3.avg_seconds_to_step == 300.0 == step1.avg_seconds_to_convert
+    assert (step3.avg_seconds_from_previous, step3.median_seconds_from_previous) == (120.0, 120.0)
+    assert step3.p90_seconds_from_previous == 60.0 + 0.9 * 120.0
+    assert step1.avg_seconds_to_step == 0.0 and step1.avg_seconds_from_previous is None
+
+
 def test_a_session_attempt_never_leaves_its_session() -> None:
     # A session ends after 30 minutes without any event, also one that is no step: the pageview
     # at minute 25 keeps the first session alive until step b at minute 50.

@@ -90,7 +90,8 @@ facts as materialized (
 
 ),
 
--- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k).
+-- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k):
+-- seconds since entry, and since the (k-1)-th step (null at k = 1).
 progress as (
 
     select
@@ -101,13 +102,16 @@ progress as (
         facts.entered_at,
         facts.attempt_number,
         filled.step_number,
-        extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds
+        extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds,
+        extract(epoch from filled.since_previous)::float8 as seconds_from_previous
 
     from facts
     cross join lateral (
         select
             row_number() over (order by reached.at, reached.step) as step_number,
-            reached.at as reached_at
+            reached.at as reached_at,
+            reached.at - lag(reached.at) over (order by reached.at, reached.step)
+                as since_previous
         from unnest(facts.step_reached_at) with ordinality as reached (at, step)
         where reached.at is not null
     ) as filled
@@ -132,8 +136,14 @@ per_step as (
         breakdown_value,
         step_number,
         count(*) as units,
+        avg(seconds) as avg_seconds_to_step,
         percentile_cont(0.5) within group (order by seconds) as median_seconds_to_step,
-        percentile_cont(0.9) within group (order by seconds) as p90_seconds_to_step
+        percentile_cont(0.9) within group (order by seconds) as p90_seconds_to_step,
+        avg(seconds_from_previous) as avg_seconds_from_previous,
+        percentile_cont(0.5) within group (order by seconds_from_previous)
+            as median_seconds_from_previous,
+        percentile_cont(0.9) within group (order by seconds_from_previous)
+            as p90_seconds_from_previous
 
     from first_per_unit
     group by funnel_name, entry_day, breakdown_value, step_number
@@ -183,8 +193,12 @@ grid as (
         funnels.step_count,
         coalesce(per_step.units, 0) as units,
         coalesce(attempts_per_step.entries, 0) as entries,
+        per_step.avg_seconds_to_step,
         per_step.median_seconds_to_step,
-        per_step.p90_seconds_to_step
+        per_step.p90_seconds_to_step,
+        per_step.avg_seconds_from_previous,
+        per_step.median_seconds_from_previous,
+        per_step.p90_seconds_from_previous
 
     from groups
     inner join funnels on funnels.funnel_name = groups.funnel_name
@@ -218,8 +232,14 @@ final as (
         entries::integer as entries,
         units::float8 / nullif(lag(units) over funnel_group, 0) as conversion_from_previous,
         units::float8 / nullif(first_value(units) over funnel_group, 0) as conversion_overall,
+        avg_seconds_to_step,
         median_seconds_to_step,
         p90_seconds_to_step,
+        avg_seconds_from_previous,
+        median_seconds_from_previous,
+        p90_seconds_from_previous,
+        max(avg_seconds_to_step) filter (where step_number = step_count)
+            over whole_group as avg_seconds_to_convert,
         max(median_seconds_to_step) filter (where step_number = step_count)
             over whole_group as median_seconds_to_convert,
         max(p90_seconds_to_step) filter (where step_number = step_count)
