@@ -83,7 +83,9 @@ time < valid_to), as text like ``->>``; null for a device never identified or a 
 yet. ``attempt_number`` counts the unit's attempts from 1.
 
 Mart: per funnel, entry day (UTC date of the entry time) and breakdown value (``(none)`` for a
-null value, ``(all)`` for a funnel without breakdown), one row per step k: ``units`` = distinct
+null value; ``(all)`` for every attempt of the day, with or without a breakdown, so one funnel
+with a breakdown answers the overall question too; a breakdown value that is the text ``(all)``
+counts in that overall row only), one row per step k: ``units`` = distinct
 units with an attempt that entered that day, has that breakdown value, is not excluded and
 filled at least k steps; ``entries`` = such attempts. Time to step k of an attempt = the time it
 had filled k steps (for ordered funnels, step k's time) minus its entry time; per unit the first
@@ -618,11 +620,11 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
     for entry in entries:
         if entry.funnel_name != funnel.name or entry.outcome == "excluded":
             continue
-        if funnel.breakdown is None:
-            value = ALL_VALUES
-        else:
+        groups[(entry.entry_day, ALL_VALUES)].append(entry)
+        if funnel.breakdown is not None:
             value = entry.breakdown_value if entry.breakdown_value is not None else NO_VALUE
-        groups[(entry.entry_day, value)].append(entry)
+            if value != ALL_VALUES:  # the overall row's name: such a value counts there only
+                groups[(entry.entry_day, value)].append(entry)
     count = len(funnel.steps)
     rows = []
     for (day, value), group in sorted(groups.items()):

@@ -174,7 +174,7 @@ def _text(value: Any) -> str | None:
 
 
 NAMES = ("a", "b", "c", "d", "x")
-PROPERTY_VALUES = (1, 2, "1", 1.0, None, "missing")
+PROPERTY_VALUES = (1, 2, "1", 1.0, None, "missing", "(all)")  # "(all)": the overall row's name
 
 
 def edge_case_events(seed: int, start: datetime, days: int = 3, devices: int = 16) -> list[dict]:

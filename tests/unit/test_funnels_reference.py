@@ -297,6 +297,23 @@ def test_the_mart_times_each_step_from_entry_and_from_the_previous_step() -> Non
     assert step1.avg_seconds_to_step == 0.0 and step1.avg_seconds_from_previous is None
 
 
+def test_a_breakdown_also_yields_the_overall_rows() -> None:
+    by_source = funnel("breakdown: {property: source}\n")
+    events = [
+        ev("u1", 0, "a", props={"source": "ads"}), ev("u1", 1, "b"),
+        ev("u2", 0, "a", props={"source": "mail"}), ev("u2", 1, "b"), ev("u2", 2, "c"),
+        ev("u3", 0, "a"),
+        ev("u4", 0, "a", props={"source": "(all)"}), ev("u4", 3, "b"),
+    ]  # fmt: skip
+    rows = funnel_mart(by_source, funnel_entries(by_source, events))
+    units = {(r.breakdown_value, r.step_number): r.units for r in rows}
+    assert {v for v, _ in units} == {"(all)", "ads", "mail", "(none)"}
+    assert [units["(all)", k] for k in (1, 2, 3)] == [4, 3, 1]  # u4's "(all)" counts once
+    assert [units["ads", k] + units["mail", k] + units["(none)", k] for k in (1, 2, 3)] == [3, 2, 1]
+    overall = [r for r in rows if r.breakdown_value == "(all)"]
+    assert overall[1].median_seconds_to_step == 60.0 and overall[1].entries == 3
+
+
 def test_a_session_attempt_never_leaves_its_session() -> None:
     # A session ends after 30 minutes without any event, also one that is no step: the pageview
     # at minute 25 keeps the first session alive until step b at minute 50.

@@ -66,6 +66,8 @@ recomputed_facts as (
 ),
 {% endif %}
 
+-- Each attempt in the overall group `(all)` and, for a funnel with a breakdown, in that of its
+-- value (`(none)` for null; a value that is the text `(all)` counts in the overall group only).
 -- Materialized: on Citus the percentiles then run over an intermediate result.
 facts as materialized (
 
@@ -77,15 +79,18 @@ facts as materialized (
         facts.entry_day,
         facts.entered_at,
         facts.step_reached_at,
-        case
-            when funnels.breakdown_field is null and funnels.breakdown_property is null
-                and funnels.breakdown_session is null and funnels.breakdown_person is null
-                then '(all)'
-            else coalesce(facts.breakdown_value, '(none)')
-        end as breakdown_value
+        grouped.breakdown_value
 
     from recomputed_facts as facts
     inner join funnels on funnels.funnel_name = facts.funnel_name
+    cross join lateral (
+        select '(all)'::text as breakdown_value
+        union all
+        select coalesce(facts.breakdown_value, '(none)')
+        where num_nonnulls(funnels.breakdown_field, funnels.breakdown_property,
+                funnels.breakdown_session, funnels.breakdown_person) > 0
+            and coalesce(facts.breakdown_value, '(none)') <> '(all)'
+    ) as grouped
     where facts.outcome <> 'excluded'
 
 ),
