@@ -62,8 +62,11 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   happened strictly later than step i's time, the attempt is disqualified (``excluded``, ended
   at that event). Unless the event filled a step, it is then looked at by an idle unit.
   Excluded attempts stay in the facts but count nowhere in the mart.
-- When the stream ends, an attempt still alive ends ``dropped_off`` (it may still convert when
-  later events arrive; then a later run re-derives it).
+- When the stream ends, an attempt still alive is ``in_progress`` if its deadline is later
+  than the end of the data (``data_end``: the latest ``occurred_at`` among the step and
+  exclusion events of all declared funnels when the facts are built), so events still to come
+  may fill its steps; a later run re-derives it. Otherwise it ends ``dropped_off``. Either way
+  ``ended_at`` is its deadline. Without ``data_end`` nothing is in progress.
 
 So a unit enters again only after its previous attempt converted, expired, broke or was
 excluded. A consequence: a unit's furthest step can be lower than that of the best window from
@@ -93,9 +96,12 @@ such attempt (by entry time, then attempt number) counts, and the mean, the medi
 percentile (linear interpolation, like PostgreSQL's ``percentile_cont``) are taken over units.
 Time from the previous step to step k (k > 1) of the same attempts = the time it had filled k
 steps minus the time it had filled k - 1; mean, median and p90 likewise. Time to convert is time
-to the last step. ``conversion_from_previous`` = units at k / units at k-1 (null
-for step 1 and after a step without units), ``conversion_overall`` = units at k / units at
-step 1.
+to the last step. ``units_in_progress`` = those of the units with an ``in_progress`` attempt that
+filled at least k steps. Conversion rates leave attempts in progress out (their outcome is not
+known yet): with ``settled`` units at k = distinct units with an attempt that is neither excluded
+nor in progress and filled at least k steps, ``conversion_from_previous`` = settled at k / settled
+at k-1 (null for step 1 and after a step without settled units), ``conversion_overall`` = settled
+at k / settled at step 1 (null without settled units).
 """
 
 from __future__ import annotations
@@ -166,8 +172,9 @@ class MartRow:
     step_number: int
     units: int
     entries: int
+    units_in_progress: int
     conversion_from_previous: float | None
-    conversion_overall: float
+    conversion_overall: float | None
     avg_seconds_to_step: float | None
     median_seconds_to_step: float | None
     p90_seconds_to_step: float | None
@@ -395,9 +402,11 @@ class _Walk:
             if not filled:
                 self.idle(item)
 
-    def finish(self) -> None:
+    def finish(self, data_end: datetime | None) -> None:
         if self.current is not None:
-            self.end("dropped_off", self.current.deadline)
+            deadline = self.current.deadline
+            alive = data_end is not None and deadline > data_end
+            self.end("in_progress" if alive else "dropped_off", deadline)
 
 
 def _stream(funnel: Funnel, events: Iterable[Event]) -> list[_StreamEvent]:
@@ -505,8 +514,11 @@ def _breakdown(funnel: Funnel, attempt: _Attempt, context: _Context) -> str | No
     return _breakdown_of(funnel, source, context)
 
 
-def funnel_entries(funnel: Funnel, events: Sequence[Event]) -> list[Entry]:
-    """The funnel facts: one entry per attempt of every unit."""
+def funnel_entries(
+    funnel: Funnel, events: Sequence[Event], data_end: datetime | None = None
+) -> list[Entry]:
+    """The funnel facts: one entry per attempt of every unit; ``data_end`` as in the
+    semantics (``data_end_of``)."""
     context = _context(funnel, events)
     units: dict[str, list[Event]] = defaultdict(list)
     users: dict[str, str | None] = {}
@@ -523,10 +535,17 @@ def funnel_entries(funnel: Funnel, events: Sequence[Event]) -> list[Entry]:
         walk = _Walk(funnel)
         for item in _stream(funnel, unit_events):
             walk.take(item)
-        walk.finish()
+        walk.finish(data_end)
         for number, (attempt, outcome, ended_at) in enumerate(walk.ended, start=1):
             entries.append(_entry(funnel, unit, users, number, attempt, outcome, ended_at, context))
     return entries
+
+
+def data_end_of(funnels: Iterable[Funnel], events: Iterable[Event]) -> datetime | None:
+    """The end of the data: the latest event that a step or exclusion of ``funnels`` matches."""
+    refs = [r.event for f in funnels for r in (*f.steps, *f.exclusions)]
+    times = [e.occurred_at for e in events if any(matches(ref, e) for ref in refs)]
+    return max(times, default=None)
 
 
 def _entry(
@@ -641,10 +660,13 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
                 _Timing.of([_seconds_to_step(e, k) for e in firsts]),
                 _Timing.of([_seconds_from_previous(e, k) for e in firsts]),
             )
-            unit_counts[k] = (len(first_per_unit), len(reaching))
+            settled = {e.unit_id for e in reaching if e.outcome != "in_progress"}
+            in_progress = {e.unit_id for e in reaching if e.outcome == "in_progress"}
+            unit_counts[k] = (len(first_per_unit), len(reaching), len(settled), len(in_progress))
         for k in range(1, count + 1):
-            units, attempts = unit_counts[k]
-            previous = unit_counts[k - 1][0] if k > 1 else None
+            units, attempts, settled, in_progress = unit_counts[k]
+            previous = unit_counts[k - 1][2] if k > 1 else None
+            first = unit_counts[1][2]
             rows.append(
                 MartRow(
                     funnel_name=funnel.name,
@@ -653,8 +675,9 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
                     step_number=k,
                     units=units,
                     entries=attempts,
-                    conversion_from_previous=units / previous if previous else None,
-                    conversion_overall=units / unit_counts[1][0],
+                    units_in_progress=in_progress,
+                    conversion_from_previous=settled / previous if previous else None,
+                    conversion_overall=settled / first if first else None,
                     avg_seconds_to_step=timings[k][0].avg,
                     median_seconds_to_step=timings[k][0].median,
                     p90_seconds_to_step=timings[k][0].p90,

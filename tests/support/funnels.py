@@ -23,7 +23,14 @@ from retrolytics.language import funnels
 from retrolytics.language.check import load_catalog
 from retrolytics.language.funnels import Funnel
 from retrolytics.language.seeds import compile_seed
-from retrolytics.semantics.funnels import Entry, Event, MartRow, funnel_entries, funnel_mart
+from retrolytics.semantics.funnels import (
+    Entry,
+    Event,
+    MartRow,
+    data_end_of,
+    funnel_entries,
+    funnel_mart,
+)
 from retrolytics.warehouse import runner
 from tests.support.paths import REPO
 
@@ -70,10 +77,11 @@ def sql_facts(conn: psycopg.Connection) -> dict[tuple, dict[str, Any]]:
     return {(r["funnel_name"], r["unit_id"], r["attempt_number"]): r for r in rows}
 
 
-def reference_facts(declared: Iterable[Funnel], events: Sequence[Event]) -> dict[tuple, dict]:
+def reference_facts(declared: Sequence[Funnel], events: Sequence[Event]) -> dict[tuple, dict]:
     facts = {}
+    data_end = data_end_of(declared, events)
     for funnel in declared:
-        for entry in funnel_entries(funnel, events):
+        for entry in funnel_entries(funnel, events, data_end):
             row = asdict(entry)
             row["step_reached_at"] = list(entry.step_reached_at)
             row["entry_day"] = entry.entry_day
@@ -91,10 +99,11 @@ def sql_mart(conn: psycopg.Connection) -> dict[tuple, dict[str, Any]]:
     }
 
 
-def reference_mart(declared: Iterable[Funnel], events: Sequence[Event]) -> dict[tuple, dict]:
+def reference_mart(declared: Sequence[Funnel], events: Sequence[Event]) -> dict[tuple, dict]:
     mart = {}
+    data_end = data_end_of(declared, events)
     for funnel in declared:
-        for row in funnel_mart(funnel, funnel_entries(funnel, events)):
+        for row in funnel_mart(funnel, funnel_entries(funnel, events, data_end)):
             key = (row.funnel_name, row.entry_day, row.breakdown_value, row.step_number)
             mart[key] = asdict(row)
     return mart

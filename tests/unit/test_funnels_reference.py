@@ -71,6 +71,22 @@ def test_a_month_window_follows_the_utc_calendar() -> None:
     assert outcomes(funnel_entries(monthly, events)) == [("d", 1, "converted", 3)]
 
 
+def test_an_attempt_alive_when_the_data_ends_is_in_progress_and_left_out_of_rates() -> None:
+    events = [ev("u1", 0, "a"), ev("u1", 1, "b"), ev("u2", 0, "a"), ev("u3", 5, "a")]
+    end = at(9)  # u1 and u2's deadlines (minute 10) are after it; u3's too
+    entries = funnel_entries(funnel(), events, end)
+    assert [e.outcome for e in entries] == ["in_progress"] * 3
+    assert entries[0].ended_at == entries[0].deadline_at == at(10)
+    later = funnel_entries(funnel(), events, at(10))  # a deadline at the end is not after it
+    assert [e.outcome for e in later] == ["dropped_off", "dropped_off", "in_progress"]
+    step1, step2, _ = funnel_mart(funnel(), later)
+    assert (step1.units, step1.units_in_progress, step2.units_in_progress) == (3, 1, 0)
+    # u3 is left out: settled are u1 and u2 at step 1, u1 at step 2
+    assert step2.conversion_from_previous == 0.5 == step2.conversion_overall
+    alive = funnel_mart(funnel(), entries)
+    assert alive[0].conversion_overall is None and alive[1].units_in_progress == 1
+
+
 def test_no_reentry_while_alive_and_reentry_after_expiry() -> None:
     events = [ev("d", 0, "a"), ev("d", 5, "a"), ev("d", 11, "a"), ev("d", 12, "b")]
     entries = funnel_entries(funnel(), events)

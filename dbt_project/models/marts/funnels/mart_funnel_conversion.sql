@@ -79,6 +79,7 @@ facts as materialized (
         facts.entry_day,
         facts.entered_at,
         facts.step_reached_at,
+        facts.outcome = 'in_progress' as in_progress,
         grouped.breakdown_value
 
     from recomputed_facts as facts
@@ -106,6 +107,7 @@ progress as (
         facts.unit_id,
         facts.entered_at,
         facts.attempt_number,
+        facts.in_progress,
         filled.step_number,
         extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds,
         extract(epoch from filled.since_previous)::float8 as seconds_from_previous
@@ -155,9 +157,18 @@ per_step as (
 
 ),
 
+-- Attempts, and the units whose attempts are settled (not in progress: the conversion rates
+-- count only those) or in progress.
 attempts_per_step as (
 
-    select funnel_name, entry_day, breakdown_value, step_number, count(*) as entries
+    select
+        funnel_name,
+        entry_day,
+        breakdown_value,
+        step_number,
+        count(*) as entries,
+        count(distinct unit_id) filter (where not in_progress) as settled_units,
+        count(distinct unit_id) filter (where in_progress) as units_in_progress
     from progress
     group by funnel_name, entry_day, breakdown_value, step_number
 
@@ -198,6 +209,8 @@ grid as (
         funnels.step_count,
         coalesce(per_step.units, 0) as units,
         coalesce(attempts_per_step.entries, 0) as entries,
+        coalesce(attempts_per_step.settled_units, 0) as settled_units,
+        coalesce(attempts_per_step.units_in_progress, 0) as units_in_progress,
         per_step.avg_seconds_to_step,
         per_step.median_seconds_to_step,
         per_step.p90_seconds_to_step,
@@ -235,8 +248,11 @@ final as (
         step_count,
         units::integer as units,
         entries::integer as entries,
-        units::float8 / nullif(lag(units) over funnel_group, 0) as conversion_from_previous,
-        units::float8 / nullif(first_value(units) over funnel_group, 0) as conversion_overall,
+        units_in_progress::integer as units_in_progress,
+        settled_units::float8 / nullif(lag(settled_units) over funnel_group, 0)
+            as conversion_from_previous,
+        settled_units::float8 / nullif(first_value(settled_units) over funnel_group, 0)
+            as conversion_overall,
         avg_seconds_to_step,
         median_seconds_to_step,
         p90_seconds_to_step,
