@@ -289,7 +289,9 @@ person_breakdowns as (
 
 ),
 
--- In progress until now: the deadline (ended_at) is no longer after the end of the data.
+-- In progress until now: the deadline (ended_at) is no longer after the end of the data. The
+-- facts' (outcome, ended_at) index reads only the attempts in progress, whose number is bounded
+-- by the traffic of one conversion window, not by history.
 expired as (
 
     select
