@@ -53,7 +53,9 @@ persons as (
 
 ),
 
-previous_attempts as (
+-- Read twice (expired, unit_attempts): not materialized, so each reads only the rows its own
+-- filter or join asks for instead of one scan of every attempt ever.
+previous_attempts as not materialized (
 
     {% for relation in previous %}
     select funnel_name, unit_id, attempt_number, entered_at, entry_step, entry_event_id,
