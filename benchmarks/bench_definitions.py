@@ -105,7 +105,7 @@ def dbt(
     args: list[str],
     *,
     jit: bool | None = None,
-    **dbt_vars: Any,
+    **window: Any,
 ) -> tuple[float, Any]:
     """Run one dbt command quietly; the invocation's wall seconds and dbt's result.
 
@@ -121,7 +121,7 @@ def dbt(
                 [*args, "--quiet"],
                 database_url=database_url,
                 project_dir=project,
-                dbt_vars=dbt_vars or None,
+                window=window,
             )
     finally:
         if options is None:

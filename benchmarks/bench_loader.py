@@ -95,6 +95,8 @@ def copy_ceiling(database_url: str) -> tuple[float, int]:
 def forget_the_load(database_url: str) -> None:
     """Empty what a drain wrote, its offsets included, so the next drain reads the topic again."""
     with psycopg.connect(database_url, autocommit=True) as conn:
+        if conn.execute("select to_regclass('raw.events')").fetchone()[0] is None:
+            return  # the first drain's loader bootstraps the schema
         conn.execute("truncate raw.events, raw.ingest_offsets, raw.dead_letters")
 
 

@@ -13,7 +13,7 @@ from demo import traffic
 from demo.sessions import print_session_summary
 from ingestion import loader, stack
 from ingestion.settings import Settings
-from retrolytics.language.seeds import compile_seed
+from retrolytics.language.check import load_redaction
 from retrolytics.warehouse import project, runner
 
 
@@ -94,16 +94,17 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1, definitions: str | 
         kafka_bootstrap=info.kafka_bootstrap,
     )
     print(traffic.produce(settings, events=events, days=days, seed=seed))
-    load = loader.Loader(settings)
+    definitions_dir = project.definitions_dir(definitions)
+    load = loader.Loader(settings, redaction=load_redaction(definitions_dir))
     try:
         print(load.drain().summary())
     finally:
         load.close()
     show_raw_events(settings.database_url)
-    dbt_project = project.dbt_project_dir()
-    seed_file = compile_seed(project.definitions_dir(definitions), dbt_project)
-    print(f"\ncompiled {seed_file.definitions} definitions; running dbt build over all history")
-    runner.run_dbt(["build", "--quiet"], database_url=settings.dbt_url, project_dir=dbt_project)
+    print(f"\ncompiling the declarations of {definitions_dir}; running dbt build over all history")
+    runner.run_dbt(
+        ["build", "--quiet"], database_url=settings.dbt_url, definitions_dir=definitions_dir
+    )
     # dbt's login built staging and marts; the owner may not read them (least privilege).
     show_definitions(settings.dbt_url)
     show_funnels(settings.dbt_url)

@@ -57,6 +57,7 @@ _OFFSET = EVENT_COLUMNS.index("source_offset")
 DEFAULT_REDACTION = Redaction()  # the default query parameters; no selectors without the language
 REJOIN_QUIET_S = 5.0  # an outage this old, with Kafka answering again: the stream rejoins
 GAVE_UP_EXIT_CODE = 75  # EX_TEMPFAIL: a supervisor should start the loader again later
+KAFKA_START_TIMEOUT_S = 15.0  # one start attempt's wait for Kafka; the retry policy does the rest
 
 # What an outage of PostgreSQL or Kafka raises; anything else is a bug and stops the loader.
 OUTAGE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, KafkaException)
@@ -324,6 +325,17 @@ class RecentKeys:
             self._hashes.discard(self._order.popleft())
 
 
+def is_duplicate_key(error: psycopg.Error) -> bool:
+    """A unique violation: PostgreSQL's own, or one a Citus worker raised during a COPY into a
+    distributed table, which reaches the client as SQLSTATE XX000 with PostgreSQL's message."""
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        return True
+    message = error.diag.message_primary or ""
+    return isinstance(error, psycopg.errors.InternalError_) and message.startswith(
+        "duplicate key value violates unique constraint"
+    )
+
+
 def _insert_dead_letters(conn: psycopg.Connection, dead: list[tuple]) -> None:
     if not dead:
         return
@@ -368,7 +380,9 @@ def write_batch(
     schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
     try:
         result = _write_transaction(conn, group, records, rows, dead, recent, erasure_key)
-    except psycopg.errors.UniqueViolation:
+    except psycopg.Error as error:
+        if not is_duplicate_key(error):
+            raise
         result = _write_transaction(conn, group, records, rows, dead, None, erasure_key)
     if recent is not None:
         recent.remember(rows)
@@ -435,7 +449,9 @@ def store_events(conn: psycopg.Connection, events: Iterable[dict]) -> int:
     try:
         with conn.transaction():
             return _insert_rows(conn, rows, RecentKeys())
-    except psycopg.errors.UniqueViolation:
+    except psycopg.Error as error:
+        if not is_duplicate_key(error):
+            raise
         with conn.transaction():
             return _insert_rows(conn, rows)
 
@@ -468,8 +484,11 @@ class Loader:
         self._stopping = False
         self._last_transient: int | None = None
         self._last_outage: float | None = None  # when Kafka first reported the current outage
-        self._conn = self._connect()
-        schema.ensure_ready(self._conn)
+        self._conn: psycopg.Connection | None = None
+        try:  # a schema this login may not create is an error at once, not after retries
+            self._database()
+        except OUTAGE_ERRORS as exc:  # stream() and drain() wait for it under the retry policy
+            log.warning("%s is not answering yet: %s", self._service_of(exc), _detail(exc))
         self._consumer = self._new_consumer()
 
     def _new_consumer(self) -> Consumer:
@@ -494,15 +513,44 @@ class Loader:
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.settings.loader_url, autocommit=True, connect_timeout=10)
 
+    def _database(self) -> psycopg.Connection:
+        """The connection to PostgreSQL, opened (and the raw schema checked) if there is none or
+        the last one broke in an outage."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            conn = self._connect()
+            try:
+                schema.ensure_ready(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _service_of(self, error: BaseException) -> str:
+        """Which server an outage error came from, named for the operator (no password)."""
+        if isinstance(error, KafkaException):
+            return f"Kafka at {self.settings.kafka_bootstrap}"
+        where = psycopg.conninfo.conninfo_to_dict(self.settings.loader_url)
+        return (
+            f"PostgreSQL at {where.get('host') or 'the local socket'}:{where.get('port') or 5432}"
+            f" (database {where.get('dbname')})"
+        )
+
     def request_stop(self, *_: object) -> None:
         """Finish the batch in hand, then stop (SIGTERM/SIGINT)."""
         self._stopping = True
 
     def close(self) -> None:
         self._consumer.close()
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
-    # Outages: a failed step is retried after a bounded back-off, from the stored offsets.
+    # Outages: a failed step is retried after a bounded back-off, from the stored offsets. The
+    # first step of stream() and drain() is their start, so a loader started during an outage
+    # waits for PostgreSQL and Kafka the same way.
     def _run_resilient(self, step: Callable[[], bool]) -> None:
         """Call ``step`` until it returns False or a stop is requested."""
         failures = 0
@@ -519,14 +567,14 @@ class Loader:
                 failures += 1
                 if failures >= self.retry.max_failures:
                     raise LoaderGaveUp(
-                        f"giving up after {failures} consecutive failures; last: "
-                        f"{type(exc).__name__}: {str(exc).strip()}"
+                        f"giving up after {failures} consecutive failures: "
+                        f"{self._service_of(exc)} unreachable; last error: {_detail(exc)}"
                     ) from exc
                 delay = self.retry.delay(failures)
                 log.warning(
                     "%s: %s (failure %d of %d); retrying in %.1f s from the stored offsets",
-                    type(exc).__name__,
-                    str(exc).strip() or "no detail",
+                    self._service_of(exc),
+                    _detail(exc),
                     failures,
                     self.retry.max_failures,
                     delay,
@@ -540,12 +588,11 @@ class Loader:
             time.sleep(min(0.2, deadline - time.monotonic()))
 
     def _recover(self) -> None:
-        """Reconnect to PostgreSQL and rewind every assigned partition to its stored offset: the
-        batch that failed was rolled back, but the consumer had already read past it."""
-        if self._conn.closed or self._conn.broken:
-            self._conn.close()
-            self._conn = self._connect()
+        """Rewind every assigned partition to its stored offset (reconnecting to PostgreSQL to
+        read them): the batch that failed was rolled back, but the consumer had read past it."""
         assigned = self._consumer.assignment()
+        if not assigned:  # the start failed, or a rebalance is under way: nothing to rewind
+            return
         for tp in self._positions(assigned):
             if tp.offset >= 0:
                 self._consumer.seek(tp)
@@ -559,7 +606,7 @@ class Loader:
     # Partition assignment: always seek to the offsets stored with the data.
     def _positions(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         stored = _stored_offsets(
-            self._conn,
+            self._database(),
             self.settings.consumer_group,
             self.settings.topic,
             [p.partition for p in partitions],
@@ -633,7 +680,7 @@ class Loader:
 
     def _write(self, records: list[Record]) -> None:
         result = write_batch(
-            self._conn,
+            self._database(),
             self.settings.consumer_group,
             records,
             self.recent,
@@ -674,12 +721,20 @@ class Loader:
 
     def stream(self) -> LoadStats:
         """Run until asked to stop."""
-        ensure_topic(self.settings.kafka_bootstrap, self.settings.topic)
-        self._consumer.subscribe([self.settings.topic], on_assign=self._on_assign)
+        subscribed = False
         last_report = time.monotonic()
 
         def step() -> bool:
-            nonlocal last_report
+            nonlocal subscribed, last_report
+            if not subscribed:
+                self._database()
+                ensure_topic(
+                    self.settings.kafka_bootstrap,
+                    self.settings.topic,
+                    timeout=KAFKA_START_TIMEOUT_S,
+                )
+                self._consumer.subscribe([self.settings.topic], on_assign=self._on_assign)
+                subscribed = True
             self._rejoin_after_outage()
             records = self._next_batch()
             if records:
@@ -696,22 +751,48 @@ class Loader:
         ``share`` = (i, n): only the partitions p with p % n == i, so that n drains side by side
         split the topic (``ingestion.workers``).
         """
+        plan: _DrainPlan | None = None
+        last_report = time.monotonic()
+
+        def step() -> bool:
+            nonlocal plan, last_report
+            if plan is None:
+                plan = self._start_drain(share)
+            if not plan.pending:
+                return False
+            records = self._next_batch()
+            if records:
+                self._write(records)
+            reached = self._consumer.position(
+                [TopicPartition(self.settings.topic, p) for p in plan.pending]
+            )
+            for tp in reached:
+                if tp.offset >= plan.ends[tp.partition]:
+                    plan.pending.discard(tp.partition)
+            last_report = self._report(last_report, plan.progress)
+            return bool(plan.pending)
+
+        self._run_resilient(step)
+        return self.stats
+
+    def _start_drain(self, share: tuple[int, int]) -> _DrainPlan:
+        """Assign the share's partitions at their stored offsets; their ends are where they end
+        now."""
         topic = self.settings.topic
-        metadata = self._consumer.list_topics(topic, timeout=15)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+        self._database()
+        metadata = self._consumer.list_topics(topic, timeout=KAFKA_START_TIMEOUT_S)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None:
+            reason = described.error.str() if described is not None else "no such topic"
             raise KafkaException(
-                f"topic {topic!r} does not exist on {self.settings.kafka_bootstrap}"
+                f"topic {topic!r} is not available on {self.settings.kafka_bootstrap} ({reason})"
             )
         index, count = share
-        partitions = [
-            TopicPartition(topic, p)
-            for p in metadata.topics[topic].partitions
-            if p % count == index
-        ]
+        partitions = [TopicPartition(topic, p) for p in described.partitions if p % count == index]
         watermarks = {
-            tp.partition: self._consumer.get_watermark_offsets(tp, timeout=15) for tp in partitions
+            tp.partition: self._consumer.get_watermark_offsets(tp, timeout=KAFKA_START_TIMEOUT_S)
+            for tp in partitions
         }
-        ends = {partition: high for partition, (_, high) in watermarks.items()}
         assigned = self._positions(partitions)
         pending = set()
         to_read = 0
@@ -722,23 +803,23 @@ class Loader:
                 pending.add(tp.partition)
                 to_read += high - start
         self._consumer.assign(assigned)
-        progress = Progress(to_read, "messages")
-        last_report = time.monotonic()
+        ends = {partition: high for partition, (_, high) in watermarks.items()}
+        return _DrainPlan(ends, pending, Progress(to_read, "messages"))
 
-        def step() -> bool:
-            nonlocal last_report
-            records = self._next_batch()
-            if records:
-                self._write(records)
-            for tp in self._consumer.position([TopicPartition(topic, p) for p in pending]):
-                if tp.offset >= ends[tp.partition]:
-                    pending.discard(tp.partition)
-            last_report = self._report(last_report, progress)
-            return bool(pending)
 
-        if pending:
-            self._run_resilient(step)
-        return self.stats
+@dataclass
+class _DrainPlan:
+    """Where a drain stops (each partition's end offset when it started), the partitions not
+    there yet, and the progress towards the ends."""
+
+    ends: dict[int, int]
+    pending: set[int]
+    progress: Progress
+
+
+def _detail(error: BaseException) -> str:
+    """The error on one line (psycopg's messages span several)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split()) or 'no detail'}"
 
 
 def main(

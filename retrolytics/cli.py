@@ -85,14 +85,15 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
 
 def _redaction(args: argparse.Namespace) -> Redaction | None:
     """The rules of the declarations' privacy.yml; None (after saying why) when it is invalid."""
-    from retrolytics.language import privacy
+    from retrolytics.language.check import DefinitionsInvalid, load_redaction
     from retrolytics.warehouse import project
 
-    root = project.definitions_dir(args.definitions)
-    rules, problems = privacy.check(root, str(root / privacy.FILE_NAME))
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return None if problems else rules
+    try:
+        return load_redaction(project.definitions_dir(args.definitions))
+    except DefinitionsInvalid as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return None
 
 
 def _collect(args: argparse.Namespace, settings: Settings) -> int:

@@ -26,14 +26,17 @@
     time_column lies in that range, and the model derives exactly that range again.
 
     So rerunning a window changes nothing, a new or edited declaration is re-derived over all
-    history and only it, and a removed one disappears. Without the vars `start` and `end` the
-    window is all history. The first run (or --full-refresh) builds everything from scratch.
+    history and only it, and a removed one disappears. Without a window
+    (vars `start` and `end`, or the variables of retro_window_env) the run is all history. The first run (or --full-refresh) builds everything from scratch.
     The ledger exists so a declaration that matches nothing is not re-derived on every run.
 -#}
 
 
 {% macro retro_timestamp(name) -%}
     {%- set raw = var(name, none) -%}
+    {%- if raw is none -%}
+        {%- set raw = env_var(retro_window_env(name), '') -%}
+    {%- endif -%}
     {%- if raw is none or (raw | string | trim) == '' -%}
         {{- return(none) -}}
     {%- endif -%}
@@ -41,7 +44,8 @@
     {%- set iso = '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,6})?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?' -%}
     {%- if not modules.re.fullmatch(iso, text) -%}
         {{- exceptions.raise_compiler_error(
-            "The var '" ~ name ~ "' must be an ISO 8601 timestamp such as "
+            "The window's " ~ name ~ " (var '" ~ name ~ "' or " ~ retro_window_env(name)
+            ~ ") must be an ISO 8601 timestamp such as "
             ~ "2026-11-20T00:00:00Z; got '" ~ text ~ "'") -}}
     {%- endif -%}
     {%- set moment = modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')) -%}
@@ -49,6 +53,17 @@
         {%- set moment = modules.pytz.utc.localize(moment) -%}
     {%- endif -%}
     {{- return(moment) -}}
+{%- endmacro %}
+
+
+{#-
+    The window's environment variable (RETROLYTICS_WINDOW_START, _END, _LOOKBACK_HOURS): how
+    Dagster and `retrolytics` pass it, because a changed `--vars` makes dbt parse the whole
+    project again while a changed environment variable re-parses only the models that read it.
+    `--vars` still wins when given.
+-#}
+{% macro retro_window_env(name) -%}
+    {{- return('RETROLYTICS_WINDOW_' ~ (name | upper)) -}}
 {%- endmacro %}
 
 
@@ -61,16 +76,24 @@
     {%- endif -%}
     {%- if start is none or end is none -%}
         {{- exceptions.raise_compiler_error(
-            "Give both vars 'start' and 'end' (the partition window), or neither for all history") -}}
+            "Give both the window's start and end (vars 'start' and 'end', or "
+            ~ retro_window_env('start') ~ " and " ~ retro_window_env('end')
+            ~ "), or neither for all history") -}}
     {%- endif -%}
     {%- if start >= end -%}
         {{- exceptions.raise_compiler_error(
             "The window is empty: start " ~ start.isoformat() ~ " is not before end " ~ end.isoformat()) -}}
     {%- endif -%}
-    {%- set lookback = var('lookback_hours', 0) | string | trim -%}
+    {%- set lookback = var('lookback_hours', none) -%}
+    {%- if lookback is none -%}
+        {%- set lookback = env_var(retro_window_env('lookback_hours'), '0') -%}
+    {%- endif -%}
+    {%- set lookback = lookback | string | trim -%}
     {%- if not modules.re.fullmatch('[0-9]+(\\.[0-9]+)?', lookback) -%}
         {{- exceptions.raise_compiler_error(
-            "The var 'lookback_hours' must be a number of hours >= 0; got '" ~ lookback ~ "'") -}}
+            "The window's lookback_hours (var 'lookback_hours' or "
+            ~ retro_window_env('lookback_hours') ~ ") must be a number of hours >= 0; got '"
+            ~ lookback ~ "'") -}}
     {%- endif -%}
     {%- set since = start - modules.datetime.timedelta(hours=(lookback | float)) -%}
     {{- return({'since': since.isoformat(), 'end': end.isoformat()}) -}}

@@ -4,9 +4,9 @@ Two multi-assets over one manifest:
 
 - ``dbt_daily``: the windowed, retroactive models (``defined_events``, the funnel facts) and
   what is built from them (the funnel mart), partitioned by day. A run receives its partition
-  window as the dbt vars ``start``/``end`` plus ``lookback_hours``; a backfill of a date range
-  is one run over the whole range (``BackfillPolicy.single_run()``), which the models handle
-  like any window.
+  window (``start``/``end`` plus ``lookback_hours``) through ``runner.window_environment``; a
+  backfill of a date range is one run over the whole range (``BackfillPolicy.single_run()``),
+  which the models handle like any window.
 - ``dbt_current``: everything upstream of those (the compiled-declaration seeds, staging and
   versions views), not partitioned: they hold the current state, not a slice of time. The
   declarations are compiled into the seeds right before ``dbt build``, so the warehouse always
@@ -16,7 +16,6 @@ dbt runs against one warehouse take turns (a PostgreSQL advisory lock held for t
 invocation), so two partition runs launched together queue instead of racing on the same tables.
 """
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -34,7 +33,7 @@ from dagster_dbt import (
 )
 
 from ingestion import schema
-from orchestration.partitions import daily_partitions, window_vars
+from orchestration.partitions import daily_partitions, dbt_window
 from orchestration.project import (
     compile_definitions,
     dbt_project,
@@ -157,11 +156,14 @@ def dbt_daily(
     retrolytics: RetrolyticsResource,
     config: WindowConfig,
 ) -> Iterator[Any]:
-    variables = window_vars(context.partition_time_window, config.lookback_hours)
-    context.log.info(f"dbt window: {variables}")
-    with warehouse_turn(retrolytics, context.log), scratch_target(context) as target:
-        arguments = ["build", "--vars", json.dumps(variables)]
-        yield from dbt.cli(arguments, context=context, target_path=target).stream()
+    window = dbt_window(context.partition_time_window, config.lookback_hours)
+    context.log.info(f"dbt window: {window}")
+    with (
+        warehouse_turn(retrolytics, context.log),
+        runner.environment(runner.window_environment(window)),
+        scratch_target(context) as target,
+    ):
+        yield from dbt.cli(["build"], context=context, target_path=target).stream()
 
 
 # The seed `retrolytics definitions compile` writes from definitions/events/*.yml.

@@ -213,3 +213,14 @@ def load_catalog(root: Path) -> Catalog:
     if catalog.problems:
         raise DefinitionsInvalid(catalog.problems)
     return catalog
+
+
+def load_redaction(root: Path) -> Redaction:
+    """The privacy rules of ``root/privacy.yml`` (the defaults without one), for every path that
+    stores events (``retrolytics load`` and ``collect``, Dagster's load job, the demo): raises
+    ``DefinitionsInvalid`` on any problem, so nothing is stored under rules that were meant
+    otherwise."""
+    rules, problems = privacy.check(root, shown_path(root / privacy.FILE_NAME))
+    if problems:
+        raise DefinitionsInvalid(problems)
+    return rules

@@ -46,7 +46,7 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingestion.contract import EventType
 from retrolytics.language import sql
@@ -59,6 +59,9 @@ from retrolytics.language.validation import (
     start_report,
     unknown_keys,
 )
+
+if TYPE_CHECKING:  # the catalogue is built by check.py, which imports this module
+    from retrolytics.language.check import Catalog
 
 FUNNEL_KEYS = (
     "name",
@@ -667,7 +670,7 @@ def _hold_constant(item: YamlMap, report: Report) -> tuple[str, ...]:
     return tuple(names)
 
 
-def check_references(catalog: Any) -> list[Problem]:
+def check_references(catalog: Catalog) -> list[Problem]:
     """Every step and exclusion must name an event definition of the catalogue."""
     known = {d.name for d in catalog.declarations.get("events", [])}
     problems = []

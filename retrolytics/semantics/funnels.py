@@ -115,9 +115,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrolytics.language.funnels import EventRef, Funnel
+
+if TYPE_CHECKING:  # sessions builds on this module's identity rules: imported where used
+    from retrolytics.semantics.sessions import Event as SessionEvent
+    from retrolytics.semantics.sessions import Session, TraitVersion
 
 ALL_VALUES = "(all)"
 NO_VALUE = "(none)"
@@ -435,8 +439,8 @@ class _Context:
     """What units and breakdowns read beyond the events themselves, derived once per call."""
 
     periods: dict[str, list[tuple[datetime, str]]]
-    sessions: dict[uuid.UUID, Any]  # event_id -> its sessions.Session
-    traits: list[Any]  # sessions.TraitVersion
+    sessions: dict[uuid.UUID, Session]  # event_id -> its session
+    traits: list[TraitVersion]
 
 
 def _context(funnel: Funnel, events: Sequence[Event]) -> _Context:
@@ -458,7 +462,7 @@ def _context(funnel: Funnel, events: Sequence[Event]) -> _Context:
     )
 
 
-def _session_event(event: Event) -> Any:
+def _session_event(event: Event) -> SessionEvent:
     from retrolytics.semantics import sessions
 
     fields = event.fields

@@ -35,6 +35,7 @@ from ingestion.stack.layout import StackPaths
 from retrolytics import cli
 from tests.integration import test_erasure as erasure_tests
 from tests.integration import test_loader as single_node
+from tests.support.erasure import with_erasure_key
 from tests.support.factories import click_event, iso, many_events, pageview_event
 from tests.support.loading import drain, produce_events
 from tests.support.paths import REPO
@@ -353,6 +354,8 @@ def test_bootstrap_distributes_on_the_device(
         "raw.events": ("distributed", "anonymous_id", events_colocation),
         **{p: ("distributed", "anonymous_id", events_colocation) for p in partitions},
         "raw.dead_letters": ("reference", "<none>", tables["raw.dead_letters"][2]),
+        # A small lookup every worker joins the sessions with (ingestion.user_agents).
+        "raw.user_agents": ("reference", "<none>", tables["raw.user_agents"][2]),
     }
     # The loader's offsets stay a plain table on the coordinator (see RAW_SCHEMA_SQL).
     assert rows(raw_db, "select count(*) from pg_dist_partition") == [(len(tables),)]
@@ -426,7 +429,7 @@ test_sigterm_finishes_the_batch_and_exits_cleanly = _on_the_cluster(
 
 @pytest.fixture
 def keyed(citus_settings: Settings) -> Settings:
-    return replace(citus_settings, erasure_key=erasure_tests.KEY)
+    return with_erasure_key(citus_settings)
 
 
 test_erase_replay_and_rederive_leave_no_row_of_the_person = _on_the_cluster(
@@ -582,10 +585,14 @@ def test_a_new_row_cannot_enter_a_columnar_partition(raw_db: psycopg.Connection)
 
     store_events(raw_db, stored[:2])  # duplicates: skipped by ON CONFLICT, no error
     assert raw_db.execute("select count(*) from raw.events").fetchone() == (5,)
-    newcomer = day_events(midday(10) + timedelta(hours=3), 1)
+    # New rows alone take the loader's plain COPY, which columnar accepts...
+    store_events(raw_db, day_events(midday(10) + timedelta(hours=3), 1))
+    assert raw_db.execute("select count(*) from raw.events").fetchone() == (6,)
+    # ...but a new row beside a duplicate takes INSERT ... ON CONFLICT, which it refuses.
+    mixed = [stored[0], *day_events(midday(10) + timedelta(hours=4), 1)]
     with pytest.raises(psycopg.Error, match="columnar_tuple_insert_speculative"):
-        store_events(raw_db, newcomer)
-    assert raw_db.execute("select count(*) from raw.events").fetchone() == (5,)
+        store_events(raw_db, mixed)
+    assert raw_db.execute("select count(*) from raw.events").fetchone() == (6,)
 
 
 # -- the dbt models on the cluster --------------------------------------------------------------
@@ -790,7 +797,7 @@ def windowed_run(built_on_citus: tuple[str, Path], tmp_path: Path) -> dict[str, 
         ["run", "--select", *WINDOWED_RUN, *debug_log],
         database_url=citus_url,
         target_path=tmp_path / "windowed-target",
-        dbt_vars={"start": iso(hour - timedelta(hours=1)), "end": iso(hour), "lookback_hours": 24},
+        window={"start": iso(hour - timedelta(hours=1)), "end": iso(hour), "lookback_hours": 24},
     )
     return model_inserts(logs / "dbt.log")
 

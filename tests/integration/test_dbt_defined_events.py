@@ -280,11 +280,9 @@ def test_removed_definitions_disappear_and_new_ones_cover_all_history(warehouse)
     assert min(times) < WINDOW_START
 
 
-def raw_partition_scans(
-    warehouse: Warehouse, dbt_vars: dict[str, Any]
-) -> tuple[set[str], set[str]]:
+def raw_partition_scans(warehouse: Warehouse, window: dict[str, Any]) -> tuple[set[str], set[str]]:
     """(partitions read, partitions in the plan) of defined_events' SELECT for this window."""
-    warehouse.dbt("compile", "--select", "defined_events", dbt_vars=dbt_vars)
+    warehouse.dbt("compile", "--select", "defined_events", window=window)
     [compiled] = (warehouse.project_dir / "target" / "compiled").rglob("defined_events.sql")
     with psycopg.connect(warehouse.database_url) as conn:
         plan = "\n".join(
@@ -334,18 +332,24 @@ def test_a_late_event_is_picked_up_by_the_lookback(warehouse):
     assert {("completed_purchase", late_id), ("purchased_shoes", late_id)} <= warehouse.defined()
 
 
+@pytest.mark.parametrize("passed_as", ["window", "dbt_vars"])
 @pytest.mark.parametrize(
-    ("dbt_vars", "message"),
+    ("window", "message"),
     [
-        ({"start": "2026-11-20T00:00:00Z"}, "Give both vars 'start' and 'end'"),
+        ({"start": "2026-11-20T00:00:00Z"}, "Give both the window's start and end"),
         ({"start": "yesterday", "end": "2026-11-20T00:00:00Z"}, "must be an ISO 8601 timestamp"),
         (dict(WINDOW, start="2026-11-21T00:00:00Z"), "The window is empty"),
-        (dict(WINDOW, lookback_hours="-3"), "'lookback_hours' must be a number of hours"),
+        (
+            dict(WINDOW, lookback_hours="-3"),
+            "lookback_hours (var 'lookback_hours' or RETROLYTICS_WINDOW_LOOKBACK_HOURS) must be",
+        ),
     ],
 )
-def test_bad_window_vars_are_refused_with_a_reason(warehouse, dbt_vars, message):
+def test_a_bad_window_is_refused_with_a_reason(warehouse, passed_as, window, message):
+    """The same reasons whether the window comes as environment variables or as --vars."""
     warehouse.compile()
-    result = warehouse.dbt("compile", "--select", "defined_events", dbt_vars=dbt_vars, check=False)
+    given = {passed_as: window}
+    result = warehouse.dbt("compile", "--select", "defined_events", check=False, **given)
     assert not result.success
     assert message in failure_text(result)
 

@@ -19,19 +19,19 @@ from demo.traffic import generate_events
 from ingestion import erasure
 from ingestion.settings import Settings
 from retrolytics.warehouse import runner
+from tests.support.erasure import KEY, with_erasure_key
 from tests.support.factories import pageview_event
 from tests.support.loading import drain, produce_events, scalar, wait_for_rows
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
 
-KEY = "a-test-erasure-key"
 UNTIL = date(2026, 11, 20)
 
 
 @pytest.fixture
 def keyed(settings: Settings) -> Settings:
-    return replace(settings, erasure_key=KEY)
+    return with_erasure_key(settings)
 
 
 def occurrences(database_url: str, identities: list[str]) -> dict[str, int]:

@@ -77,7 +77,7 @@ def build(project: Path, database_url: str, **window: str | int) -> None:
         ],
         database_url=database_url,
         project_dir=project,
-        dbt_vars=window,
+        window=window,
     )
 
 

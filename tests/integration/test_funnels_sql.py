@@ -278,7 +278,7 @@ def test_a_windowed_funnel_build_reads_step_events_not_raw_events(
         ["compile", "--select", "int_funnel_step_events", *AFTER_THE_STEP_EVENTS, "--quiet"],
         database_url=database_url,
         project_dir=project,
-        dbt_vars=window,
+        window=window,
     )
 
     def statement(model: str) -> str:

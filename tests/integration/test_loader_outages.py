@@ -1,15 +1,19 @@
 """The stream loader rides out PostgreSQL and Kafka outages by itself.
 
 These tests stop and start the local stack's own PostgreSQL and Kafka under a running loader
-process, then count rows: nothing lost, nothing duplicated, and the loader still running.
+process, or before one starts, then count rows: nothing lost, nothing duplicated, and the loader
+still running.
 """
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -25,41 +29,102 @@ from tests.support.loading import loader_process, produce_events, scalar, wait_f
 
 pytestmark = pytest.mark.integration
 
+# Patient enough for a restart on a loaded machine: 100 failures, at most 2 s apart.
+PATIENT = ("--max-failures", "100", "--max-backoff-s", "2")
+
 
 def _counts(database_url: str) -> tuple[int, int]:
     with psycopg.connect(database_url) as conn:
         return conn.execute("select count(*), count(distinct event_id) from raw.events").fetchone()
 
 
-def _stop_then_restart(stop: callable, down_for_s: float) -> None:
-    paths = StackPaths.current()
-    assert stop(paths), "the component was not running"
-    time.sleep(down_for_s)
-    local_stack.up()  # starts whatever part of the stack is not running
+@contextmanager
+def _stopped(stop: Callable[[StackPaths], bool]) -> Iterator[None]:
+    """The component is down inside the block and started again on leaving it, also on failure."""
+    assert stop(StackPaths.current()), "the component was not running"
+    try:
+        yield
+    finally:
+        local_stack.up()  # starts whatever part of the stack is not running
+
+
+def _stop_then_restart(stop: Callable[[StackPaths], bool], down_for_s: float) -> None:
+    with _stopped(stop):
+        time.sleep(down_for_s)
+
+
+class _Log:
+    """A loader process and its stderr, read as it comes: unread, librdkafka's reports of refused
+    connections (about 20 lines a second while Kafka is down) fill the pipe and block the loader.
+    """
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, fragment: str, timeout: float = 300) -> str:
+        """The first line holding ``fragment``, once the loader has logged it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if fragment in line:
+                    return line
+            if not self._reader.is_alive():
+                break  # the loader exited
+            time.sleep(0.1)
+        raise AssertionError(
+            f"the loader (exit code {self.process.poll()}) never logged {fragment!r}:\n{self.text}"
+        )
+
+    def finish(self, timeout: float = 300) -> int:
+        """Wait for the loader to exit; its exit code."""
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=30)
+        return code
+
+    def stop(self) -> str:
+        """SIGTERM the loader, assert a clean exit, return its log."""
+        assert self.process.poll() is None, f"the loader exited during the outage:\n{self.text}"
+        self.process.send_signal(signal.SIGTERM)
+        assert self.finish() == 0, self.text
+        return self.text
 
 
 @pytest.fixture
-def running_loader(settings: Settings) -> Iterator[subprocess.Popen]:
-    process = loader_process(
-        settings, "--batch-size", "100", "--max-failures", "40", "--max-backoff-s", "2"
-    )
-    yield process
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=30)
+def start_loader(settings: Settings) -> Iterator[Callable[..., _Log]]:
+    """Starts `retrolytics load ARGS` on the test's database and topic; kills what is left and
+    shows its log (pytest prints it when the test failed)."""
+    started: list[_Log] = []
+
+    def start(*args: str) -> _Log:
+        started.append(_Log(loader_process(settings, *args)))
+        return started[-1]
+
+    yield start
+    for loader in started:
+        if loader.process.poll() is None:
+            loader.process.kill()
+            loader.finish(timeout=30)
+            print(loader.text, file=sys.stderr)
 
 
-def _finish(process: subprocess.Popen) -> str:
-    """SIGTERM the loader, assert a clean exit, return its log."""
-    assert process.poll() is None, "the loader exited during the outage"
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
-    return err
+@pytest.fixture
+def running_loader(start_loader: Callable[..., _Log]) -> _Log:
+    return start_loader("--batch-size", "100", "--max-failures", "40", "--max-backoff-s", "2")
 
 
 def test_a_postgres_restart_under_the_stream_loader_loses_and_duplicates_nothing(
-    settings: Settings, running_loader: subprocess.Popen
+    settings: Settings, running_loader: _Log
 ) -> None:
     events = many_events(20_000, devices=50)
     produce_events(settings, events)
@@ -68,14 +133,14 @@ def test_a_postgres_restart_under_the_stream_loader_loses_and_duplicates_nothing
     _stop_then_restart(postgres.stop, down_for_s=3)
 
     wait_for_rows(settings.database_url, at_least=len(events), timeout=300)
-    log = _finish(running_loader)
+    log = running_loader.stop()
     assert before < len(events), "the loader finished before the outage"
     assert _counts(settings.database_url) == (len(events), len(events))
     assert "retrying in" in log and "resumed from the stored offsets" in log, log
 
 
 def test_a_kafka_restart_under_the_stream_loader_loses_and_duplicates_nothing(
-    settings: Settings, running_loader: subprocess.Popen
+    settings: Settings, running_loader: _Log
 ) -> None:
     first, second = many_events(3000, devices=30), many_events(3000, devices=31)
     produce_events(settings, first)
@@ -85,28 +150,91 @@ def test_a_kafka_restart_under_the_stream_loader_loses_and_duplicates_nothing(
     produce_events(settings, second)  # only the restarted broker has these
 
     wait_for_rows(settings.database_url, at_least=len(first) + len(second), timeout=300)
-    _finish(running_loader)
+    running_loader.stop()
     total = len(first) + len(second)
     assert _counts(settings.database_url) == (total, total)
 
 
 def test_an_outage_longer_than_the_retry_policy_ends_the_loader_with_a_clear_code(
-    settings: Settings, stack
+    settings: Settings, stack, start_loader: Callable[..., _Log]
 ) -> None:
     produce_events(settings, many_events(20_000, devices=50))
-    process = loader_process(
-        settings, "--batch-size", "50", "--max-failures", "3", "--max-backoff-s", "0.2"
-    )
-    try:
-        wait_for_rows(settings.database_url, at_least=1)
-        # The loader's database disappears for good: every reconnect fails.
-        database = psycopg.conninfo.conninfo_to_dict(settings.database_url)["dbname"]
-        with psycopg.connect(stack.database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(database)))
-        _, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == GAVE_UP_EXIT_CODE, err
-    assert "giving up after 3 consecutive failures" in err, err
+    loader = start_loader("--batch-size", "50", "--max-failures", "3", "--max-backoff-s", "0.2")
+    wait_for_rows(settings.database_url, at_least=1)
+    # The loader's database disappears for good: every reconnect fails.
+    database = psycopg.conninfo.conninfo_to_dict(settings.database_url)["dbname"]
+    with psycopg.connect(stack.database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(database)))
+    assert loader.finish(timeout=120) == GAVE_UP_EXIT_CODE, loader.text
+    assert "giving up after 3 consecutive failures" in loader.text, loader.text
     assert scalar(stack.database_url, "select 1") == 1  # the server itself is fine
+
+
+# -- a loader started during an outage --------------------------------------------------------
+
+
+def _postgres_named(settings: Settings) -> str:
+    where = psycopg.conninfo.conninfo_to_dict(settings.database_url)
+    return f"PostgreSQL at {where['host']}:{where['port']} (database {where['dbname']})"
+
+
+def test_a_stream_loader_started_while_postgres_is_down_loads_once_it_is_back(
+    settings: Settings, start_loader: Callable[..., _Log]
+) -> None:
+    events = many_events(5000, devices=40)
+    produce_events(settings, events)
+
+    with _stopped(postgres.stop):
+        loader = start_loader("--batch-size", "500", *PATIENT)
+        retry = loader.wait_for("retrying in")  # started, met the outage, and waits
+
+    wait_for_rows(settings.database_url, at_least=len(events), timeout=300)
+    loader.stop()
+    assert _counts(settings.database_url) == (len(events), len(events))
+    assert _postgres_named(settings) in retry, retry
+
+
+def test_a_stream_loader_started_while_kafka_is_down_loads_once_it_is_back(
+    settings: Settings, start_loader: Callable[..., _Log]
+) -> None:
+    events = many_events(3000, devices=30)
+    produce_events(settings, events)
+
+    with _stopped(kafka.stop):
+        loader = start_loader("--batch-size", "500", *PATIENT)
+        retry = loader.wait_for("retrying in")
+
+    wait_for_rows(settings.database_url, at_least=len(events), timeout=300)
+    loader.stop()
+    assert _counts(settings.database_url) == (len(events), len(events))
+    assert f"Kafka at {settings.kafka_bootstrap}" in retry, retry
+
+
+def test_a_drain_started_while_postgres_is_down_loads_everything_once_it_is_back(
+    settings: Settings, start_loader: Callable[..., _Log]
+) -> None:
+    events = many_events(3000, devices=30)
+    produce_events(settings, events)
+
+    with _stopped(postgres.stop):
+        loader = start_loader("--drain", "--batch-size", "500", *PATIENT)
+        loader.wait_for("retrying in")
+
+    assert loader.finish() == 0, loader.text
+    assert _counts(settings.database_url) == (len(events), len(events))
+
+
+@pytest.mark.parametrize("server", ["postgres", "kafka"])
+def test_a_start_outage_longer_than_the_retry_policy_ends_the_loader_naming_the_server(
+    settings: Settings, start_loader: Callable[..., _Log], server: str
+) -> None:
+    stop, named = {
+        "postgres": (postgres.stop, _postgres_named(settings)),
+        "kafka": (kafka.stop, f"Kafka at {settings.kafka_bootstrap}"),
+    }[server]
+    with _stopped(stop):
+        loader = start_loader("--max-failures", "2", "--max-backoff-s", "0.2")
+        code = loader.finish()
+
+    assert code == GAVE_UP_EXIT_CODE, loader.text
+    assert f"giving up after 2 consecutive failures: {named} unreachable" in loader.text

@@ -23,6 +23,7 @@ import pytest
 from demo import traffic
 from ingestion.settings import Settings
 from retrolytics.warehouse.runner import WAITING_MESSAGE, WAREHOUSE_LOCK_KEY
+from tests.support.dagster import DEFINED_EVENTS, defined_events_and_inputs
 from tests.support.factories import click_event, encode, iso, produce
 from tests.support.paths import REPO
 
@@ -32,15 +33,8 @@ TODAY = datetime.now(tz=UTC).date()
 YESTERDAY = TODAY - timedelta(days=1)
 
 
-@pytest.fixture(scope="module")
-def prepared() -> None:
-    from orchestration.project import prepare
-
-    prepare()
-
-
 @pytest.fixture
-def defs(prepared: None, settings: Settings) -> dg.Definitions:
+def defs(prepared_dbt_project: Path, settings: Settings) -> dg.Definitions:
     """The code location, its settings pointed at this test's database and topic."""
     from orchestration.definitions import build_definitions
     from orchestration.resources import RetrolyticsResource
@@ -70,6 +64,11 @@ def _derive(defs: dg.Definitions, **kwargs: object) -> dg.ExecuteInProcessResult
     return defs.resolve_job_def("derive").execute_in_process(**kwargs)
 
 
+def _derive_defined_events(defs: dg.Definitions, **kwargs: object) -> dg.ExecuteInProcessResult:
+    """The partitioned path alone; the whole graph runs in the first test and the sensor's."""
+    return _derive(defs, asset_selection=defined_events_and_inputs(defs), **kwargs)
+
+
 def _defined_events_digest(settings: Settings) -> tuple[int, str]:
     """Row count and a digest of every row: equal digests, equal tables."""
     with psycopg.connect(settings.database_url) as conn:
@@ -95,10 +94,10 @@ def _partition_of(day: date) -> str:
     return day.isoformat()
 
 
-def test_one_partition_of_the_whole_graph_from_kafka_to_marts(
+def test_a_partition_of_the_whole_graph_then_late_events_and_a_backfill(
     defs: dg.Definitions, settings: Settings
 ) -> None:
-    traffic.produce(settings, events=1500, days=2, seed=11)
+    traffic.produce(settings, events=1500, days=3, seed=11)
     load = _load(defs)
     loaded = _scalar(settings, "select count(*) from raw.events")
     assert loaded > 1400  # the generator sends a few duplicates, stored once
@@ -160,22 +159,28 @@ def test_one_partition_of_the_whole_graph_from_kafka_to_marts(
     assert sum(m["attempts"].value for m in funnel_reports.values()) > 0
     assert _scalar(settings, "select count(*) from marts.mart_funnel_conversion") > 0
 
-
-def test_reruns_and_a_single_run_backfill_change_nothing(
-    defs: dg.Definitions, settings: Settings
-) -> None:
-    traffic.produce(settings, events=1200, days=3, seed=12)
+    # A checkout click that happened yesterday evening arrives only now; today's run looks back
+    # a day (WindowConfig.lookback_hours), so it picks it up.
+    checkout_clicks = (
+        "select count(*) from marts.defined_events where definition_name = 'clicked_checkout'"
+    )
+    before = _scalar(settings, checkout_clicks)
+    late_at = datetime.combine(YESTERDAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=22)
+    produce(
+        settings.kafka_bootstrap,
+        settings.topic,
+        [encode(click_event(occurred_at=iso(late_at), received_at=iso(datetime.now(tz=UTC))))],
+    )
     _load(defs)
-    assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
-    first = _defined_events_digest(settings)
-    assert first[0] > 0
+    assert _derive_defined_events(defs, partition_key=_partition_of(TODAY)).success
+    assert _scalar(settings, checkout_clicks) == before + 1
 
-    assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
-    assert _defined_events_digest(settings) == first
-
+    # A backfill of three days already derived is one dbt invocation over the range, and
+    # changes nothing.
+    settled = _defined_events_digest(settings)
     start, end = _partition_of(TODAY - timedelta(days=2)), _partition_of(TODAY)
     instance = dg.DagsterInstance.ephemeral()
-    backfill = _derive(
+    backfill = _derive_defined_events(
         defs,
         instance=instance,
         tags={
@@ -186,43 +191,16 @@ def test_reruns_and_a_single_run_backfill_change_nothing(
     assert backfill.success
     logs = [entry.user_message for entry in instance.all_logs(backfill.run_id)]
     windows = [message for message in logs if "dbt window:" in message]
-    assert len(windows) == 1  # the three days ran as one dbt invocation
+    assert len(windows) == 1
     assert f"'start': '{start} 00:00:00+00:00'" in windows[0]
     assert f"'end': '{_partition_of(TODAY + timedelta(days=1))} 00:00:00+00:00'" in windows[0]
     partitions = {
         event.partition
         for event in backfill.get_asset_materialization_events()
-        if event.asset_key == dg.AssetKey(["marts", "defined_events"])
+        if event.asset_key == DEFINED_EVENTS
     }
     assert partitions == {_partition_of(TODAY - timedelta(days=n)) for n in range(3)}
-    assert _defined_events_digest(settings) == first
-
-
-def test_late_events_reach_their_day_on_the_next_run(
-    defs: dg.Definitions, settings: Settings
-) -> None:
-    traffic.produce(settings, events=600, days=2, seed=13)
-    _load(defs)
-    assert _derive(defs, partition_key=_partition_of(TODAY)).success
-    before = _scalar(
-        settings,
-        "select count(*) from marts.defined_events where definition_name = 'clicked_checkout'",
-    )
-    # A checkout click that happened yesterday evening arrives only now.
-    late_at = datetime.combine(YESTERDAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=22)
-    produce(
-        settings.kafka_bootstrap,
-        settings.topic,
-        [encode(click_event(occurred_at=iso(late_at), received_at=iso(datetime.now(tz=UTC))))],
-    )
-    _load(defs)
-    # Today's hourly run looks back a day (WindowConfig.lookback_hours), so it picks it up.
-    assert _derive(defs, partition_key=_partition_of(TODAY)).success
-    after = _scalar(
-        settings,
-        "select count(*) from marts.defined_events where definition_name = 'clicked_checkout'",
-    )
-    assert after == before + 1
+    assert _defined_events_digest(settings) == settled
 
 
 def _waiting_for_the_warehouse(settings: Settings) -> int:
@@ -240,8 +218,6 @@ def test_concurrent_partition_runs_take_turns(
 ) -> None:
     traffic.produce(settings, events=1200, days=3, seed=14)
     _load(defs)
-    assert _derive(defs, partition_key=_partition_of(YESTERDAY)).success
-    expected = _defined_events_digest(settings)
 
     # Two partition runs launched together, each its own process as in a deployment, while a
     # third dbt run (played by this test) holds the warehouse.
@@ -265,7 +241,10 @@ def test_concurrent_partition_runs_take_turns(
                     command = [
                         str(dagster),
                         *("asset", "materialize", "-m", "orchestration.definitions"),
-                        *("--select", "*", "--partition", _partition_of(day)),
+                        # defined_events and what it reads: enough to need the warehouse,
+                        # in less time than the whole graph.
+                        *("--select", "*marts/defined_events"),
+                        *("--partition", _partition_of(day)),
                     ]
                     runs.append(
                         subprocess.Popen(
@@ -292,7 +271,9 @@ def test_concurrent_partition_runs_take_turns(
         output = log.read_text()
         assert run.returncode == 0, output[-4000:]
         assert WAITING_MESSAGE in output
-    assert _defined_events_digest(settings) == expected
+    # One after the other: the first derived all history and the second redid its window. That
+    # such a rerun changes nothing is the first test's to show.
+    assert _scalar(settings, "select count(*) from marts.defined_events") > 0
 
 
 def test_freshness_check_fails_on_stale_events_and_passes_on_recent_ones(

@@ -26,6 +26,7 @@ import pytest
 from demo import traffic
 from ingestion.loader import Loader
 from ingestion.settings import Settings
+from tests.support.dagster import defined_events_and_inputs
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
@@ -114,11 +115,8 @@ def loaded_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def dagster_server(
-    loaded_settings: Settings, dagster_home: Path, tmp_path: Path
+    loaded_settings: Settings, dagster_home: Path, tmp_path: Path, prepared_dbt_project: Path
 ) -> Iterator[DagsterServer]:
-    from orchestration.project import prepare
-
-    prepare()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
@@ -237,6 +235,11 @@ def test_ui_server_lists_assets_runs_a_partition_and_a_backfill(
     assert by_key["marts/defined_events"]["isPartitioned"]
     assert not by_key["raw/events"]["isMaterializable"]
 
+    # The partition run the UI's "Materialize" launches for defined_events and its inputs (the
+    # whole graph runs in-process in test_orchestration_pipeline).
+    from orchestration.definitions import defs
+
+    selection = [{"path": key.path} for key in defined_events_and_inputs(defs)]
     yesterday = (TODAY - timedelta(days=1)).isoformat()
     launched = dagster_server.query(
         LAUNCH_RUN,
@@ -246,6 +249,7 @@ def test_ui_server_lists_assets_runs_a_partition_and_a_backfill(
                     "repositoryLocationName": "orchestration",
                     "repositoryName": "__repository__",
                     "jobName": "derive",
+                    "assetSelection": selection,
                 },
                 "executionMetadata": {"tags": [{"key": "dagster/partition", "value": yesterday}]},
                 "runConfigData": {},

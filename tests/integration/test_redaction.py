@@ -14,6 +14,7 @@ from ingestion.collector import CollectorConfig, create_app, serving_in_backgrou
 from ingestion.loader import Loader
 from ingestion.settings import Settings
 from retrolytics.language import privacy
+from retrolytics.language.check import load_redaction
 from tests.support.factories import click_event, pageview_event
 from tests.support.kafka import consume_all
 from tests.support.loading import produce_events
@@ -71,3 +72,30 @@ def test_the_loader_redacts_events_from_elsewhere_and_counts_them(
     assert "https://shop.test/reset?step=2" in urls and not any("s3cret" in u for u in urls)
     ips = [ip for (ip,) in raw_db.execute("select context ->> 'ip' from raw.events")]
     assert sorted(ips, key=str) == sorted(["203.0.113.0", None], key=str)
+
+
+def test_dagsters_load_job_applies_the_declared_privacy_rules(
+    settings: Settings, raw_db: psycopg.Connection
+) -> None:
+    """``load_raw_events`` stores under the rules of the code location's ``privacy.yml``, as
+    ``retrolytics load`` does, not under the loader's defaults (which drop no property)."""
+    from orchestration.assets.raw import load_raw_events
+    from orchestration.project import DEFINITIONS_DIR
+    from orchestration.resources import RetrolyticsResource
+
+    dropped = sorted(load_redaction(DEFINITIONS_DIR).drop_properties)
+    assert dropped, "the shipped privacy.yml drops properties; this test loads them"
+    produce_events(
+        settings, [click_event(properties={**dict.fromkeys(dropped, "private"), "plan": "pro"})]
+    )
+    resource = RetrolyticsResource(
+        database_url=settings.database_url,
+        kafka_bootstrap=settings.kafka_bootstrap,
+        topic=settings.topic,
+        consumer_group=settings.consumer_group,
+    )
+    result = load_raw_events.execute_in_process(resources={"retrolytics": resource})
+
+    assert result.success
+    (properties,) = raw_db.execute("select properties from raw.events").fetchone()
+    assert properties == {"plan": "pro"}

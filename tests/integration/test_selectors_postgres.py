@@ -1,6 +1,6 @@
 """PostgreSQL's regex engine (ARE) must read the compiled selectors exactly as Python's ``re`` does.
 
-About 2000 (hierarchy, selector) pairs from the same generator as the cssselect property test,
+About 600 (hierarchy, selector) pairs from the same generator as the cssselect property test,
 plus hand-picked escape edge cases, are matched in Python and then in PostgreSQL in one query.
 """
 
@@ -18,7 +18,7 @@ from tests.support.selector_cases import Case, cases
 
 pytestmark = pytest.mark.integration
 
-GENERATED_PAIRS = 2000
+GENERATED_PAIRS = 600
 
 
 def generated_cases(count: int) -> list[Case]:

@@ -159,7 +159,7 @@ def test_windowed_runs_late_events_and_a_rebuild_equal_the_reference(
             ["run", "--select", "fct_sessions"],
             database_url=database_url,
             project_dir=project,
-            dbt_vars={"start": day(1), "end": day(2)},
+            window={"start": day(1), "end": day(2)},
         )
     assert sql_state(database_url) == windowed
 

@@ -7,6 +7,7 @@ point RETROLYTICS_STATE_DIR at a temporary folder and clean up after themselves.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ingestion import stack as local_stack
@@ -179,6 +180,26 @@ def test_a_new_topic_answers_offset_queries_at_once(stack: local_stack.StackInfo
         consumer.close()
 
 
+def test_ensure_topic_asks_a_silent_broker_again_until_its_deadline(listening_socket: int) -> None:
+    """Every admin request of ensure_topic, the first included, runs under one deadline: a
+    broker that takes connections but does not answer (like one starved of CPU) is asked again
+    until then, and the error names the topic, the broker and the wait."""
+    topic = f"test.silent.{uuid.uuid4().hex[:12]}"
+    bootstrap = f"127.0.0.1:{listening_socket}"
+    started = time.monotonic()
+    expected = re.escape(f"topic {topic!r} on {bootstrap} is not ready after 3 s")
+    with pytest.raises(KafkaException, match=expected):
+        ensure_topic(bootstrap, topic, timeout=3)
+    assert time.monotonic() - started >= 3, "gave up before its deadline"
+
+
+def test_ensure_topic_refuses_an_invalid_name_at_once(stack: local_stack.StackInfo) -> None:
+    """Waiting cannot mend a bad name: the broker's refusal is raised, not retried for minutes."""
+    with pytest.raises(KafkaException) as refused:
+        ensure_topic(stack.kafka_bootstrap, "not a valid name!")
+    assert refused.value.args[0].code() == KafkaError.TOPIC_EXCEPTION, refused.value
+
+
 def test_kafka_does_not_create_topics_on_first_use(stack: local_stack.StackInfo) -> None:
     missing = f"test.never-created.{uuid.uuid4().hex[:12]}"
     producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "message.timeout.ms": 3000})
@@ -190,8 +211,18 @@ def test_kafka_does_not_create_topics_on_first_use(stack: local_stack.StackInfo)
     assert missing not in topics.topics
 
 
+@pytest.fixture
+def short_port_release_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that stays taken is refused after 1 s instead of 15: the wait is for a crashed
+    server's sockets, and these tests hold theirs on purpose."""
+    monkeypatch.setattr(stack_ports, "PORT_RELEASE_WAIT_S", 1.0)
+
+
 def test_a_taken_remembered_port_is_a_clear_error(
-    private_state_dir: Path, listening_socket: int, capsys: pytest.CaptureFixture[str]
+    private_state_dir: Path,
+    listening_socket: int,
+    short_port_release_wait: None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     kafka, controller = stack_ports.pick_free_ports(2)
     private_state_dir.mkdir(parents=True)
@@ -210,7 +241,10 @@ def test_a_taken_remembered_port_is_a_clear_error(
 
 
 def test_another_state_dir_never_reuses_the_shared_stacks_ports(
-    stack: local_stack.StackInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: local_stack.StackInfo,
+    tmp_path: Path,
+    short_port_release_wait: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shared_ports_file = StackPaths.current().ports_file
     copied = tmp_path / "copied-state"

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from retrolytics.language.seeds import SEED_RELATIVE_PATH
 from retrolytics.warehouse import runner
 from tests.support.paths import REPO
+from tests.support.warehouse import copy_project
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +66,42 @@ def test_every_command_reads_the_declarations_folder_it_is_given(tmp_path: Path)
     assert checked.returncode == 0 and "27 definitions" in out, out
     _, err = default.communicate(timeout=120)
     assert default.returncode == 1 and "no event definition named 'only_in_my_folder'" in err
+
+
+def test_compile_and_dbt_write_the_seeds_of_the_folder_they_are_given(
+    tmp_path: Path, database_url: str
+) -> None:
+    project_dir, mine = copy_project(tmp_path)  # a project copy: the checkout's seeds stay as is
+    (mine / "events" / "extra.yml").write_text(
+        "events:\n  - name: only_in_my_folder\n    description: d\n    owner: me\n"
+        "    match:\n      - type: pageview\n"
+    )
+    seed = project_dir / SEED_RELATIVE_PATH
+    env = {k: v for k, v in os.environ.items() if k != "RETROLYTICS_DEFINITIONS_DIR"}
+    env |= {
+        "RETROLYTICS_DBT_PROJECT_DIR": str(project_dir),
+        "RETROLYTICS_DATABASE_URL": database_url,
+    }
+
+    compiled = cli("definitions", "compile", "--definitions", str(mine), env=env)
+    out, err = compiled.communicate(timeout=120)
+    assert compiled.returncode == 0, out + err
+    assert "only_in_my_folder" in seed.read_text()
+
+    seed.unlink()
+    listed = cli(
+        "dbt",
+        "--definitions",
+        str(mine),
+        "ls",
+        "--resource-type",
+        "seed",
+        "--quiet",
+        "--output",
+        "name",
+        env=env,
+    )
+    out, err = listed.communicate(timeout=300)
+    assert listed.returncode == 0, out + err
+    assert "event_definitions" in out.split()  # dbt found the seed `retrolytics dbt` compiled
+    assert "only_in_my_folder" in seed.read_text()

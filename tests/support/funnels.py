@@ -52,14 +52,15 @@ def compile_declarations(definitions_dir: Path, project_dir: Path) -> list[Funne
     return load_catalog(definitions_dir).declarations["funnels"]
 
 
-def run(project_dir: Path, database_url: str, *, tests: bool = False, **dbt_vars: Any) -> None:
-    """``dbt build`` (seeds and models; data tests too when ``tests``) with these vars."""
+def run(project_dir: Path, database_url: str, *, tests: bool = False, **window: Any) -> None:
+    """``dbt build`` (seeds and models; data tests too when ``tests``) over this window (none:
+    all history)."""
     skip_tests = [] if tests else ["--exclude-resource-type", "test", "--quiet"]
     runner.run_dbt(
         ["build", *skip_tests],
         database_url=database_url,
         project_dir=project_dir,
-        dbt_vars=dbt_vars or None,
+        window=window,
     )
 
 

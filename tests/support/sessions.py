@@ -58,13 +58,13 @@ def build(
     **window: Any,
 ) -> None:
     """``dbt build`` of the sessions and persons models (and their data tests, unless not
-    ``tests``) with these vars."""
+    ``tests``) over this window (none: all history)."""
     args = ["build" if tests else "run", "--select", *MODELS, "--quiet"]
     if tests:
         args += ["--indirect-selection", "cautious"]
     if full_refresh:
         args.append("--full-refresh")
-    runner.run_dbt(args, database_url=database_url, project_dir=project, dbt_vars=window)
+    runner.run_dbt(args, database_url=database_url, project_dir=project, window=window)
 
 
 @contextmanager

@@ -42,6 +42,7 @@ class Warehouse:
     def dbt(
         self,
         *args: str,
+        window: dict[str, Any] | None = None,
         dbt_vars: dict[str, Any] | None = None,
         check: bool = True,
         target_path: Path | None = None,
@@ -50,15 +51,16 @@ class Warehouse:
             list(args),
             database_url=self.database_url,
             project_dir=self.project_dir,
+            window=window,
             dbt_vars=dbt_vars,
             check=check,
             target_path=target_path,
         )
 
-    def derive(self, dbt_vars: dict[str, Any] | None = None) -> Any:
+    def derive(self, window: dict[str, Any] | None = None) -> Any:
         """Compile the definitions and bring defined_events up to date (no tests)."""
         self.compile()
-        return self.dbt("build", *DEFINED_EVENTS, *WITHOUT_TESTS, dbt_vars=dbt_vars)
+        return self.dbt("build", *DEFINED_EVENTS, *WITHOUT_TESTS, window=window)
 
     def query(self, text: str, params: Any = ()) -> list[tuple]:
         with psycopg.connect(self.database_url) as conn:

@@ -23,10 +23,7 @@ DBT_TEST_PREFIXES = ("not_null", "unique", "accepted_values", "relationships")
 
 
 @pytest.fixture(scope="module")
-def defs() -> dg.Definitions:
-    from orchestration.project import prepare
-
-    prepare()  # the build-time step: seeds compiled, manifest parsed
+def defs(prepared_dbt_project: Path) -> dg.Definitions:
     from orchestration.definitions import defs
 
     return defs
@@ -189,17 +186,25 @@ def test_schedules_pick_today_and_yesterday(defs: dg.Definitions) -> None:
     assert finalise_yesterday_daily(context).partition_key == "2026-02-28"
 
 
-def test_partition_window_becomes_dbt_vars(defs: dg.Definitions) -> None:
-    from orchestration.partitions import daily_partitions, window_vars
+def test_partition_window_becomes_the_dbt_window_environment(defs: dg.Definitions) -> None:
+    from orchestration.partitions import daily_partitions, dbt_window
+    from retrolytics.warehouse.runner import window_environment
 
     window = daily_partitions.time_window_for_partition_key("2026-11-20")
-    assert window_vars(window, 6) == {
+    assert dbt_window(window, 6) == {
         "start": "2026-11-20 00:00:00+00:00",
         "end": "2026-11-21 00:00:00+00:00",
         "lookback_hours": 6,
     }
+    assert window_environment(dbt_window(window, None)) == {
+        "RETROLYTICS_WINDOW_START": "2026-11-20 00:00:00+00:00",
+        "RETROLYTICS_WINDOW_END": "2026-11-21 00:00:00+00:00",
+        "RETROLYTICS_WINDOW_LOOKBACK_HOURS": None,  # unset: the model's default
+    }
     with pytest.raises(ValueError, match="lookback_hours"):
-        window_vars(window, -1)
+        dbt_window(window, -1)
+    with pytest.raises(ValueError, match="not since"):
+        window_environment({"since": "2026-11-20"})
 
 
 def test_a_bad_history_start_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ from tests.support.selector_cases import Case, cases
 
 
 @settings(
-    max_examples=3000,
+    max_examples=600,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

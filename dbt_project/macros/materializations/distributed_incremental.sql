@@ -65,12 +65,19 @@
         {{ retro_record_versions(target_relation, versions, version_column, hash_column) }}
     {%- endcall -%}
 
+    {{ return(distributed_finish(target_relation, post_hooks)) }}
+{%- endmaterialization %}
+
+
+{#- The ending every materialization of this project shares: the post-hooks that run inside the
+    transaction, the docs, the commit, the hooks that run after it; returns the relations. -#}
+{% macro distributed_finish(relation, post_hooks) -%}
     {{ run_hooks(post_hooks, inside_transaction=True) }}
-    {%- do persist_docs(target_relation, model) -%}
+    {%- do persist_docs(relation, model) -%}
     {{ adapter.commit() }}
     {{ run_hooks(post_hooks, inside_transaction=False) }}
-    {{ return({'relations': [target_relation]}) }}
-{%- endmaterialization %}
+    {{ return({'relations': [relation]}) }}
+{%- endmacro %}
 
 
 {% macro distributed_create_empty(relation, sql) -%}

@@ -63,11 +63,7 @@
         {{ retro_record_versions(target_relation, versions, 'funnel_name', 'content_hash') }}
     {%- endcall -%}
 
-    {{ run_hooks(post_hooks, inside_transaction=True) }}
-    {%- do persist_docs(target_relation, model) -%}
-    {{ adapter.commit() }}
-    {{ run_hooks(post_hooks, inside_transaction=False) }}
-    {{ return({'relations': [target_relation]}) }}
+    {{ return(distributed_finish(target_relation, post_hooks)) }}
 {%- endmaterialization %}
 
 

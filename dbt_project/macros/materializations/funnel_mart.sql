@@ -39,11 +39,7 @@
         {{ distributed_insert(target_relation, sql) }}
     {%- endcall -%}
 
-    {{ run_hooks(post_hooks, inside_transaction=True) }}
-    {%- do persist_docs(target_relation, model) -%}
-    {{ adapter.commit() }}
-    {{ run_hooks(post_hooks, inside_transaction=False) }}
-    {{ return({'relations': [target_relation]}) }}
+    {{ return(distributed_finish(target_relation, post_hooks)) }}
 {%- endmaterialization %}
 
 

@@ -30,6 +30,7 @@ versions as (
     select
         funnels.funnel_name,
         funnels.content_hash as funnel_hash,
+        funnels.unit = 'session' or funnels.breakdown_session is not null as reads_sessions,
         left(md5(
             funnels.content_hash || '|' || coalesce(string_agg(
                 definitions_read.definition_name || '=' || definitions_read.definition_hash,
@@ -39,7 +40,7 @@ versions as (
 
     from funnels
     left join definitions_read on definitions_read.funnel_name = funnels.funnel_name
-    group by funnels.funnel_name, funnels.content_hash
+    group by funnels.funnel_name, funnels.content_hash, funnels.unit, funnels.breakdown_session
 
 ),
 
@@ -49,13 +50,13 @@ final as (
         versions.funnel_name,
         versions.funnel_hash,
         case
-            when funnels.unit = 'session' or funnels.breakdown_session is not null
+            when versions.reads_sessions
                 then left(md5(versions.content_hash || '|sessions=' || rules.content_hash), 16)
             else versions.content_hash
         end as content_hash
 
+    -- Each CTE is read once: Citus cannot push down a view holding a CTE read twice.
     from versions
-    inner join funnels on funnels.funnel_name = versions.funnel_name
     cross join {{ ref('int_session_rules') }} as rules
 
 )
