@@ -73,9 +73,7 @@ def _step_labels(funnel: Funnel) -> list[str]:
 
 def funnel_spec(funnel: Funnel, mart: dg.AssetKey) -> dg.AssetSpec:
     steps = _step_labels(funnel)
-    from retrolytics.language.funnels import format_duration
-
-    window = format_duration(funnel.conversion_window_seconds)
+    window = funnel.window_label
     return dg.AssetSpec(
         key=funnel_key(funnel.name),
         deps=[mart],
@@ -100,10 +98,13 @@ def funnel_spec(funnel: Funnel, mart: dg.AssetKey) -> dg.AssetSpec:
 
 
 def _step_totals(conn: psycopg.Connection, name: str, window: dg.TimeWindow) -> list[tuple]:
-    """Per step over the window's entry days and every breakdown value: attempts, units."""
+    """Per step over the window's entry days, all breakdown values together: attempts, units.
+    The mart's `(all)` rows hold every attempt once; summing the breakdown rows as well would
+    count each twice."""
     return conn.execute(
         f"select step_number, min(step_name), sum(entries), sum(units) from {MART_TABLE} "
         "where funnel_name = %s and entry_day >= %s and entry_day < %s "
+        "and breakdown_value = '(all)' "
         "group by step_number order by step_number",
         (name, window.start.date(), window.end.date()),
     ).fetchall()

@@ -27,6 +27,9 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
         hold_constant: [category]           # optional: properties equal on every step
 
 Durations are a whole number and a unit: ``s``, ``m``, ``h``, ``d`` or ``w`` (``30m``, ``7d``).
+``conversion_window`` also takes calendar months, ``1mo`` to ``12mo`` (PostHog's ``month``
+conversion window unit): the deadline is the entry's UTC date and time that many months later,
+on the month's last day when it is shorter (Jan 31 + 1mo = Feb 28 or 29, same time of day).
 What a funnel *means* (entries, re-entry, ties, windows, exclusions) is written down once, in
 ``retrolytics/semantics/funnels.py`` and the description of ``fct_funnel_entries``.
 
@@ -112,6 +115,9 @@ MAX_HOLD_CONSTANT = 5
 MAX_WINDOW_SECONDS = 366 * 86_400
 MAX_TEXT_LENGTH = 2048
 DURATION_PATTERN = re.compile(r"([0-9]{1,9})\s*([smhdw])")
+MONTHS_PATTERN = re.compile(r"([0-9]{1,9})\s*mo")
+MAX_WINDOW_MONTHS = 12
+SHORTEST_MONTH_SECONDS = 28 * 86_400
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 ATTRIBUTION_PATTERN = re.compile(r"first_touch|last_touch|step_([0-9]{1,2})")
 
@@ -180,7 +186,7 @@ class Funnel:
     description: str
     owner: str
     steps: tuple[Step, ...]
-    conversion_window_seconds: int
+    conversion_window_seconds: int  # 0 when the window is in calendar months
     order: str = "ordered"
     unit: str = "device"
     breakdown: Breakdown | None = None
@@ -188,6 +194,13 @@ class Funnel:
     hold_constant: tuple[str, ...] = ()
     path: str = ""
     line: int = 0
+    conversion_window_months: int = 0  # a calendar window (``1mo``): replaces the seconds
+
+    @property
+    def window_label(self) -> str:
+        if self.conversion_window_months:
+            return f"{self.conversion_window_months}mo"
+        return format_duration(self.conversion_window_seconds)
 
     def definitions_used(self) -> frozenset[str]:
         """The event definitions the funnel reads (steps and exclusions)."""
@@ -223,12 +236,12 @@ def parse_funnel(
     }
     order = _choice(item, "order", ORDERS, "ordered", report)
     unit = _choice(item, "unit", UNITS, "device", report)
-    window = _conversion_window(item, report)
-    steps = _steps(item, order, window, report)
+    window, window_months = _conversion_window(item, report)
+    steps = _steps(item, order, window, window_months, report)
     exclusions = _exclusions(item, steps, order, report) if steps else ()
     breakdown = _breakdown(item, len(steps or ()), report)
     hold_constant = _hold_constant(item, report)
-    if report.problems or steps is None or window is None:
+    if report.problems or steps is None or window is None or window_months is None:
         return None, report.problems
     funnel = Funnel(
         name=texts["name"],
@@ -243,6 +256,7 @@ def parse_funnel(
         hold_constant=hold_constant,
         path=path,
         line=item.line,
+        conversion_window_months=window_months,
     )
     return funnel, []
 
@@ -287,15 +301,34 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _conversion_window(item: YamlMap, report: Report) -> int | None:
+def parse_months(text: Any) -> int | None:
+    """Months in a calendar window such as ``1mo``; None when ``text`` is not one.
+    ``ValueError`` when it is written as months but is not a whole number from 1 to 12."""
+    if not isinstance(text, str) or not text.strip().endswith("mo"):
+        return None
+    match = MONTHS_PATTERN.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a number of months: write a whole number, as in 1mo")
+    months = int(match.group(1))
+    if not 1 <= months <= MAX_WINDOW_MONTHS:
+        raise ValueError(f"{text!r}: a calendar window is 1mo to {MAX_WINDOW_MONTHS}mo")
+    return months
+
+
+def _conversion_window(item: YamlMap, report: Report) -> tuple[int | None, int | None]:
+    """(seconds, months) of the conversion window: one of them is 0; None where invalid."""
     if "conversion_window" not in item:
         report.add(item.line, "missing required key 'conversion_window' (a duration such as 7d)")
-        return None
+        return None, None
+    raw = item["conversion_window"]
     try:
-        return parse_duration(item["conversion_window"])
+        months = parse_months(raw)
+        if months is not None:
+            return 0, months
+        return parse_duration(raw), 0
     except ValueError as exc:
         report.add(item.line_of("conversion_window"), f"conversion_window: {exc}")
-        return None
+        return None, None
 
 
 def _event_ref(raw: Any, where: str, line: int, report: Report) -> EventRef | None:
@@ -355,7 +388,7 @@ def _definition_ref(value: Any, where: str, line: int, report: Report) -> EventR
 
 
 def _steps(
-    item: YamlMap, order: str, window: int | None, report: Report
+    item: YamlMap, order: str, window: int | None, window_months: int | None, report: Report
 ) -> tuple[Step, ...] | None:
     if "steps" not in item:
         report.add(item.line, f"missing required key 'steps' ({MIN_STEPS} to {MAX_STEPS} steps)")
@@ -388,7 +421,7 @@ def _steps(
                         f"unknown key {key!r} in {where} (allowed: {', '.join(STEP_KEYS)})",
                     )
             if "within" in raw:
-                within = _step_window(raw, index, order, window, where, report)
+                within = _step_window(raw, index, order, window, window_months, where, report)
         ref = _event_ref(raw, where, step_line, report)
         if ref is not None:
             steps.append(Step(event=ref, within_seconds=within, line=step_line))
@@ -398,7 +431,13 @@ def _steps(
 
 
 def _step_window(
-    raw: YamlMap, index: int, order: str, window: int | None, where: str, report: Report
+    raw: YamlMap,
+    index: int,
+    order: str,
+    window: int | None,
+    window_months: int | None,
+    where: str,
+    report: Report,
 ) -> int | None:
     line = raw.line_of("within")
     if index == 0:
@@ -410,11 +449,24 @@ def _step_window(
         )
         return None
     try:
+        if parse_months(raw["within"]) is not None:
+            raise ValueError(
+                "months are for conversion_window only; write a step's bound in s, m, h, d or w"
+            )
         seconds = parse_duration(raw["within"])
     except ValueError as exc:
         report.add(line, f"{where}.within: {exc}")
         return None
-    if window is not None and seconds > window:
+    if window_months:  # a calendar window is at least its months of 28 days
+        shortest = window_months * SHORTEST_MONTH_SECONDS
+        if seconds > shortest:
+            report.add(
+                line,
+                f"{where}.within ({format_duration(seconds)}) is longer than the conversion_window "
+                f"({window_months}mo) in a short month ({format_duration(shortest)})",
+            )
+            return None
+    elif window is not None and seconds > window:
         report.add(
             line,
             f"{where}.within ({format_duration(seconds)}) is longer than the conversion_window "
@@ -650,6 +702,7 @@ FUNNEL_COLUMNS = (
     "owner",
     "step_count",
     "conversion_window_seconds",
+    "conversion_window_months",
     "order_mode",
     "unit",
     "breakdown_field",
@@ -690,6 +743,12 @@ def _semantics(funnel: Funnel) -> dict[str, Any]:
         "steps": [[ref(s.event), s.within_seconds] for s in funnel.steps],
         "window": funnel.conversion_window_seconds,
         "order": funnel.order,
+        # Only when used, so the hashes of funnels declared before months existed stay.
+        **(
+            {"window_months": funnel.conversion_window_months}
+            if funnel.conversion_window_months
+            else {}
+        ),
         "unit": funnel.unit,
         "breakdown": None if breakdown is None else _breakdown_semantics(breakdown),
         "exclusions": [[ref(x.event), x.from_step, x.to_step] for x in funnel.exclusions],
@@ -732,6 +791,7 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
         "owner": _json(funnel.owner),
         "step_count": str(len(funnel.steps)),
         "conversion_window_seconds": str(funnel.conversion_window_seconds),
+        "conversion_window_months": str(funnel.conversion_window_months),
         "order_mode": funnel.order,
         "unit": funnel.unit,
         "breakdown_field": breakdown.field or "",

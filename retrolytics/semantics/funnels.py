@@ -40,7 +40,10 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   whose entry time is the event's time. It fills step 1 (``unordered``: the lowest step it
   matches). Other events are ignored while idle.
 - Deadline: an attempt is alive while the event time is at most its deadline: entry time +
-  ``conversion_window``, and, when the next step has ``within``, at most that long after the
+  ``conversion_window`` (``window_end``: a calendar window of n months adds n months to the
+  entry's UTC date, keeping the time of day, on the month's last day when that day does not
+  exist: Jan 31 10:00 + 1mo = Feb 28 (or 29) 10:00, as PostgreSQL's ``timestamp + interval``
+  does in UTC), and, when the next step has ``within``, at most that long after the
   step reached last. Both bounds are inclusive: a step exactly at the deadline counts. The first
   event after the deadline ends the attempt (``dropped_off``, ended at the deadline); that event
   is then looked at again by an idle unit, so it may enter a new attempt.
@@ -59,8 +62,11 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   happened strictly later than step i's time, the attempt is disqualified (``excluded``, ended
   at that event). Unless the event filled a step, it is then looked at by an idle unit.
   Excluded attempts stay in the facts but count nowhere in the mart.
-- When the stream ends, an attempt still alive ends ``dropped_off`` (it may still convert when
-  later events arrive; then a later run re-derives it).
+- When the stream ends, an attempt still alive is ``in_progress`` if its deadline is later
+  than the end of the data (``data_end``: the latest ``occurred_at`` among the step and
+  exclusion events of all declared funnels when the facts are built), so events still to come
+  may fill its steps; a later run re-derives it. Otherwise it ends ``dropped_off``. Either way
+  ``ended_at`` is its deadline. Without ``data_end`` nothing is in progress.
 
 So a unit enters again only after its previous attempt converted, expired, broke or was
 excluded. A consequence: a unit's furthest step can be lower than that of the best window from
@@ -80,19 +86,27 @@ time < valid_to), as text like ``->>``; null for a device never identified or a 
 yet. ``attempt_number`` counts the unit's attempts from 1.
 
 Mart: per funnel, entry day (UTC date of the entry time) and breakdown value (``(none)`` for a
-null value, ``(all)`` for a funnel without breakdown), one row per step k: ``units`` = distinct
+null value; ``(all)`` for every attempt of the day, with or without a breakdown, so one funnel
+with a breakdown answers the overall question too; a breakdown value that is the text ``(all)``
+counts in that overall row only), one row per step k: ``units`` = distinct
 units with an attempt that entered that day, has that breakdown value, is not excluded and
 filled at least k steps; ``entries`` = such attempts. Time to step k of an attempt = the time it
 had filled k steps (for ordered funnels, step k's time) minus its entry time; per unit the first
-such attempt (by entry time, then attempt number) counts, and the median and 90th percentile
-(linear interpolation, like PostgreSQL's ``percentile_cont``) are taken over units. Time to
-convert is time to the last step. ``conversion_from_previous`` = units at k / units at k-1 (null
-for step 1 and after a step without units), ``conversion_overall`` = units at k / units at
-step 1.
+such attempt (by entry time, then attempt number) counts, and the mean, the median and the 90th
+percentile (linear interpolation, like PostgreSQL's ``percentile_cont``) are taken over units.
+Time from the previous step to step k (k > 1) of the same attempts = the time it had filled k
+steps minus the time it had filled k - 1; mean, median and p90 likewise. Time to convert is time
+to the last step. ``units_in_progress`` = those of the units with an ``in_progress`` attempt that
+filled at least k steps. Conversion rates leave attempts in progress out (their outcome is not
+known yet): with ``settled`` units at k = distinct units with an attempt that is neither excluded
+nor in progress and filled at least k steps, ``conversion_from_previous`` = settled at k / settled
+at k-1 (null for step 1 and after a step without settled units), ``conversion_overall`` = settled
+at k / settled at step 1 (null without settled units).
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
 import uuid
@@ -162,10 +176,16 @@ class MartRow:
     step_number: int
     units: int
     entries: int
+    units_in_progress: int
     conversion_from_previous: float | None
-    conversion_overall: float
+    conversion_overall: float | None
+    avg_seconds_to_step: float | None
     median_seconds_to_step: float | None
     p90_seconds_to_step: float | None
+    avg_seconds_from_previous: float | None
+    median_seconds_from_previous: float | None
+    p90_seconds_from_previous: float | None
+    avg_seconds_to_convert: float | None
     median_seconds_to_convert: float | None
     p90_seconds_to_convert: float | None
 
@@ -259,6 +279,18 @@ def matches(ref: EventRef, event: Event) -> bool:
 # -- attempts --------------------------------------------------------------------------------
 
 
+def window_end(start: datetime, seconds: int, months: int = 0) -> datetime:
+    """``start`` + a conversion window: seconds, or calendar months in UTC (day clamped to the
+    month's last, time of day kept)."""
+    if not months:
+        return start + timedelta(seconds=seconds)
+    utc = start.astimezone(UTC)
+    month_index = utc.month - 1 + months
+    year, month = utc.year + month_index // 12, month_index % 12 + 1
+    day = min(utc.day, calendar.monthrange(year, month)[1])
+    return utc.replace(year=year, month=month, day=day)
+
+
 @dataclass
 class _Attempt:
     entry: Event
@@ -285,7 +317,6 @@ class _Walk:
     def __init__(self, funnel: Funnel) -> None:
         self.funnel = funnel
         self.count = len(funnel.steps)
-        self.window = timedelta(seconds=funnel.conversion_window_seconds)
         self.current: _Attempt | None = None
         self.ended: list[tuple[_Attempt, str, datetime]] = []
 
@@ -293,7 +324,12 @@ class _Walk:
         return tuple(json_key(event.properties.get(name)) for name in self.funnel.hold_constant)
 
     def set_deadline(self, attempt: _Attempt) -> None:
-        deadline = attempt.entry.occurred_at + self.window
+        funnel = self.funnel
+        deadline = window_end(
+            attempt.entry.occurred_at,
+            funnel.conversion_window_seconds,
+            funnel.conversion_window_months,
+        )
         if self.funnel.order != "unordered":
             reached = attempt.filled
             if reached < self.count:
@@ -370,9 +406,11 @@ class _Walk:
             if not filled:
                 self.idle(item)
 
-    def finish(self) -> None:
+    def finish(self, data_end: datetime | None) -> None:
         if self.current is not None:
-            self.end("dropped_off", self.current.deadline)
+            deadline = self.current.deadline
+            alive = data_end is not None and deadline > data_end
+            self.end("in_progress" if alive else "dropped_off", deadline)
 
 
 def _stream(funnel: Funnel, events: Iterable[Event]) -> list[_StreamEvent]:
@@ -480,8 +518,11 @@ def _breakdown(funnel: Funnel, attempt: _Attempt, context: _Context) -> str | No
     return _breakdown_of(funnel, source, context)
 
 
-def funnel_entries(funnel: Funnel, events: Sequence[Event]) -> list[Entry]:
-    """The funnel facts: one entry per attempt of every unit."""
+def funnel_entries(
+    funnel: Funnel, events: Sequence[Event], data_end: datetime | None = None
+) -> list[Entry]:
+    """The funnel facts: one entry per attempt of every unit; ``data_end`` as in the
+    semantics (``data_end_of``)."""
     context = _context(funnel, events)
     units: dict[str, list[Event]] = defaultdict(list)
     users: dict[str, str | None] = {}
@@ -498,10 +539,17 @@ def funnel_entries(funnel: Funnel, events: Sequence[Event]) -> list[Entry]:
         walk = _Walk(funnel)
         for item in _stream(funnel, unit_events):
             walk.take(item)
-        walk.finish()
+        walk.finish(data_end)
         for number, (attempt, outcome, ended_at) in enumerate(walk.ended, start=1):
             entries.append(_entry(funnel, unit, users, number, attempt, outcome, ended_at, context))
     return entries
+
+
+def data_end_of(funnels: Iterable[Funnel], events: Iterable[Event]) -> datetime | None:
+    """The end of the data: the latest event that a step or exclusion of ``funnels`` matches."""
+    refs = [r.event for f in funnels for r in (*f.steps, *f.exclusions)]
+    times = [e.occurred_at for e in events if any(matches(ref, e) for ref in refs)]
+    return max(times, default=None)
 
 
 def _entry(
@@ -557,8 +605,37 @@ def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
 
 
 def _seconds_to_step(entry: Entry, k: int) -> float:
+    return (_reached(entry, k) - entry.entered_at).total_seconds()
+
+
+def _seconds_from_previous(entry: Entry, k: int) -> float | None:
+    if k == 1:
+        return None
+    return (_reached(entry, k) - _reached(entry, k - 1)).total_seconds()
+
+
+def _reached(entry: Entry, k: int) -> datetime:
+    """When the attempt had filled k steps (its k-th filled step, by time then step)."""
     reached = sorted((t, i) for i, t in enumerate(entry.step_reached_at) if t is not None)
-    return (reached[k - 1][0] - entry.entered_at).total_seconds()
+    return reached[k - 1][0]
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """Mean, median and 90th percentile of some seconds (all None without values)."""
+
+    avg: float | None
+    median: float | None
+    p90: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> _Timing:
+        present = [v for v in values if v is not None]
+        return cls(
+            sum(present) / len(present) if present else None,
+            percentile_cont(present, 0.5),
+            percentile_cont(present, 0.9),
+        )
 
 
 def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
@@ -566,11 +643,11 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
     for entry in entries:
         if entry.funnel_name != funnel.name or entry.outcome == "excluded":
             continue
-        if funnel.breakdown is None:
-            value = ALL_VALUES
-        else:
+        groups[(entry.entry_day, ALL_VALUES)].append(entry)
+        if funnel.breakdown is not None:
             value = entry.breakdown_value if entry.breakdown_value is not None else NO_VALUE
-        groups[(entry.entry_day, value)].append(entry)
+            if value != ALL_VALUES:  # the overall row's name: such a value counts there only
+                groups[(entry.entry_day, value)].append(entry)
     count = len(funnel.steps)
     rows = []
     for (day, value), group in sorted(groups.items()):
@@ -582,12 +659,18 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
             first_per_unit: dict[str, Entry] = {}
             for entry in reaching:
                 first_per_unit.setdefault(entry.unit_id, entry)
-            seconds = [_seconds_to_step(e, k) for e in first_per_unit.values()]
-            timings[k] = (percentile_cont(seconds, 0.5), percentile_cont(seconds, 0.9))
-            unit_counts[k] = (len(first_per_unit), len(reaching))
+            firsts = first_per_unit.values()
+            timings[k] = (
+                _Timing.of([_seconds_to_step(e, k) for e in firsts]),
+                _Timing.of([_seconds_from_previous(e, k) for e in firsts]),
+            )
+            settled = {e.unit_id for e in reaching if e.outcome != "in_progress"}
+            in_progress = {e.unit_id for e in reaching if e.outcome == "in_progress"}
+            unit_counts[k] = (len(first_per_unit), len(reaching), len(settled), len(in_progress))
         for k in range(1, count + 1):
-            units, attempts = unit_counts[k]
-            previous = unit_counts[k - 1][0] if k > 1 else None
+            units, attempts, settled, in_progress = unit_counts[k]
+            previous = unit_counts[k - 1][2] if k > 1 else None
+            first = unit_counts[1][2]
             rows.append(
                 MartRow(
                     funnel_name=funnel.name,
@@ -596,12 +679,18 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
                     step_number=k,
                     units=units,
                     entries=attempts,
-                    conversion_from_previous=units / previous if previous else None,
-                    conversion_overall=units / unit_counts[1][0],
-                    median_seconds_to_step=timings[k][0],
-                    p90_seconds_to_step=timings[k][1],
-                    median_seconds_to_convert=timings[count][0],
-                    p90_seconds_to_convert=timings[count][1],
+                    units_in_progress=in_progress,
+                    conversion_from_previous=settled / previous if previous else None,
+                    conversion_overall=settled / first if first else None,
+                    avg_seconds_to_step=timings[k][0].avg,
+                    median_seconds_to_step=timings[k][0].median,
+                    p90_seconds_to_step=timings[k][0].p90,
+                    avg_seconds_from_previous=timings[k][1].avg,
+                    median_seconds_from_previous=timings[k][1].median,
+                    p90_seconds_from_previous=timings[k][1].p90,
+                    avg_seconds_to_convert=timings[count][0].avg,
+                    median_seconds_to_convert=timings[count][0].median,
+                    p90_seconds_to_convert=timings[count][0].p90,
                 )
             )
     return rows

@@ -133,7 +133,7 @@ def test_facts_and_mart_equal_the_reference_on_edge_cases(
     outcomes = {
         row[0] for row in raw_db.execute("select distinct outcome from marts.fct_funnel_entries")
     }
-    assert outcomes == {"converted", "dropped_off", "broken_order", "excluded"}
+    assert outcomes == {"converted", "dropped_off", "in_progress", "broken_order", "excluded"}
     converted_twenty = raw_db.execute(
         "select count(*) from marts.fct_funnel_entries where funnel_name = 'f_twenty' and converted"
     ).fetchone()[0]
@@ -148,15 +148,37 @@ def test_windowed_runs_late_events_and_reruns(
     late = [d for i, d in enumerate(documents) if d["occurred_at"] >= day(1) and i % 6 == 0]
     on_time = [d for d in documents if d not in late]
     stories_on_time, stories_late = identity_stories()
-    on_time += stories_on_time
+    # A device that starts f_ordered 5 minutes before day 2 ends, the last events of all, and is
+    # never seen again: in progress after day 2's run. An event of another device on day 3 moves
+    # the end of the data past its deadline; day 3's run (a window without the device's events)
+    # must end it dropped_off all the same.
+    pending = [custom("pending", START + timedelta(days=2, hours=23, minutes=55), "a")]
+    pending.append(custom("pending", START + timedelta(days=2, hours=23, minutes=56), "b"))
+    next_day = [custom("next-day", START + timedelta(days=3, minutes=30), "c")]
+    on_time += stories_on_time + pending
     late += stories_late
-    documents = on_time + late
+    documents = on_time + next_day + late
     declared = compile_declarations(definitions, project)
+
+    def pending_outcomes() -> list[str]:
+        return [
+            outcome
+            for (outcome,) in raw_db.execute(
+                "select outcome from marts.fct_funnel_entries"
+                " where funnel_name = 'f_ordered' and unit_id = 'pending'"
+            )
+        ]
 
     store_events(raw_db, on_time)
     for n in range(3):  # the daily partitions, in order
         run(project, database_url, start=day(n), end=day(n + 1))
     compare(raw_db, declared, on_time)
+    assert pending_outcomes() == ["in_progress"]
+
+    store_events(raw_db, next_day)
+    run(project, database_url, start=day(3), end=day(4))
+    assert pending_outcomes() == ["dropped_off"]
+    compare(raw_db, declared, on_time + next_day)
 
     store_events(raw_db, late)
     run(project, database_url, start=day(2), end=day(3), lookback_hours=24)

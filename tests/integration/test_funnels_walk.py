@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jinja2
 import psycopg
@@ -52,15 +52,18 @@ def walk_db(stack) -> Iterator[psycopg.Connection]:
 
 
 @st.composite
-def funnels(draw: st.DrawFn) -> Funnel:
+def funnels(draw: st.DrawFn, months: bool = False) -> Funnel:
+    """A random funnel; with ``months`` its window is 1 to 3 calendar months (``within`` in
+    days then), else 1 to 8 minutes."""
     count = draw(st.integers(2, 4))
     order = draw(st.sampled_from(["ordered", "strict", "unordered"]))
-    window = draw(st.integers(1, 8)) * 60
+    window = 0 if months else draw(st.integers(1, 8)) * 60
+    within_unit, within_most = (86_400, 28) if months else (60, window // 60)
     steps = []
     for index in range(count):
         within = None
         if index and order != "unordered" and draw(st.booleans()):
-            within = draw(st.integers(1, window // 60)) * 60
+            within = draw(st.integers(1, within_most)) * within_unit
         steps.append(Step(EventRef(definition=f"did_{draw(st.sampled_from(LETTERS))}"), within))
     exclusions = []
     if order != "unordered" and draw(st.booleans()):
@@ -75,6 +78,7 @@ def funnels(draw: st.DrawFn) -> Funnel:
         owner="o",
         steps=tuple(steps),
         conversion_window_seconds=window,
+        conversion_window_months=draw(st.integers(1, 3)) if months else 0,
         order=order,
         exclusions=tuple(exclusions),
         hold_constant=("p",) if draw(st.booleans()) else (),
@@ -86,8 +90,24 @@ def funnels(draw: st.DrawFn) -> Funnel:
     )
 
 
+# Month windows: entries at the ends of long months (a leap February among them), steps
+# 28 to 61 days later give or take a minute, so deadlines fall on clamped days.
+MONTH_ENDS = [datetime(2027, 1, 31, 10, tzinfo=UTC), datetime(2028, 1, 30, 23, 59, tzinfo=UTC)]
+MONTH_ENDS += [datetime(2027, 3, 31, tzinfo=UTC), datetime(2027, 12, 31, 12, tzinfo=UTC)]
+MONTH_OFFSETS = [
+    timedelta(days=d, minutes=m) for d in (0, 28, 29, 30, 31, 59, 61) for m in (-1, 0, 1)
+]
+
+
 @st.composite
-def streams(draw: st.DrawFn) -> list[Event]:
+def month_times(draw: st.DrawFn) -> datetime:
+    return draw(st.sampled_from(MONTH_ENDS)) + draw(st.sampled_from(MONTH_OFFSETS))
+
+
+@st.composite
+def streams(draw: st.DrawFn, times: st.SearchStrategy[datetime] | None = None) -> list[Event]:
+    if times is None:
+        times = st.integers(0, 12).map(lambda minutes: T0 + timedelta(minutes=minutes))
     events = []
     for number in range(draw(st.integers(0, 14))):
         letters = draw(st.sets(st.sampled_from(LETTERS + "x"), min_size=1, max_size=2))
@@ -99,7 +119,7 @@ def streams(draw: st.DrawFn) -> list[Event]:
             Event(
                 event_id=uuid.UUID(int=draw(st.integers(1, 40)) * 1000 + number),
                 anonymous_id="device",
-                occurred_at=T0 + timedelta(minutes=draw(st.integers(0, 12))),
+                occurred_at=draw(times),
                 type="custom",
                 properties=properties,
                 definitions=frozenset(f"did_{letter}" for letter in letters),
@@ -108,7 +128,9 @@ def streams(draw: st.DrawFn) -> list[Event]:
     return events
 
 
-def walk_in_sql(conn: psycopg.Connection, funnel: Funnel, events: list[Event]) -> list[tuple]:
+def walk_in_sql(
+    conn: psycopg.Connection, funnel: Funnel, events: list[Event], data_end: datetime | None
+) -> list[tuple]:
     """Prepare the stream as documented and let the SQL function walk it."""
     count = len(funnel.steps)
     rows = []
@@ -130,13 +152,15 @@ def walk_in_sql(conn: psycopg.Connection, funnel: Funnel, events: list[Event]) -
     result = conn.execute(
         "select entry_event_id, entered_at, entry_step, step_reached_at, furthest_step, outcome,"
         " ended_at, deadline_at, breakdown_value from walk.funnel_walk("
-        "%s, %s, %s * interval '1 second', %s::interval[], %s::integer[], %s::integer[], %s, %s,"
+        "%s, %s, %s * interval '1 second' + %s * interval '1 month', %s::interval[],"
+        " %s::integer[], %s::integer[], %s, %s,"
         " %s::timestamptz[], %s::integer[], %s::integer[], %s::integer[], %s::uuid[],"
-        " %s::text[], %s::text[], %s::text[])",
+        " %s::text[], %s::text[], %s::text[], %s::timestamptz)",
         (
             count,
             funnel.order,
             funnel.conversion_window_seconds,
+            funnel.conversion_window_months,
             [
                 timedelta(seconds=s.within_seconds) if s.within_seconds else None
                 for s in funnel.steps
@@ -156,6 +180,7 @@ def walk_in_sql(conn: psycopg.Connection, funnel: Funnel, events: list[Event]) -
             [e.anonymous_id for e, _, _ in rows],
             [e.user_id for e, _, _ in rows],
             [str(e.properties["b"]) for e, _, _ in rows],
+            data_end,
         ),
     )
     return [(*r[:3], list(r[3]), *r[4:]) for r in result]
@@ -168,6 +193,28 @@ def walk_in_sql(conn: psycopg.Connection, funnel: Funnel, events: list[Event]) -
 )
 @given(funnel=funnels(), events=streams())
 def test_the_walk_equals_the_reference(walk_db: psycopg.Connection, funnel: Funnel, events) -> None:
+    assert_walk_equals_the_reference(walk_db, funnel, events)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(funnel=funnels(months=True), events=streams(month_times()))
+def test_month_windows_in_the_walk_equal_the_reference(
+    walk_db: psycopg.Connection, funnel: Funnel, events
+) -> None:
+    """Calendar months: the SQL adds the interval in UTC, the reference clamps the day."""
+    walk_db.execute("set timezone = 'America/New_York'")  # the session's zone must not matter
+    assert_walk_equals_the_reference(walk_db, funnel, events)
+
+
+def assert_walk_equals_the_reference(
+    walk_db: psycopg.Connection, funnel: Funnel, events: list[Event]
+) -> None:
+    # The end of the data: the latest event, so attempts alive at the end may be in progress.
+    data_end = max((e.occurred_at for e in events), default=None)
     expected = [
         (
             e.entry_event_id,
@@ -180,6 +227,6 @@ def test_the_walk_equals_the_reference(walk_db: psycopg.Connection, funnel: Funn
             e.deadline_at,
             e.breakdown_value,
         )
-        for e in funnel_entries(funnel, events)
+        for e in funnel_entries(funnel, events, data_end)
     ]
-    assert walk_in_sql(walk_db, funnel, events) == expected
+    assert walk_in_sql(walk_db, funnel, events, data_end) == expected

@@ -88,6 +88,32 @@ def test_a_valid_funnel_parses_with_defaults() -> None:
             "f.yml:11: funnel 'checkout': conversion_window: '400d' is longer than",
         ),
         (
+            replace("conversion_window: 1d", "conversion_window: 0mo"),
+            "f.yml:11: funnel 'checkout': conversion_window: '0mo': a calendar window is 1mo to",
+        ),
+        (
+            replace("conversion_window: 1d", "conversion_window: 13mo"),
+            "f.yml:11: funnel 'checkout': conversion_window: '13mo': a calendar window is 1mo to",
+        ),
+        (
+            replace("conversion_window: 1d", "conversion_window: 1.5mo"),
+            "f.yml:11: funnel 'checkout': conversion_window: '1.5mo' is not a number of months",
+        ),
+        (
+            replace("conversion_window: 1d", "conversion_window: 1mo2d"),
+            "f.yml:11: funnel 'checkout': conversion_window: '1mo2d' is not a duration",
+        ),
+        (replace("conversion_window: 1d", "conversion_window: 2mo"), None),
+        (
+            replace("conversion_window: 1d", "conversion_window: 1mo").replace("1h", "29d"),
+            "f.yml:8: funnel 'checkout': step 2.within (29d) is longer than the conversion_window "
+            "(1mo) in a short month (4w)",
+        ),
+        (
+            replace("within: 1h", "within: 1mo"),
+            "f.yml:8: funnel 'checkout': step 2.within: months are for conversion_window only",
+        ),
+        (
             replace("within: 1h", "within: 2d"),
             "f.yml:8: funnel 'checkout': step 2.within (2d) is longer than the conversion_window",
         ),
@@ -279,6 +305,7 @@ def test_the_content_hash_follows_what_the_funnel_computes() -> None:
         {"breakdown": funnels.Breakdown(session_column="utm_source")},
         {"breakdown": funnels.Breakdown(person_trait="utm_source")},
         {"unit": "session"},
+        {"conversion_window_seconds": 0, "conversion_window_months": 1},
     ):
         changed = funnels.Funnel(**{**base.__dict__, **change})
         assert funnels.content_hash(changed) != funnels.content_hash(base), change
@@ -301,6 +328,7 @@ def test_seeds_hold_every_funnel_as_data() -> None:
             "owner": '"growth"',
             "step_count": "3",
             "conversion_window_seconds": "86400",
+            "conversion_window_months": "0",
             "order_mode": "ordered",
             "unit": "device",
             "breakdown_field": "",
@@ -336,6 +364,13 @@ def test_durations() -> None:
         funnels.parse_duration("1.5h")
     with pytest.raises(ValueError, match="must be a duration"):
         funnels.parse_duration(30)
+    assert funnels.parse_months("3mo") == 3
+    assert funnels.parse_months("3m") is None  # minutes, for parse_duration
+    with pytest.raises(ValueError, match="not a number of months"):
+        funnels.parse_months("1.5mo")
+    month = funnel_from_yaml(VALID.split("  - ", 1)[1].replace("\n    ", "\n").replace("1d", "1mo"))
+    assert (month.conversion_window_seconds, month.conversion_window_months) == (0, 1)
+    assert month.window_label == "1mo"
 
 
 def test_the_shipped_funnels_are_valid_and_cover_the_shop() -> None:

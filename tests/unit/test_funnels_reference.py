@@ -7,6 +7,8 @@ compared with is itself checked.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from retrolytics.semantics.funnels import (
     funnel_entries,
     funnel_mart,
@@ -14,6 +16,7 @@ from retrolytics.semantics.funnels import (
     jsonb_text,
     percentile_cont,
     person_of,
+    window_end,
 )
 from tests.support.funnel_cases import at, ev, funnel_from_yaml
 
@@ -49,6 +52,39 @@ def test_the_conversion_window_is_inclusive() -> None:
     late = funnel_entries(funnel(), [ev("d", 0, "a"), ev("d", 5, "b"), ev("d", 10 + 1 / 60, "c")])
     assert outcomes(late) == [("d", 1, "dropped_off", 2)]
     assert late[0].ended_at == at(10) and late[0].step_reached_at[2] is None
+
+
+def test_a_month_window_follows_the_utc_calendar() -> None:
+    def plus_months(text: str, months: int) -> str:
+        start = datetime.fromisoformat(text + "+00:00")
+        return window_end(start, 0, months).isoformat()
+
+    assert plus_months("2027-01-31T10:00", 1) == "2027-02-28T10:00:00+00:00"
+    assert plus_months("2028-01-31T10:00", 1) == "2028-02-29T10:00:00+00:00"
+    assert plus_months("2027-03-31T00:00", 1) == "2027-04-30T00:00:00+00:00"
+    assert plus_months("2027-12-31T23:59", 2) == "2028-02-29T23:59:00+00:00"
+    assert plus_months("2027-01-15T08:00", 12) == "2028-01-15T08:00:00+00:00"
+    monthly = funnel(base=ABC.replace("10m", "1mo"))
+    events = [ev("d", 0, "a"), ev("d", 1, "b"), ev("d", 31 * 24 * 60 - 1, "c")]
+    assert outcomes(funnel_entries(monthly, events)) == [("d", 1, "dropped_off", 2)]
+    events[2] = ev("d", 30 * 24 * 60, "c")  # T0 is Nov 20: the deadline is Dec 20, 30 days on
+    assert outcomes(funnel_entries(monthly, events)) == [("d", 1, "converted", 3)]
+
+
+def test_an_attempt_alive_when_the_data_ends_is_in_progress_and_left_out_of_rates() -> None:
+    events = [ev("u1", 0, "a"), ev("u1", 1, "b"), ev("u2", 0, "a"), ev("u3", 5, "a")]
+    end = at(9)  # u1 and u2's deadlines (minute 10) are after it; u3's too
+    entries = funnel_entries(funnel(), events, end)
+    assert [e.outcome for e in entries] == ["in_progress"] * 3
+    assert entries[0].ended_at == entries[0].deadline_at == at(10)
+    later = funnel_entries(funnel(), events, at(10))  # a deadline at the end is not after it
+    assert [e.outcome for e in later] == ["dropped_off", "dropped_off", "in_progress"]
+    step1, step2, _ = funnel_mart(funnel(), later)
+    assert (step1.units, step1.units_in_progress, step2.units_in_progress) == (3, 1, 0)
+    # u3 is left out: settled are u1 and u2 at step 1, u1 at step 2
+    assert step2.conversion_from_previous == 0.5 == step2.conversion_overall
+    alive = funnel_mart(funnel(), entries)
+    assert alive[0].conversion_overall is None and alive[1].units_in_progress == 1
 
 
 def test_no_reentry_while_alive_and_reentry_after_expiry() -> None:
@@ -259,6 +295,39 @@ def test_the_mart_counts_units_per_step_and_skips_excluded_attempts() -> None:
     assert step2.median_seconds_to_step == 150.0
     assert step3.median_seconds_to_step == 180.0 == rows[0].median_seconds_to_convert
     assert rows[0].conversion_from_previous is None
+
+
+def test_the_mart_times_each_step_from_entry_and_from_the_previous_step() -> None:
+    events = [
+        ev("u1", 0, "a"), ev("u1", 1, "b"), ev("u1", 4, "c"),
+        ev("u2", 0, "a"), ev("u2", 5, "b"), ev("u2", 6, "c"),
+        ev("u3", 0, "a"), ev("u3", 6, "b"),
+    ]  # fmt: skip
+    step1, step2, step3 = funnel_mart(funnel(), funnel_entries(funnel(), events))
+    # to step 2: 1, 5 and 6 min; to step 3 (convert): 4 and 6 min; step 2 -> 3: 3 and 1 min
+    assert step2.avg_seconds_to_step == 240.0 and step2.median_seconds_to_step == 300.0
+    assert step2.avg_seconds_from_previous == step2.avg_seconds_to_step  # step 1 is the entry
+    assert step3.avg_seconds_to_step == 300.0 == step1.avg_seconds_to_convert
+    assert (step3.avg_seconds_from_previous, step3.median_seconds_from_previous) == (120.0, 120.0)
+    assert step3.p90_seconds_from_previous == 60.0 + 0.9 * 120.0
+    assert step1.avg_seconds_to_step == 0.0 and step1.avg_seconds_from_previous is None
+
+
+def test_a_breakdown_also_yields_the_overall_rows() -> None:
+    by_source = funnel("breakdown: {property: source}\n")
+    events = [
+        ev("u1", 0, "a", props={"source": "ads"}), ev("u1", 1, "b"),
+        ev("u2", 0, "a", props={"source": "mail"}), ev("u2", 1, "b"), ev("u2", 2, "c"),
+        ev("u3", 0, "a"),
+        ev("u4", 0, "a", props={"source": "(all)"}), ev("u4", 3, "b"),
+    ]  # fmt: skip
+    rows = funnel_mart(by_source, funnel_entries(by_source, events))
+    units = {(r.breakdown_value, r.step_number): r.units for r in rows}
+    assert {v for v, _ in units} == {"(all)", "ads", "mail", "(none)"}
+    assert [units["(all)", k] for k in (1, 2, 3)] == [4, 3, 1]  # u4's "(all)" counts once
+    assert [units["ads", k] + units["mail", k] + units["(none)", k] for k in (1, 2, 3)] == [3, 2, 1]
+    overall = [r for r in rows if r.breakdown_value == "(all)"]
+    assert overall[1].median_seconds_to_step == 60.0 and overall[1].entries == 3
 
 
 def test_a_session_attempt_never_leaves_its_session() -> None:

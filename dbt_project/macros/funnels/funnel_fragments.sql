@@ -118,8 +118,28 @@
         {{ streams }}.event_ids,
         {{ streams }}.devices,
         {{ streams }}.users,
-        {{ streams }}.breakdowns
+        {{ streams }}.breakdowns,
+        {{ funnel_data_end() }}
     )
+{%- endmacro %}
+
+
+{#- SQL: the end of the data, a literal read when the model compiles: the latest occurred_at of
+    the step events (int_funnel_step_events: every declared funnel's step and exclusion events).
+    An attempt alive at the end of its stream whose deadline is later is `in_progress`. -#}
+{% macro funnel_data_end() -%}
+    {%- if not execute -%}
+        {{- return("null::timestamptz") -}}
+    {%- endif -%}
+    {#- In microseconds since the epoch: a number, which the query's result keeps exactly. -#}
+    {%- set latest = run_query(
+        "select (extract(epoch from max(occurred_at)) * 1000000)::bigint from "
+        ~ ref('int_funnel_step_events')).columns[0].values()[0] -%}
+    {%- if latest is none -%}
+        null::timestamptz
+    {%- else -%}
+        (timestamptz 'epoch' + {{ latest | int }} * interval '1 microsecond')
+    {%- endif -%}
 {%- endmacro %}
 
 
@@ -158,16 +178,32 @@
 {#- SQL: a time before every planned resume point of the device funnels, a constant so that the
     scan of the step events is an index range. A point is the window start, or the entry of an
     attempt that ended at or after it; an attempt ends at most a conversion window after its
-    entry, so `since - the longest conversion window` precedes them all (a literal read when the
+    entry, so `since - the longest conversion window` precedes them all (a month counted as 31
+    days: the epoch of an interval counts it as 30) (a literal read when the
     model compiles: Citus plans a scalar subquery apart and then pulls the INSERT to the
     coordinator). Device funnels only: persons whose identity changed resume at the beginning,
-    so the user attempts read their planned persons' devices instead. -#}
+    so the user attempts read their planned persons' devices instead. An attempt that was in
+    progress and whose deadline has now passed resumes at its entry, which may be earlier: the
+    bound is then the earliest such entry. -#}
 {% macro funnel_plan_lower_bound() -%}
     {%- set since = "'" ~ retro_window().since ~ "'::timestamptz" -%}
     {%- set longest = run_query(
-        "select coalesce(max(extract(epoch from conversion_window)), 0) from "
+        "select coalesce(max(extract(epoch from conversion_window) + 86400 * ("
+        ~ "12 * extract(year from conversion_window) + extract(month from conversion_window))"
+        ~ "), 0) from "
         ~ ref('int_funnels') ~ " where unit = 'device'").columns[0].values()[0] -%}
+    {%- set expired = run_query(
+        "select (extract(epoch from min(resume_at)) * 1000000)::bigint from "
+        ~ ref('int_funnel_recompute_plan')
+        ~ " where unit = 'device' and reason = 'deadline passed'").columns[0].values()[0] -%}
+    {%- if expired is none %}
     {{ since }} - interval '{{ longest | int }} seconds'
+    {%- else %}
+    least(
+        {{ since }} - interval '{{ longest | int }} seconds',
+        timestamptz 'epoch' + {{ expired | int }} * interval '1 microsecond'
+    )
+    {%- endif %}
 {%- endmacro %}
 
 

@@ -17,7 +17,9 @@
     (element k bounds step k; null for none), the exclusions' from/to steps, the breakdown's
     attribution), then the stream as parallel arrays: times, the bit mask of steps each event
     matches (bit k-1 = step k), the bit mask of exclusions it matches, its hold_constant group
-    (equal groups = equal values), and its id, device, user_id and breakdown value. Returns one
+    (equal groups = equal values), and its id, device, user_id and breakdown value; last, the
+    end of the data (funnel_data_end()), after which a live attempt's deadline makes it
+    `in_progress` rather than `dropped_off`. Returns one
     row per attempt, in stream order; nothing needs joining back to the events afterwards.
 -#}
 {% macro funnel_functions_ddl() -%}
@@ -60,7 +62,8 @@ create or replace function {{ name }}(
     event_ids uuid[],
     event_devices text[],
     event_users text[],
-    event_breakdowns text[]
+    event_breakdowns text[],
+    data_end timestamptz default null
 ) returns table (
     entry_event_id uuid,
     entry_device text,
@@ -156,9 +159,15 @@ begin
             filled := filled + 1;
             filled_mask := filled_mask | (1 << (step - 1));
             latest := i;
-            deadline := event_times[entry] + conversion_window;
+            -- In UTC: months and days follow the UTC calendar whatever the session's time zone
+            -- (in a zone with summer time, a day added across the change is 23 or 25 hours).
+            deadline := (event_times[entry] at time zone 'UTC' + conversion_window)
+                at time zone 'UTC';
             if not unordered and filled < step_count and step_within[filled + 1] is not null then
-                deadline := least(deadline, event_time + step_within[filled + 1]);
+                deadline := least(
+                    deadline,
+                    (event_time at time zone 'UTC' + step_within[filled + 1]) at time zone 'UTC'
+                );
             end if;
             if entry = i then
                 i := i + 1;
@@ -209,9 +218,12 @@ begin
         i := i + 1;
     end loop;
 
+    -- Still alive when the stream ends: in progress if the deadline is after the end of the data.
     if alive then
         return query select
-{{ attempt }}, 'dropped_off'::text, deadline, deadline,
+{{ attempt }},
+        case when deadline > data_end then 'in_progress' else 'dropped_off' end::text,
+        deadline, deadline,
 {{ breakdown }};
     end if;
 end

@@ -16,6 +16,10 @@ decoded as (
         owner #>> '{}' as owner,
         step_count,
         conversion_window_seconds,
+        conversion_window_months,
+        -- The window as an interval: add it to a UTC timestamp (calendar months clamp the day).
+        conversion_window_seconds * interval '1 second'
+            + conversion_window_months * interval '1 month' as conversion_window,
         order_mode,
         unit,
         breakdown_field,

@@ -25,7 +25,9 @@
 --     (the previous facts) and as it is now (fct_sessions), whole; for a session breakdown, the
 --     device's unit from the range's start;
 --   - changed traits (identify events in the window): for a person breakdown, the units of the
---     person's devices from the identify on, and an identified device from the beginning.
+--     person's devices from the identify on, and an identified device from the beginning;
+--   - attempts in progress whose deadline the data has now passed (funnel_data_end()): their
+--     units from the attempt's entry, even without new events, so they end `dropped_off`.
 -- New and edited funnels are not planned: the attempts models derive them over all history
 -- (their ledger says which). Without a window a run recomputes everything: the plan is empty.
 {%- set window = retro_window() %}
@@ -51,17 +53,20 @@ persons as (
 
 ),
 
-previous_attempts as (
+-- Read twice (expired, unit_attempts): not materialized, so each reads only the rows its own
+-- filter or join asks for instead of one scan of every attempt ever.
+previous_attempts as not materialized (
 
     {% for relation in previous %}
     select funnel_name, unit_id, attempt_number, entered_at, entry_step, entry_event_id,
-        anonymous_id, entry_day, ended_at
+        anonymous_id, entry_day, ended_at, outcome
     from {{ relation }}
     {% if not loop.last %}union all{% endif %}
     {% else %}
     select null::text as funnel_name, null::text as unit_id, null::integer as attempt_number,
         null::timestamptz as entered_at, null::integer as entry_step, null::uuid as entry_event_id,
-        null::text as anonymous_id, null::date as entry_day, null::timestamptz as ended_at
+        null::text as anonymous_id, null::date as entry_day, null::timestamptz as ended_at,
+        null::text as outcome
     where false
     {% endfor %}
 
@@ -286,6 +291,25 @@ person_breakdowns as (
 
 ),
 
+-- In progress until now: the deadline (ended_at) is no longer after the end of the data. The
+-- facts' (outcome, ended_at) index reads only the attempts in progress, whose number is bounded
+-- by the traffic of one conversion window, not by history.
+expired as (
+
+    select
+        facts.funnel_name,
+        funnels.unit,
+        facts.unit_id,
+        case when funnels.unit = 'device' then facts.unit_id end as device,
+        'deadline passed' as reason,
+        facts.entered_at as recompute_from
+
+    from previous_attempts as facts
+    inner join funnels on funnels.funnel_name = facts.funnel_name
+    where facts.outcome = 'in_progress' and facts.ended_at <= {{ funnel_data_end() }}
+
+),
+
 -- A unit planned for several reasons is recomputed from the earliest point.
 units as (
 
@@ -300,6 +324,8 @@ units as (
         select * from session_breakdowns
         union all
         select * from person_breakdowns
+        union all
+        select * from expired
     ) as reasons
     order by funnel_name, unit_id, recompute_from
 

@@ -39,7 +39,7 @@ final as (
         funnels.unit,
         funnels.step_count,
         funnels.order_mode,
-        funnels.conversion_window_seconds * interval '1 second' as conversion_window,
+        funnels.conversion_window,
         funnels.attribution,
         funnels.attribution_step,
         funnels.breakdown_session,

@@ -1,7 +1,7 @@
 {{
     config(
         materialized='funnel_attempts',
-        indexes=[{'columns': ['funnel_name', 'entered_at']}, {'columns': ['anonymous_id', 'entered_at']}],
+        indexes=[{'columns': ['funnel_name', 'entered_at']}, {'columns': ['outcome', 'ended_at']}, {'columns': ['anonymous_id', 'entered_at']}],
         post_hook=after_commit('analyze {{ this }}'),
     )
 }}

@@ -66,6 +66,8 @@ recomputed_facts as (
 ),
 {% endif %}
 
+-- Each attempt in the overall group `(all)` and, for a funnel with a breakdown, in that of its
+-- value (`(none)` for null; a value that is the text `(all)` counts in the overall group only).
 -- Materialized: on Citus the percentiles then run over an intermediate result.
 facts as materialized (
 
@@ -77,20 +79,25 @@ facts as materialized (
         facts.entry_day,
         facts.entered_at,
         facts.step_reached_at,
-        case
-            when funnels.breakdown_field is null and funnels.breakdown_property is null
-                and funnels.breakdown_session is null and funnels.breakdown_person is null
-                then '(all)'
-            else coalesce(facts.breakdown_value, '(none)')
-        end as breakdown_value
+        facts.outcome = 'in_progress' as in_progress,
+        grouped.breakdown_value
 
     from recomputed_facts as facts
     inner join funnels on funnels.funnel_name = facts.funnel_name
+    cross join lateral (
+        select '(all)'::text as breakdown_value
+        union all
+        select coalesce(facts.breakdown_value, '(none)')
+        where num_nonnulls(funnels.breakdown_field, funnels.breakdown_property,
+                funnels.breakdown_session, funnels.breakdown_person) > 0
+            and coalesce(facts.breakdown_value, '(none)') <> '(all)'
+    ) as grouped
     where facts.outcome <> 'excluded'
 
 ),
 
--- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k).
+-- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k):
+-- seconds since entry, and since the (k-1)-th step (null at k = 1).
 progress as (
 
     select
@@ -100,14 +107,18 @@ progress as (
         facts.unit_id,
         facts.entered_at,
         facts.attempt_number,
+        facts.in_progress,
         filled.step_number,
-        extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds
+        extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds,
+        extract(epoch from filled.since_previous)::float8 as seconds_from_previous
 
     from facts
     cross join lateral (
         select
             row_number() over (order by reached.at, reached.step) as step_number,
-            reached.at as reached_at
+            reached.at as reached_at,
+            reached.at - lag(reached.at) over (order by reached.at, reached.step)
+                as since_previous
         from unnest(facts.step_reached_at) with ordinality as reached (at, step)
         where reached.at is not null
     ) as filled
@@ -132,17 +143,32 @@ per_step as (
         breakdown_value,
         step_number,
         count(*) as units,
+        avg(seconds) as avg_seconds_to_step,
         percentile_cont(0.5) within group (order by seconds) as median_seconds_to_step,
-        percentile_cont(0.9) within group (order by seconds) as p90_seconds_to_step
+        percentile_cont(0.9) within group (order by seconds) as p90_seconds_to_step,
+        avg(seconds_from_previous) as avg_seconds_from_previous,
+        percentile_cont(0.5) within group (order by seconds_from_previous)
+            as median_seconds_from_previous,
+        percentile_cont(0.9) within group (order by seconds_from_previous)
+            as p90_seconds_from_previous
 
     from first_per_unit
     group by funnel_name, entry_day, breakdown_value, step_number
 
 ),
 
+-- Attempts, and the units whose attempts are settled (not in progress: the conversion rates
+-- count only those) or in progress.
 attempts_per_step as (
 
-    select funnel_name, entry_day, breakdown_value, step_number, count(*) as entries
+    select
+        funnel_name,
+        entry_day,
+        breakdown_value,
+        step_number,
+        count(*) as entries,
+        count(distinct unit_id) filter (where not in_progress) as settled_units,
+        count(distinct unit_id) filter (where in_progress) as units_in_progress
     from progress
     group by funnel_name, entry_day, breakdown_value, step_number
 
@@ -183,8 +209,14 @@ grid as (
         funnels.step_count,
         coalesce(per_step.units, 0) as units,
         coalesce(attempts_per_step.entries, 0) as entries,
+        coalesce(attempts_per_step.settled_units, 0) as settled_units,
+        coalesce(attempts_per_step.units_in_progress, 0) as units_in_progress,
+        per_step.avg_seconds_to_step,
         per_step.median_seconds_to_step,
-        per_step.p90_seconds_to_step
+        per_step.p90_seconds_to_step,
+        per_step.avg_seconds_from_previous,
+        per_step.median_seconds_from_previous,
+        per_step.p90_seconds_from_previous
 
     from groups
     inner join funnels on funnels.funnel_name = groups.funnel_name
@@ -216,10 +248,19 @@ final as (
         step_count,
         units::integer as units,
         entries::integer as entries,
-        units::float8 / nullif(lag(units) over funnel_group, 0) as conversion_from_previous,
-        units::float8 / nullif(first_value(units) over funnel_group, 0) as conversion_overall,
+        units_in_progress::integer as units_in_progress,
+        settled_units::float8 / nullif(lag(settled_units) over funnel_group, 0)
+            as conversion_from_previous,
+        settled_units::float8 / nullif(first_value(settled_units) over funnel_group, 0)
+            as conversion_overall,
+        avg_seconds_to_step,
         median_seconds_to_step,
         p90_seconds_to_step,
+        avg_seconds_from_previous,
+        median_seconds_from_previous,
+        p90_seconds_from_previous,
+        max(avg_seconds_to_step) filter (where step_number = step_count)
+            over whole_group as avg_seconds_to_convert,
         max(median_seconds_to_step) filter (where step_number = step_count)
             over whole_group as median_seconds_to_convert,
         max(p90_seconds_to_step) filter (where step_number = step_count)
