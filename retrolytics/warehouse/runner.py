@@ -19,8 +19,8 @@ takes steps 1 to 3 from here. Plain dbt users run ``retrolytics definitions comp
 The window (``start``, ``end``, ``lookback_hours``) travels as environment variables, which
 ``macros/retroactive.sql`` reads when no ``--vars`` are given: dbt parses the whole project again
 whenever ``--vars`` change, but re-parses only the models that read an environment variable whose
-value changed (about 2 s instead of 6 s of parsing on every hourly run). ``--vars`` still work
-and win.
+value changed (0.7 s of parsing instead of 3.5 s on each hourly run: benchmarks/RESULTS.md,
+section 8). ``--vars`` still work and win.
 
 The ``statement_timeout`` (``RETROLYTICS_DBT_STATEMENT_TIMEOUT``, default 30 minutes) keeps one
 pathological row or definition from holding a run forever. dbt-postgres has no profile field for
