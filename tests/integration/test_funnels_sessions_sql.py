@@ -24,7 +24,6 @@ from retrolytics.warehouse import runner
 from tests.support.funnels import (
     assert_same,
     compile_declarations,
-    copy_project,
     custom_definitions,
     iso,
     reference_events,
@@ -33,7 +32,7 @@ from tests.support.funnels import (
     sql_facts,
     sql_mart,
 )
-from tests.support.paths import REPO
+from tests.support.paths import REPO, copy_dbt_project
 from tests.support.sessions import IPHONE, WINDOWS_CHROME, fresh_database
 
 pytestmark = pytest.mark.integration
@@ -58,7 +57,7 @@ def definitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, definitions: Path) -> Path:
-    project = copy_project(tmp_path_factory.mktemp("session_funnels") / "dbt_project")
+    project = copy_dbt_project(tmp_path_factory.mktemp("session_funnels") / "dbt_project")
     compile_declarations(definitions, project)
     return project
 

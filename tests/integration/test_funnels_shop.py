@@ -24,14 +24,13 @@ from retrolytics.warehouse import runner
 from tests.support.funnels import (
     assert_same,
     compile_declarations,
-    copy_project,
     reference_facts,
     reference_mart,
     run,
     sql_facts,
     sql_mart,
 )
-from tests.support.paths import REPO
+from tests.support.paths import REPO, copy_dbt_project
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +49,7 @@ def shop(stack, tmp_path_factory: pytest.TempPathFactory):
         with psycopg.connect(url, autocommit=True) as conn:
             schema.bootstrap(conn)
             store_events(conn, generate_events(6000, 4, seed=3, until=date(2026, 11, 23)))
-            project = copy_project(tmp_path_factory.mktemp("shop") / "dbt_project")
+            project = copy_dbt_project(tmp_path_factory.mktemp("shop") / "dbt_project")
             declared = compile_declarations(SHOP_DEFINITIONS, project)
             run(project, url)
             yield conn, url, project, declared

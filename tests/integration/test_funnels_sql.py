@@ -21,7 +21,6 @@ from retrolytics.warehouse import runner
 from tests.support.funnels import (
     assert_same,
     compile_declarations,
-    copy_project,
     custom_definitions,
     edge_case_events,
     iso,
@@ -32,7 +31,7 @@ from tests.support.funnels import (
     sql_facts,
     sql_mart,
 )
-from tests.support.paths import REPO
+from tests.support.paths import REPO, copy_dbt_project
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,7 @@ def day(n: int) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One copy of the dbt project for the module (dbt's partial parsing then stays warm)."""
-    return copy_project(tmp_path_factory.mktemp("funnels") / "dbt_project")
+    return copy_dbt_project(tmp_path_factory.mktemp("funnels") / "dbt_project")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -32,18 +31,8 @@ from retrolytics.semantics.funnels import (
     funnel_mart,
 )
 from retrolytics.warehouse import runner
-from tests.support.paths import REPO
 
 BREAKDOWN_FIELDS = funnels.BREAKDOWN_FIELDS
-
-
-def copy_project(destination: Path) -> Path:
-    shutil.copytree(
-        REPO / "dbt_project",
-        destination,
-        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "*.csv"),
-    )
-    return destination
 
 
 def compile_declarations(definitions_dir: Path, project_dir: Path) -> list[Funnel]:

@@ -22,8 +22,8 @@ from ingestion import schema
 from retrolytics.language.seeds import compile_seed
 from retrolytics.semantics import sessions as reference
 from retrolytics.warehouse import runner
-from tests.support.funnels import assert_same, copy_project, iso
-from tests.support.paths import REPO
+from tests.support.funnels import assert_same, iso
+from tests.support.paths import REPO, copy_dbt_project
 
 MODELS = (
     "+fct_sessions",
@@ -44,7 +44,7 @@ GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.
 
 
 def prepare_project(destination: Path) -> Path:
-    project = copy_project(destination)
+    project = copy_dbt_project(destination)
     compile_seed(REPO / "definitions", project)
     return project
 

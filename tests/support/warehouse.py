@@ -20,7 +20,7 @@ from retrolytics.language import events
 from retrolytics.language.check import load_catalog
 from retrolytics.language.seeds import CompiledSeed, compile_seed
 from retrolytics.warehouse import runner
-from tests.support.paths import REPO
+from tests.support.paths import REPO, copy_dbt_project
 
 UNTIL = date(2026, 11, 20)  # generated traffic covers 2026-11-18 .. 2026-11-20 (UTC)
 DEFINED_EVENTS = ["--select", "+defined_events"]
@@ -96,12 +96,7 @@ class Warehouse:
 
 
 def copy_project(tmp_path: Path) -> tuple[Path, Path]:
-    project = tmp_path / "dbt_project"
-    shutil.copytree(
-        REPO / "dbt_project",
-        project,
-        ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "*.csv"),
-    )
+    project = copy_dbt_project(tmp_path / "dbt_project")
     definitions = tmp_path / "definitions"
     shutil.copytree(REPO / "definitions", definitions)
     return project, definitions
