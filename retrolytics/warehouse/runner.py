@@ -2,11 +2,11 @@
 
 A run (``run_dbt``):
 
-1. compiles the declarations of the configured folder into the project's seeds
-   (``retrolytics.language.seeds``), when the caller names that folder;
-2. holds the warehouse lock (``warehouse_lock``, a PostgreSQL advisory lock in the warehouse's
+1. holds the warehouse lock (``warehouse_lock``, a PostgreSQL advisory lock in the warehouse's
    database), so that two runs on one warehouse take turns instead of building the same tables
    at once (or writing the seeds another run is loading); a run that waits says so;
+2. inside it, compiles the declarations of the configured folder into the project's seeds
+   (``retrolytics.language.seeds``), when the caller names that folder;
 3. sets the environment ``dbt_project/profiles.yml`` reads: ``RETROLYTICS_DATABASE_URL`` (any
    libpq form in, a URL the profile can split out), the password apart, the target, a
    ``statement_timeout`` for every session, and the run's time window (``window_environment``);
