@@ -29,7 +29,6 @@ with 10 and 20 conditions over the same export. Each engine query runs three tim
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import tempfile
@@ -45,9 +44,9 @@ from benchmarks.bench_definitions import (
     SHIPPED_DEFINITIONS,
     dbt,
     dbt_project_copy,
-    load_events,
     model_seconds,
 )
+from benchmarks.bulk import event_count, load_scaled
 from benchmarks.common import Section, Stopwatch, scratch
 from demo import traffic
 from retrolytics.language.seeds import compile_seed
@@ -69,8 +68,7 @@ ATTEMPTS_MODELS = (
 MART_MODELS = ("int_funnel_changed_days", "mart_funnel_conversion")
 FUNNEL_MODELS = (STEP_EVENTS_MODEL, *ATTEMPTS_MODELS, *MART_MODELS)
 QUICK_EVENTS = 300_000
-FULL_EVENTS = 5_000_000
-ISSUE_EVENTS = 10_000_000
+ISSUE_EVENTS = 10_000_000  # full mode's size since the bulk path (benchmarks/bulk.py)
 EVENTS_VARIABLE = "RETROLYTICS_BENCH_FUNNEL_EVENTS"  # e.g. 10000000, the issue's size
 
 
@@ -291,31 +289,17 @@ def explained_by_reentry(
     )
 
 
-def event_count(quick: bool) -> int:
-    """The issue asks for 10M events; on a 2-core machine that alone takes longer than the whole
-    suite should (see RESULTS.md), so full mode loads FULL_EVENTS unless the variable says."""
-    if quick:
-        return QUICK_EVENTS
-    value = os.environ.get(EVENTS_VARIABLE, str(FULL_EVENTS))
-    if not value.isdigit() or int(value) < 10_000:
-        raise ValueError(
-            f"{EVENTS_VARIABLE} must be a whole number of events >= 10000; got {value!r}"
-        )
-    return int(value)
-
-
 def run(quick: bool) -> Section:
-    events = event_count(quick)
+    events = QUICK_EVENTS if quick else event_count(EVENTS_VARIABLE, ISSUE_EVENTS)
     days = 30
-    size = f"{EVENTS_VARIABLE}={events} " if not quick and events != FULL_EVENTS else ""
+    size = f"{EVENTS_VARIABLE}={events} " if not quick and events != ISSUE_EVENTS else ""
     section = Section(
         "4. Funnels: the funnel models against chDB windowFunnel and DuckDB",
         f"{size}python -m benchmarks {'--quick ' if quick else ''}--only funnel_engines",
     )
     with scratch("engines") as settings, tempfile.TemporaryDirectory() as tmp:
         work, url = Path(tmp), settings.database_url
-        with Stopwatch() as loading:
-            stored = load_events(url, traffic.generate_events(events, days, seed=23))
+        stored, how = load_scaled(url, events, lambda n: traffic.generate_events(n, days, seed=23))
         project = dbt_project_copy(work)
         compile_seed(funnel_definitions(work, 5), project)
         dbt(project, url, ["seed"])
@@ -354,21 +338,11 @@ def run(quick: bool) -> Section:
                 engine.close()
 
         section.add(
-            f"{stored} shop events over {days} days, inserted directly in {loading.seconds:.0f} s "
-            f"({stored / loading.seconds:.0f} events/s: generate, validate, insert). Upstream, "
-            f"not compared: defined_events {defined:.1f} s, int_identify_events "
-            f"{identities:.1f} s. The {exported} step events of the 5-step funnel, with the "
-            f"person resolved, were exported to CSV in {exporting.seconds:.1f} s."
+            f"{stored} shop events over {days} days: {how}. Upstream, not compared: "
+            f"defined_events {defined:.1f} s, int_identify_events {identities:.1f} s. The "
+            f"{exported} step events of the 5-step funnel, with the person resolved, were "
+            f"exported to CSV in {exporting.seconds:.1f} s."
         )
-        if events < ISSUE_EVENTS:
-            section.lines.append("")
-            minutes = ISSUE_EVENTS / (stored / loading.seconds) / 60
-            section.add(
-                f"Scaled down: the issue asks for {ISSUE_EVENTS:,} events. At the rate above, "
-                f"loading them alone would take {minutes:.0f} min on this machine, and the "
-                "whole suite should finish in about 40; "
-                f"`{EVENTS_VARIABLE}={ISSUE_EVENTS}` runs the issue's size."
-            )
         section.lines += ["", "Build time (median of three for the engines):", ""]
         rows = [
             (

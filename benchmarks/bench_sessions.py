@@ -31,17 +31,18 @@ from benchmarks.bench_definitions import (
     day_window,
     dbt,
     dbt_project_copy,
-    load_events,
     model_seconds,
     set_partitions,
     traffic,
 )
-from benchmarks.common import Section, Stopwatch, scratch
+from benchmarks.bulk import event_count, load_scaled
+from benchmarks.common import Section, scratch
 from retrolytics.language.seeds import compile_seed
 
 HISTORY_DAYS = (3, 9, 18)
 RERUNS = 3
 SESSION_MODELS = ("int_sessions_plan", "fct_sessions")
+EVENTS_VARIABLE = "RETROLYTICS_BENCH_SESSION_EVENTS"  # e.g. 10000000, the issue's size
 
 DUCKDB_SESSIONS = """
 with gaps as (
@@ -148,25 +149,28 @@ def measure(url: str, project: Path, days: list[date], history: int, work: Path)
     )
 
 
-def run(quick: bool, total_events: int | None = None) -> Section:
+def run(quick: bool) -> Section:
     days_total = max(HISTORY_DAYS) + 1
-    events_total = total_events or (200_000 if quick else 1_000_000)
+    events_total = 200_000 if quick else event_count(EVENTS_VARIABLE, 1_000_000)
+    size = f"{EVENTS_VARIABLE}={events_total} " if events_total != 1_000_000 else ""
     section = Section(
         "7. Sessions: full build and hourly run as history grows, beside DuckDB",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only sessions",
+        f"{size}python -m benchmarks {'--quick ' if quick else ''}--only sessions",
     )
     with scratch("sessions") as settings, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        days, events = traffic(events_total // days_total, days_total)
-        with Stopwatch() as loading:
-            stored = load_events(settings.database_url, events)
+        days, _ = traffic(1, days_total)
+        stored, how = load_scaled(
+            settings.database_url,
+            events_total,
+            lambda n: traffic(n // days_total, days_total)[1],
+        )
         section.add(
-            f"{stored} shop events over {days_total} days, inserted directly in "
-            f"{loading.seconds:.0f} s. Full build: fct_sessions --full-refresh over the days "
-            "attached (dbt's model seconds). Hourly run: today's partition with a 24 h lookback "
-            f"after that build, int_sessions_plan + fct_sessions, median of {RERUNS}. DuckDB: "
-            f"the same events sessionized with window functions (30 min), median of {RERUNS}; "
-            "both count the same sessions."
+            f"{stored} shop events over {days_total} days: {how}. Full build: fct_sessions "
+            "--full-refresh over the days attached (dbt's model seconds). Hourly run: today's "
+            "partition with a 24 h lookback after that build, int_sessions_plan + fct_sessions, "
+            f"median of {RERUNS}. DuckDB: the same events sessionized with window functions "
+            f"(30 min), median of {RERUNS}; both count the same sessions."
         )
         project = dbt_project_copy(work)
         compile_seed(SHIPPED_DEFINITIONS, project)
