@@ -78,7 +78,7 @@ GROWTH_COLUMNS = (
 
 
 def without_jit_hook(project: Path) -> Path:
-    """Drop the marts' ``set jit = off`` pre-hook from a project copy, to measure with JIT."""
+    """Drop the models' ``set jit = off`` pre-hook from a project copy, to measure with JIT."""
     config = project / "dbt_project.yml"
     lines = config.read_text().splitlines(keepends=True)
     kept = [line for line in lines if line.strip() != JIT_HOOK]
