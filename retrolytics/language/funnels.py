@@ -20,7 +20,11 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
           field: utm_source                 # an event field, `property: <name>`,
                                             # `session: <fct_sessions column>` or
                                             # `person: <trait>` (as of the event's time)
-          attribution: first_touch          # first_touch (default) | last_touch | step_N
+          attribution: first_touch          # first_touch (default) | last_touch | step_N:
+                                            # the first / last non-empty value of the attempt's
+                                            # steps, or step N's event's value
+          unreached: keep                   # step_N only: keep (default: under `(none)`) |
+                                            # leave_out (units short of step N in no value's row)
         exclusions:                         # optional: disqualify an attempt
           - event: removed_from_cart
             between: [added_to_cart, 3]     # steps by name or number; default first and last
@@ -78,7 +82,10 @@ FUNNEL_KEYS = (
 STEP_KEYS = ("event", "type", "name", "within")
 EXCLUSION_KEYS = ("event", "type", "name", "between")
 BREAKDOWN_SOURCES = ("field", "property", "session", "person")
-BREAKDOWN_KEYS = (*BREAKDOWN_SOURCES, "attribution")
+BREAKDOWN_KEYS = (*BREAKDOWN_SOURCES, "attribution", "unreached")
+# For step_N attribution, what becomes of attempts that never reached step N: counted under
+# `(none)` (keep), or in no breakdown value's row, only in `(all)` (leave_out, PostHog's rule).
+UNREACHED = ("keep", "leave_out")
 ORDERS = ("ordered", "strict", "unordered")
 UNITS = ("device", "user", "session")
 EVENT_TYPES = tuple(t.value for t in EventType)
@@ -165,6 +172,7 @@ class Breakdown:
     person_trait: str | None = None  # of the event's person, as of the event's time
     attribution: str = "first_touch"  # first_touch | last_touch | step
     attribution_step: int | None = None  # for attribution "step"
+    unreached: str = "keep"  # for attribution "step": keep | leave_out
 
     @property
     def label(self) -> str:
@@ -177,6 +185,8 @@ class Breakdown:
         else:
             what = f"property {self.property_name}"
         how = f"step_{self.attribution_step}" if self.attribution == "step" else self.attribution
+        if self.unreached != "keep":
+            how += f", unreached: {self.unreached}"
         return f"{what} ({how})"
 
 
@@ -616,6 +626,9 @@ def _breakdown(item: YamlMap, step_count: int, report: Report) -> Breakdown | No
             f"breakdown.attribution: there is no step {step} (steps are 1 to {step_count})",
         )
         return None
+    unreached = _unreached(raw, step, report)
+    if unreached is None:
+        return None
     return Breakdown(
         field=raw.get("field"),
         property_name=raw.get("property"),
@@ -623,7 +636,30 @@ def _breakdown(item: YamlMap, step_count: int, report: Report) -> Breakdown | No
         person_trait=raw.get("person"),
         attribution="step" if step is not None else attribution,
         attribution_step=step,
+        unreached=unreached,
     )
+
+
+def _unreached(raw: YamlMap, step: int | None, report: Report) -> str | None:
+    """``breakdown.unreached``: only beside step_N attribution; None when invalid."""
+    if "unreached" not in raw:
+        return "keep"
+    value = raw["unreached"]
+    line = raw.line_of("unreached")
+    if value not in UNREACHED:
+        report.add(
+            line,
+            f"breakdown.unreached must be one of {', '.join(UNREACHED)}; got {describe(value)}",
+        )
+        return None
+    if step is None:
+        report.add(
+            line,
+            "breakdown.unreached goes with attribution step_N (first_touch and last_touch "
+            "always have a step to read)",
+        )
+        return None
+    return value
 
 
 def _breakdown_source_valid(raw: YamlMap, report: Report) -> bool:
@@ -711,6 +747,7 @@ FUNNEL_COLUMNS = (
     "breakdown_person",
     "attribution",
     "attribution_step",
+    "attribution_unreached",
     "hold_constant",
 )
 STEP_COLUMNS = (
@@ -766,6 +803,12 @@ def _breakdown_semantics(breakdown: Breakdown) -> list[Any]:
     # Appended only when used, so the hashes of funnels declared before these existed stay.
     if breakdown.session_column is not None or breakdown.person_trait is not None:
         described += [breakdown.session_column, breakdown.person_trait]
+    if breakdown.attribution in ("first_touch", "last_touch"):
+        # Their rule changed (the first / last non-empty value, no longer the entry's or the
+        # last step's own): the facts of funnels declared before must re-derive.
+        described.append("non_empty")
+    if breakdown.unreached != "keep":
+        described.append({"unreached": breakdown.unreached})
     return described
 
 
@@ -802,6 +845,7 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
         "attribution_step": ""
         if breakdown.attribution_step is None
         else str(breakdown.attribution_step),
+        "attribution_unreached": breakdown.unreached if breakdown.attribution == "step" else "",
         "hold_constant": _json(list(funnel.hold_constant)),
     }
 

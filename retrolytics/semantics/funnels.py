@@ -77,18 +77,23 @@ property and JSON null are the same value (null equals null).
 
 Facts: one row per attempt: entry time and event, the time each step was filled (null when
 not), the furthest step, converted yes/no, time to convert, the outcome, and the breakdown value:
-the event field or property (as text, like ``->>``) of the entry event (``first_touch``), of the
-event that filled a step last (``last_touch``), or of step N's event (``step_N``, null when step N
-was not reached). ``session: <column>`` reads that column of the event's session (its landing
-page, referrer host, UTM fields, browser...); ``person: <trait>`` reads the trait of the event's
-person (identity as above) as it was at the event's time (``dim_person_traits``: valid_from <=
-time < valid_to), as text like ``->>``; null for a device never identified or a trait not set
-yet. ``attempt_number`` counts the unit's attempts from 1.
+the event field or property (as text, like ``->>``) of the events that filled the attempt's
+steps, taken in the order they filled them: the first value that is neither null nor the empty
+text (``first_touch``), the last such value (``last_touch``), null when every one is empty (so a
+step without the property never hides a later step's value, as PostHog's first and last touch
+skip empty values); or step N's event's own value (``step_N``, null when step N was not reached
+or its event has no value). ``session: <column>`` reads that column of the event's session (its
+landing page, referrer host, UTM fields, browser...); ``person: <trait>`` reads the trait of the
+event's person (identity as above) as it was at the event's time (``dim_person_traits``:
+valid_from <= time < valid_to), as text like ``->>``; null for a device never identified or a
+trait not set yet. ``attempt_number`` counts the unit's attempts from 1.
 
 Mart: per funnel, entry day (UTC date of the entry time) and breakdown value (``(none)`` for a
 null value; ``(all)`` for every attempt of the day, with or without a breakdown, so one funnel
 with a breakdown answers the overall question too; a breakdown value that is the text ``(all)``
-counts in that overall row only), one row per step k: ``units`` = distinct
+counts in that overall row only; with ``step_N`` attribution and ``unreached: leave_out``, an
+attempt that never filled step N counts in the overall row only, as PostHog leaves a person who
+never reached the attribution step out of its breakdown), one row per step k: ``units`` = distinct
 units with an attempt that entered that day, has that breakdown value, is not excluded and
 filled at least k steps; ``entries`` = such attempts. Time to step k of an attempt = the time it
 had filled k steps (for ordered funnels, step k's time) minus its entry time; per unit the first
@@ -296,7 +301,7 @@ class _Attempt:
     entry: Event
     hold: tuple
     step_events: list[Event | None]
-    last_filled: Event
+    fills: list[Event]  # the events that filled a step, in the order they did
     deadline: datetime = field(init=False)
 
     @property
@@ -353,7 +358,7 @@ class _Walk:
             return
         step_events: list[Event | None] = [None] * self.count
         step_events[entering[0] - 1] = item.event
-        self.current = _Attempt(item.event, self.hold_of(item.event), step_events, item.event)
+        self.current = _Attempt(item.event, self.hold_of(item.event), step_events, [item.event])
         self.set_deadline(self.current)
 
     def fill(self, attempt: _Attempt, item: _StreamEvent) -> bool:
@@ -369,7 +374,7 @@ class _Walk:
             if step not in item.steps:
                 return False
         attempt.step_events[step - 1] = item.event
-        attempt.last_filled = item.event
+        attempt.fills.append(item.event)
         self.set_deadline(attempt)
         return True
 
@@ -506,16 +511,24 @@ def _breakdown(funnel: Funnel, attempt: _Attempt, context: _Context) -> str | No
     breakdown = funnel.breakdown
     if breakdown is None:
         return None
-    if breakdown.attribution == "first_touch":
-        source: Event | None = attempt.entry
-    elif breakdown.attribution == "last_touch":
-        source = attempt.last_filled
-    else:
+    if breakdown.attribution == "step":
         assert breakdown.attribution_step is not None
         source = attempt.step_events[breakdown.attribution_step - 1]
-    if source is None:
+        return None if source is None else _breakdown_of(funnel, source, context)
+    values = [_breakdown_of(funnel, event, context) for event in attempt.fills]
+    present = [value for value in values if value]  # neither null nor ''
+    if not present:
         return None
-    return _breakdown_of(funnel, source, context)
+    return present[0] if breakdown.attribution == "first_touch" else present[-1]
+
+
+def _left_out(funnel: Funnel, entry: Entry) -> bool:
+    """Whether the attempt counts in no breakdown value's row (``unreached: leave_out``)."""
+    breakdown = funnel.breakdown
+    if breakdown is None or breakdown.unreached != "leave_out":
+        return False
+    assert breakdown.attribution_step is not None
+    return entry.step_reached_at[breakdown.attribution_step - 1] is None
 
 
 def funnel_entries(
@@ -644,7 +657,7 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
         if entry.funnel_name != funnel.name or entry.outcome == "excluded":
             continue
         groups[(entry.entry_day, ALL_VALUES)].append(entry)
-        if funnel.breakdown is not None:
+        if funnel.breakdown is not None and not _left_out(funnel, entry):
             value = entry.breakdown_value if entry.breakdown_value is not None else NO_VALUE
             if value != ALL_VALUES:  # the overall row's name: such a value counts there only
                 groups[(entry.entry_day, value)].append(entry)

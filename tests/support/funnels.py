@@ -173,7 +173,8 @@ def _text(value: Any) -> str | None:
 
 
 NAMES = ("a", "b", "c", "d", "x")
-PROPERTY_VALUES = (1, 2, "1", 1.0, None, "missing", "(all)")  # "(all)": the overall row's name
+# "(all)": the overall row's name; "": an empty value (first and last touch skip it).
+PROPERTY_VALUES = (1, 2, "1", 1.0, None, "missing", "(all)", "")
 
 
 def edge_case_events(seed: int, start: datetime, days: int = 3, devices: int = 16) -> list[dict]:

@@ -250,6 +250,14 @@ def test_exclusion_problems() -> None:
         ("{session: landing_page, person: plan}", "breakdown needs exactly one of 'field'"),
         ("{field: utm_source, session: utm_source}", "breakdown needs exactly one of"),
         ("{attribution: last_touch}", "breakdown needs exactly one of"),
+        ("{property: category, attribution: step_2, unreached: leave_out}", None),
+        ("{property: category, attribution: step_2, unreached: keep}", None),
+        ("{property: x, attribution: step_2, unreached: drop}", "breakdown.unreached must be one"),
+        ("{property: x, unreached: leave_out}", "breakdown.unreached goes with attribution step_N"),
+        (
+            "{property: x, attribution: last_touch, unreached: keep}",
+            "breakdown.unreached goes with attribution step_N",
+        ),
     ],
 )
 def test_breakdown(breakdown: str, message: str | None) -> None:
@@ -309,6 +317,13 @@ def test_the_content_hash_follows_what_the_funnel_computes() -> None:
     ):
         changed = funnels.Funnel(**{**base.__dict__, **change})
         assert funnels.content_hash(changed) != funnels.content_hash(base), change
+    step_2 = funnels.Breakdown(property_name="q", attribution="step", attribution_step=2)
+    left_out = funnels.Breakdown(**{**step_2.__dict__, "unreached": "leave_out"})
+    hashes = {
+        funnels.content_hash(funnels.Funnel(**{**base.__dict__, "breakdown": breakdown}))
+        for breakdown in (step_2, left_out)
+    }
+    assert len(hashes) == 2
 
 
 def test_seeds_hold_every_funnel_as_data() -> None:
@@ -337,6 +352,7 @@ def test_seeds_hold_every_funnel_as_data() -> None:
             "breakdown_person": "",
             "attribution": "step",
             "attribution_step": "2",
+            "attribution_unreached": "keep",
             "hold_constant": '["p","q"]',
         }
     ]

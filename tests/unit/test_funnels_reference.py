@@ -264,6 +264,51 @@ def test_breakdown_attribution() -> None:
     assert funnel_entries(step3, events)[0].breakdown_value is None
 
 
+def test_first_and_last_touch_skip_empty_values() -> None:
+    # Step a has no utm_source and step c an empty one: first and last touch both read b's.
+    events = [
+        ev("d", 0, "a"),
+        ev("d", 1, "b", fields={"utm_source": "mail"}),
+        ev("d", 2, "c", fields={"utm_source": ""}),
+        ev("e", 0, "a", fields={"utm_source": ""}),
+        ev("e", 1, "b"),
+    ]
+    for attribution in ("first_touch", "last_touch"):
+        by_source = funnel(f"breakdown: {{field: utm_source, attribution: {attribution}}}\n")
+        values = {e.unit_id: e.breakdown_value for e in funnel_entries(by_source, events)}
+        assert values == {"d": "mail", "e": None}, attribution
+    # Step N's own value, empty or not.
+    step3 = funnel("breakdown: {field: utm_source, attribution: step_3}\n")
+    assert funnel_entries(step3, events)[0].breakdown_value == ""
+
+
+def test_step_attribution_can_leave_out_units_short_of_the_step() -> None:
+    # PostHog's test_funnel_step_breakdown_with_step_one_attribution_incomplete_funnel, by
+    # browser at step 2: p2 and p3 never buy, p1 buys without a browser, p4 buys with one.
+    two = ABC.replace("[did_a, did_b, did_c]", "[did_a, did_b]")
+    events = [
+        ev("p1", 0, "a", props={"browser": "Chrome"}), ev("p1", 1, "b"),
+        ev("p2", 0, "a"),
+        ev("p3", 0, "a", props={"browser": "Mac"}),
+        ev("p4", 0, "a", props={"browser": 0}), ev("p4", 1, "b", props={"browser": "alakazam"}),
+    ]  # fmt: skip
+
+    def units(extra: str) -> dict[tuple[str, int], int]:
+        declared = funnel(f"breakdown: {{property: browser, attribution: step_2{extra}}}\n", two)
+        rows = funnel_mart(declared, funnel_entries(declared, events))
+        return {(r.breakdown_value, r.step_number): r.units for r in rows}
+
+    left_out = units(", unreached: leave_out")
+    assert left_out == {
+        ("(all)", 1): 4, ("(all)", 2): 2,
+        ("(none)", 1): 1, ("(none)", 2): 1,
+        ("alakazam", 1): 1, ("alakazam", 2): 1,
+    }  # fmt: skip
+    kept = units("")
+    assert (kept["(none)", 1], kept["(none)", 2]) == (3, 1)
+    assert kept["(all)", 1] == left_out["(all)", 1]
+
+
 def test_jsonb_text_is_what_postgres_prints() -> None:
     assert jsonb_text(89.0) == "89.0"
     assert jsonb_text(False) == "false"
@@ -363,6 +408,6 @@ def test_breakdowns_by_a_session_column_and_a_person_trait_as_of_the_event() -> 
         extra = f"breakdown: {{person: plan, attribution: {attribution}}}\n"
         (entry,) = funnel_entries(funnel(extra), events)
         # The identify reaches back to the device's first event (identity), but the trait
-        # only holds from the identify on: at step 1 (minute 1) plan was not set yet.
-        expected = None if attribution == "first_touch" else value
-        assert entry.breakdown_value == expected, attribution
+        # only holds from the identify on: at step 1 (minute 1) plan was not set yet, so first
+        # touch takes step 2's value, the first that is not empty.
+        assert entry.breakdown_value == value, attribution

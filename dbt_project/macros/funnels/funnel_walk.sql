@@ -39,10 +39,18 @@
         event_ids[entry], event_devices[entry], event_users[entry], event_times[entry], entered_step,
         times, filled
 {%- endset -%}
+{#- First / last touch: the first / last value neither null nor '' among the events that filled
+    the steps (they filled them in stream order, so by their index in the stream). -#}
 {%- set breakdown -%}
         case attribution
-            when 'first_touch' then event_breakdowns[entry]
-            when 'last_touch' then event_breakdowns[latest]
+            when 'first_touch' then (
+                select event_breakdowns[filler] from unnest(indexes) as filler
+                where event_breakdowns[filler] <> '' order by filler limit 1
+            )
+            when 'last_touch' then (
+                select event_breakdowns[filler] from unnest(indexes) as filler
+                where event_breakdowns[filler] <> '' order by filler desc limit 1
+            )
             when 'step' then event_breakdowns[indexes[attribution_step]]
         end
 {%- endset -%}
@@ -94,7 +102,6 @@ declare
     deadline timestamptz;
     indexes integer[];
     times timestamptz[];
-    latest integer;
     event_time timestamptz;
     mask integer;
     candidates integer;
@@ -158,7 +165,6 @@ begin
             times[step] := event_time;
             filled := filled + 1;
             filled_mask := filled_mask | (1 << (step - 1));
-            latest := i;
             -- In UTC: months and days follow the UTC calendar whatever the session's time zone
             -- (in a zone with summer time, a day added across the change is 23 or 25 hours).
             deadline := (event_times[entry] at time zone 'UTC' + conversion_window)

@@ -28,6 +28,7 @@ decoded as (
         breakdown_person #>> '{}' as breakdown_person,
         attribution,
         attribution_step,
+        attribution_unreached,
         -- A JSON array of names, kept as JSON: decoding it takes a subquery, which Citus cannot
         -- run next to a reference table inside the funnel facts' pushed-down INSERT ... SELECT.
         hold_constant

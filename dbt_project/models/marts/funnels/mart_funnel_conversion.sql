@@ -12,7 +12,7 @@ with
 funnels as (
 
     select funnel_name, unit, step_count, breakdown_field, breakdown_property, breakdown_session,
-        breakdown_person, attribution, attribution_step, order_mode
+        breakdown_person, attribution, attribution_step, attribution_unreached, order_mode
     from {{ ref('stg_funnels') }}
 
 ),
@@ -67,7 +67,8 @@ recomputed_facts as (
 {% endif %}
 
 -- Each attempt in the overall group `(all)` and, for a funnel with a breakdown, in that of its
--- value (`(none)` for null; a value that is the text `(all)` counts in the overall group only).
+-- value (`(none)` for null; a value that is the text `(all)` counts in the overall group only,
+-- and so does an attempt short of the attribution step of a funnel that leaves those out).
 -- Materialized: on Citus the percentiles then run over an intermediate result.
 facts as materialized (
 
@@ -91,6 +92,11 @@ facts as materialized (
         where num_nonnulls(funnels.breakdown_field, funnels.breakdown_property,
                 funnels.breakdown_session, funnels.breakdown_person) > 0
             and coalesce(facts.breakdown_value, '(none)') <> '(all)'
+            and not coalesce(
+                funnels.attribution_unreached = 'leave_out'
+                and facts.step_reached_at[funnels.attribution_step] is null,
+                false
+            )
     ) as grouped
     where facts.outcome <> 'excluded'
 
