@@ -20,9 +20,10 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
           field: utm_source                 # an event field, `property: <name>`,
                                             # `session: <fct_sessions column>` or
                                             # `person: <trait>` (as of the event's time)
-          attribution: first_touch          # first_touch (default) | last_touch | step_N:
-                                            # the first / last non-empty value of the attempt's
-                                            # steps, or step N's event's value
+          attribution: first_touch          # first_touch (default) | last_touch | step_N |
+                                            # all_events: the first / last non-empty value of
+                                            # the attempt's steps, step N's event's value, or
+                                            # each value's events walked apart
           unreached: keep                   # step_N only: keep (default: under `(none)`) |
                                             # leave_out (units short of step N in no value's row)
         exclusions:                         # optional: disqualify an attempt
@@ -126,7 +127,7 @@ MONTHS_PATTERN = re.compile(r"([0-9]{1,9})\s*mo")
 MAX_WINDOW_MONTHS = 12
 SHORTEST_MONTH_SECONDS = 28 * 86_400
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-ATTRIBUTION_PATTERN = re.compile(r"first_touch|last_touch|step_([0-9]{1,2})")
+ATTRIBUTION_PATTERN = re.compile(r"first_touch|last_touch|all_events|step_([0-9]{1,2})")
 
 
 # -- the declarations -----------------------------------------------------------------------
@@ -170,7 +171,7 @@ class Breakdown:
     property_name: str | None = None
     session_column: str | None = None  # of the event's session (fct_sessions)
     person_trait: str | None = None  # of the event's person, as of the event's time
-    attribution: str = "first_touch"  # first_touch | last_touch | step
+    attribution: str = "first_touch"  # first_touch | last_touch | all_events | step
     attribution_step: int | None = None  # for attribution "step"
     unreached: str = "keep"  # for attribution "step": keep | leave_out
 
@@ -615,7 +616,7 @@ def _breakdown(item: YamlMap, step_count: int, report: Report) -> Breakdown | No
     if match is None:
         report.add(
             raw.line_of("attribution"),
-            "breakdown.attribution must be first_touch, last_touch or step_N; "
+            "breakdown.attribution must be first_touch, last_touch, all_events or step_N; "
             f"got {describe(attribution)}",
         )
         return None
@@ -655,8 +656,8 @@ def _unreached(raw: YamlMap, step: int | None, report: Report) -> str | None:
     if step is None:
         report.add(
             line,
-            "breakdown.unreached goes with attribution step_N (first_touch and last_touch "
-            "always have a step to read)",
+            "breakdown.unreached goes with attribution step_N (the other attributions always "
+            "have a step to read)",
         )
         return None
     return value

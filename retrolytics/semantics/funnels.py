@@ -82,18 +82,26 @@ steps, taken in the order they filled them: the first value that is neither null
 text (``first_touch``), the last such value (``last_touch``), null when every one is empty (so a
 step without the property never hides a later step's value, as PostHog's first and last touch
 skip empty values); or step N's event's own value (``step_N``, null when step N was not reached
-or its event has no value). ``session: <column>`` reads that column of the event's session (its
+or its event has no value). ``all_events`` (PostHog's "All events" attribution) walks each
+breakdown value apart: the unit's stream is split by the value of each event (step and exclusion
+events alike; null is a value of its own, apart from the empty text), each part is walked as a
+stream of its own as above, and each attempt has its part's value; so a unit counts under every
+value whose events enter the funnel, and its steps under a value are only those of that value.
+``session: <column>`` reads that column of the event's session (its
 landing page, referrer host, UTM fields, browser...); ``person: <trait>`` reads the trait of the
 event's person (identity as above) as it was at the event's time (``dim_person_traits``:
 valid_from <= time < valid_to), as text like ``->>``; null for a device never identified or a
-trait not set yet. ``attempt_number`` counts the unit's attempts from 1.
+trait not set yet. ``attempt_number`` counts the unit's attempts from 1 (with ``all_events``
+value by value, the values in the order they first appear in the unit's stream).
 
 Mart: per funnel, entry day (UTC date of the entry time) and breakdown value (``(none)`` for a
 null value; ``(all)`` for every attempt of the day, with or without a breakdown, so one funnel
 with a breakdown answers the overall question too; a breakdown value that is the text ``(all)``
 counts in that overall row only; with ``step_N`` attribution and ``unreached: leave_out``, an
 attempt that never filled step N counts in the overall row only, as PostHog leaves a person who
-never reached the attribution step out of its breakdown), one row per step k: ``units`` = distinct
+never reached the attribution step out of its breakdown; with ``all_events`` the overall row
+counts each unit once over its attempts under every value, which is not the funnel without a
+breakdown: steps under two values never join), one row per step k: ``units`` = distinct
 units with an attempt that entered that day, has that breakdown value, is not excluded and
 filled at least k steps; ``entries`` = such attempts. Time to step k of an attempt = the time it
 had filled k steps (for ordered funnels, step k's time) minus its entry time; per unit the first
@@ -511,6 +519,8 @@ def _breakdown(funnel: Funnel, attempt: _Attempt, context: _Context) -> str | No
     breakdown = funnel.breakdown
     if breakdown is None:
         return None
+    if breakdown.attribution == "all_events":
+        return _breakdown_of(funnel, attempt.entry, context)  # every event of the part's value
     if breakdown.attribution == "step":
         assert breakdown.attribution_step is not None
         source = attempt.step_events[breakdown.attribution_step - 1]
@@ -549,13 +559,29 @@ def funnel_entries(
         units[unit].append(event)
     entries = []
     for unit, unit_events in units.items():
-        walk = _Walk(funnel)
-        for item in _stream(funnel, unit_events):
-            walk.take(item)
-        walk.finish(data_end)
-        for number, (attempt, outcome, ended_at) in enumerate(walk.ended, start=1):
+        ended: list[tuple[_Attempt, str, datetime]] = []
+        for part in _parts(funnel, _stream(funnel, unit_events), context):
+            walk = _Walk(funnel)
+            for item in part:
+                walk.take(item)
+            walk.finish(data_end)
+            ended += walk.ended
+        for number, (attempt, outcome, ended_at) in enumerate(ended, start=1):
             entries.append(_entry(funnel, unit, users, number, attempt, outcome, ended_at, context))
     return entries
+
+
+def _parts(
+    funnel: Funnel, stream: list[_StreamEvent], context: _Context
+) -> list[list[_StreamEvent]]:
+    """The streams walked apart: with ``all_events`` one per breakdown value (in the order the
+    values first appear), else the whole stream."""
+    if funnel.breakdown is None or funnel.breakdown.attribution != "all_events":
+        return [stream]
+    parts: dict[str | None, list[_StreamEvent]] = {}
+    for item in stream:
+        parts.setdefault(_breakdown_of(funnel, item.event, context), []).append(item)
+    return list(parts.values())
 
 
 def data_end_of(funnels: Iterable[Funnel], events: Iterable[Event]) -> datetime | None:

@@ -234,9 +234,14 @@ def test_changing_a_funnel_or_a_definition_rederives_only_what_uses_it(
         ).fetchall()
     )
     using_d = {"f_windows", "f_strict_excluded", "f_unordered_user", "f_twenty"}
+    # all_events funnels recompute a unit with events in the window whole (its values' attempts
+    # overlap, so they have no tail to resume at): the reference comparison above covers them.
+    whole_units = {"f_all_events", "f_all_events_user"}
     assert "f_overlap" in written and "f_overlap" not in now
     del written["f_overlap"]
     for name, attempts in written.items():
+        if name in whole_units:
+            continue
         kept = {key for key, invocation in attempts.items() if now[name].get(key) == invocation}
         if name == "f_ordered" or name in using_d:
             assert not kept, name

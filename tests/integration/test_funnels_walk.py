@@ -71,7 +71,7 @@ def funnels(draw: st.DrawFn, months: bool = False) -> Funnel:
         last = draw(st.integers(first + 1, count))
         if all(steps[k - 1].event.definition != "did_x" for k in range(first + 1, last + 1)):
             exclusions.append(Exclusion(EventRef(definition="did_x"), first, last))
-    attribution = draw(st.sampled_from(["first_touch", "last_touch", "step"]))
+    attribution = draw(st.sampled_from(["first_touch", "last_touch", "step", "all_events"]))
     return Funnel(
         name="f",
         description="d",

@@ -282,6 +282,41 @@ def test_first_and_last_touch_skip_empty_values() -> None:
     assert funnel_entries(step3, events)[0].breakdown_value == ""
 
 
+def test_all_events_walks_each_breakdown_value_apart() -> None:
+    # PostHog's test_funnel_step_breakdown_event_single_person_events_with_multiple_properties:
+    # a Chrome sign-up, then a Safari play, a Safari sign-up and a Safari play an hour later.
+    two = ABC.replace("[did_a, did_b, did_c]", "[did_a, did_b]").replace("10m", "1d")
+    per_value = funnel("breakdown: {property: browser, attribution: all_events}\n", two)
+    events = [
+        ev("p", 0, "a", props={"browser": "Chrome"}),
+        ev("p", 30, "b", props={"browser": "Safari"}),
+        ev("p", 60, "a", props={"browser": "Safari"}),
+        ev("p", 120, "b", props={"browser": "Safari"}),
+    ]
+    entries = funnel_entries(per_value, events)
+    assert [(e.attempt_number, e.breakdown_value, e.furthest_step) for e in entries] == [
+        (1, "Chrome", 1),
+        (2, "Safari", 2),
+    ]
+    assert entries[1].seconds_to_convert == 3600.0
+    rows = funnel_mart(per_value, entries)
+    units = {(r.breakdown_value, r.step_number): (r.units, r.entries) for r in rows}
+    assert units == {
+        ("(all)", 1): (1, 2), ("(all)", 2): (1, 1),
+        ("Chrome", 1): (1, 1), ("Chrome", 2): (0, 0),
+        ("Safari", 1): (1, 1), ("Safari", 2): (1, 1),
+    }  # fmt: skip
+    # An exclusion of another value does not touch the attempt; of the same value it does.
+    excluding = funnel(
+        "breakdown: {property: browser, attribution: all_events}\nexclusions:\n  - event: did_x\n",
+        two,
+    )
+    chrome_x = ev("p", 90, "x", props={"browser": "Chrome"})
+    assert [e.outcome for e in funnel_entries(excluding, [*events, chrome_x])][1] == "converted"
+    safari_x = ev("p", 90, "x", props={"browser": "Safari"})
+    assert [e.outcome for e in funnel_entries(excluding, [*events, safari_x])][1] == "excluded"
+
+
 def test_step_attribution_can_leave_out_units_short_of_the_step() -> None:
     # PostHog's test_funnel_step_breakdown_with_step_one_attribution_incomplete_funnel, by
     # browser at step 2: p2 and p3 never buy, p1 buys without a browser, p4 buys with one.

@@ -184,9 +184,16 @@
     coordinator). Device funnels only: persons whose identity changed resume at the beginning,
     so the user attempts read their planned persons' devices instead. An attempt that was in
     progress and whose deadline has now passed resumes at its entry, which may be earlier: the
-    bound is then the earliest such entry. -#}
+    bound is then the earliest such entry. The units of an `all_events` device funnel resume at
+    the beginning (int_funnel_recompute_plan): then there is no bound. -#}
 {% macro funnel_plan_lower_bound() -%}
     {%- set since = "'" ~ retro_window().since ~ "'::timestamptz" -%}
+    {%- set from_the_beginning = run_query(
+        "select count(*) from " ~ ref('int_funnels')
+        ~ " where unit = 'device' and attribution = 'all_events'").columns[0].values()[0] -%}
+    {%- if from_the_beginning > 0 %}
+    '-infinity'::timestamptz
+    {%- else -%}
     {%- set longest = run_query(
         "select coalesce(max(extract(epoch from conversion_window) + 86400 * ("
         ~ "12 * extract(year from conversion_window) + extract(month from conversion_window))"
@@ -203,6 +210,7 @@
         {{ since }} - interval '{{ longest | int }} seconds',
         timestamptz 'epoch' + {{ expired | int }} * interval '1 microsecond'
     )
+    {%- endif %}
     {%- endif %}
 {%- endmacro %}
 

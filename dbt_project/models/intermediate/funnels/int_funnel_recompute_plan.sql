@@ -28,6 +28,8 @@
 --     person's devices from the identify on, and an identified device from the beginning;
 --   - attempts in progress whose deadline the data has now passed (funnel_data_end()): their
 --     units from the attempt's entry, even without new events, so they end `dropped_off`.
+-- A unit of an `all_events` funnel is recomputed from the beginning, whatever the reason: its
+-- breakdown values are walked apart, so its attempts overlap and have no tail to resume at.
 -- New and edited funnels are not planned: the attempts models derive them over all history
 -- (their ledger says which). Without a window a run recomputes everything: the plan is empty.
 {%- set window = retro_window() %}
@@ -43,7 +45,8 @@ with
 
 funnels as (
 
-    select funnel_name, unit, breakdown_session, breakdown_person from {{ ref('stg_funnels') }}
+    select funnel_name, unit, breakdown_session, breakdown_person, attribution
+    from {{ ref('stg_funnels') }}
 
 ),
 
@@ -313,7 +316,14 @@ expired as (
 -- A unit planned for several reasons is recomputed from the earliest point.
 units as (
 
-    select distinct on (funnel_name, unit_id) *
+    select distinct on (reasons.funnel_name, reasons.unit_id)
+        reasons.funnel_name,
+        reasons.unit,
+        reasons.unit_id,
+        reasons.device,
+        reasons.reason,
+        case when funnels.attribution = 'all_events' then '-infinity'::timestamptz
+            else reasons.recompute_from end as recompute_from
     from (
         select * from touched
         union all
@@ -327,7 +337,8 @@ units as (
         union all
         select * from expired
     ) as reasons
-    order by funnel_name, unit_id, recompute_from
+    inner join funnels on funnels.funnel_name = reasons.funnel_name
+    order by reasons.funnel_name, reasons.unit_id, reasons.recompute_from
 
 ),
 {% else %}
