@@ -137,6 +137,34 @@ def test_facts_and_mart_equal_the_reference_on_edge_cases(
         "select count(*) from marts.fct_funnel_entries where funnel_name = 'f_twenty' and converted"
     ).fetchone()[0]
     assert converted_twenty >= 1
+    assert_the_attributions_were_exercised(raw_db)
+
+
+def assert_the_attributions_were_exercised(conn: psycopg.Connection) -> None:
+    """The data holds the cases the attributions differ on (so the comparison tests them)."""
+
+    def count(query: str) -> int:
+        return conn.execute(query).fetchone()[0]
+
+    # First touch skipped an empty entry value for a later step's.
+    assert count(
+        "select count(*) from marts.fct_funnel_entries as facts"
+        " inner join intermediate.int_funnel_step_events as entry"
+        " on entry.funnel_name = facts.funnel_name and entry.event_id = facts.entry_event_id"
+        " where facts.funnel_name = 'f_ordered' and coalesce(entry.breakdown_value, '') = ''"
+        " and facts.breakdown_value is not null"
+    )
+    # Attempts short of step 3 that f_windows leaves out of its values' rows.
+    assert count(
+        "select count(*) from marts.fct_funnel_entries"
+        " where funnel_name = 'f_windows' and step_reached_at[3] is null"
+    )
+    # Units with attempts under two values of an all_events funnel.
+    assert count(
+        "select count(*) from (select unit_id from marts.fct_funnel_entries"
+        " where funnel_name = 'f_all_events' group by unit_id"
+        " having count(distinct coalesce(breakdown_value, '(none)')) > 1) as units"
+    )
 
 
 def test_windowed_runs_late_events_and_reruns(
