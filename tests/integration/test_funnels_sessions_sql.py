@@ -115,9 +115,12 @@ def compare(conn: psycopg.Connection, declared, documents: list[dict], what: str
 
 
 def merge_story() -> tuple[list[dict], list[dict]]:
-    """(on time, late): two sessions that a late click merges, and a plan that changes late."""
+    """(on time, late): two sessions that a late click merges, a plan that changes late, and a
+    device identified a day after its attempt, longer ago than any conversion window."""
     t = START + timedelta(days=1, hours=10)
     on_time = [
+        document("kiosk", START + timedelta(hours=2), "b"),
+        document("kiosk", START + timedelta(hours=2, minutes=5), "c"),
         document("merge", t, "pageview", path="/landing", utm="ads"),
         document("merge", t + timedelta(minutes=1), "a"),
         document("merge", t + timedelta(minutes=2), "identify", user_id="u1",
@@ -136,6 +139,10 @@ def merge_story() -> tuple[list[dict], list[dict]]:
         # The plan changes before the laptop's step c: the person breakdown at c says pro.
         document("other", t + timedelta(hours=2, minutes=3), "identify", user_id="u1",
                  properties={"plan": "pro"}),
+        # The kiosk's day-0 attempt at s_plan_device is redone from the beginning, with its
+        # person's plan: the next run's window starts on day 1.
+        document("kiosk", t + timedelta(days=1), "identify", user_id="u2",
+                 properties={"plan": "team"}),
     ]  # fmt: skip
     return on_time, late
 

@@ -175,43 +175,18 @@
 {%- endmacro %}
 
 
-{#- SQL: a time before every planned resume point of the device funnels, a constant so that the
-    scan of the step events is an index range. A point is the window start, or the entry of an
-    attempt that ended at or after it; an attempt ends at most a conversion window after its
-    entry, so `since - the longest conversion window` precedes them all (a month counted as 31
-    days: the epoch of an interval counts it as 30) (a literal read when the
-    model compiles: Citus plans a scalar subquery apart and then pulls the INSERT to the
-    coordinator). Device funnels only: persons whose identity changed resume at the beginning,
-    so the user attempts read their planned persons' devices instead. An attempt that was in
-    progress and whose deadline has now passed resumes at its entry, which may be earlier: the
-    bound is then the earliest such entry. The units of an `all_events` device funnel resume at
-    the beginning (int_funnel_recompute_plan): then there is no bound. -#}
+{#- SQL: the earliest resume point of the planned device units, a constant so that the scan of
+    the step events is an index range (a literal read when the model compiles: Citus plans a
+    scalar subquery apart and then pulls the INSERT to the coordinator). Usually the window
+    start, or the entry of an attempt still open at it; but a unit whose identity or sessions
+    changed, or of an `all_events` funnel, resumes at the beginning ('-infinity'), and an
+    attempt whose deadline has passed at its entry. Device funnels only: the user attempts read
+    their planned persons' devices instead. Without planned device units: the window start. -#}
 {% macro funnel_plan_lower_bound() -%}
-    {%- set since = "'" ~ retro_window().since ~ "'::timestamptz" -%}
-    {%- set from_the_beginning = run_query(
-        "select count(*) from " ~ ref('int_funnels')
-        ~ " where unit = 'device' and attribution = 'all_events'").columns[0].values()[0] -%}
-    {%- if from_the_beginning > 0 %}
-    '-infinity'::timestamptz
-    {%- else -%}
-    {%- set longest = run_query(
-        "select coalesce(max(extract(epoch from conversion_window) + 86400 * ("
-        ~ "12 * extract(year from conversion_window) + extract(month from conversion_window))"
-        ~ "), 0) from "
-        ~ ref('int_funnels') ~ " where unit = 'device'").columns[0].values()[0] -%}
-    {%- set expired = run_query(
-        "select (extract(epoch from min(resume_at)) * 1000000)::bigint from "
-        ~ ref('int_funnel_recompute_plan')
-        ~ " where unit = 'device' and reason = 'deadline passed'").columns[0].values()[0] -%}
-    {%- if expired is none %}
-    {{ since }} - interval '{{ longest | int }} seconds'
-    {%- else %}
-    least(
-        {{ since }} - interval '{{ longest | int }} seconds',
-        timestamptz 'epoch' + {{ expired | int }} * interval '1 microsecond'
-    )
-    {%- endif %}
-    {%- endif %}
+    {%- set earliest = run_query(
+        "select min(resume_at)::text from " ~ ref('int_funnel_recompute_plan')
+        ~ " where unit = 'device'").columns[0].values()[0] -%}
+    '{{ earliest if earliest is not none else retro_window().since }}'::timestamptz
 {%- endmacro %}
 
 
