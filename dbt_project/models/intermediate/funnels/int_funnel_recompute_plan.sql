@@ -194,7 +194,9 @@ session_units as (
 ),
 
 -- A session breakdown of a device or user funnel: the device's unit, or every person it
--- belonged to, from the start of the changed range.
+-- belonged to, from the start of the changed range. Plain joins (hash joins over the two CTEs):
+-- a LATERAL lookup of each changed device's persons scanned the whole persons CTE per device,
+-- 4.9 s at 90 days of history even with no such funnel declared.
 session_breakdowns as (
 
     select
@@ -208,13 +210,12 @@ session_breakdowns as (
 
     from funnels
     cross join session_changes as changes
-    cross join lateral (
-        select persons.person_id as unit_id
-        from persons
-        where persons.anonymous_id = changes.anonymous_id
+    inner join (
+        select anonymous_id, person_id as unit_id from persons
         union all
-        select 'device:' || changes.anonymous_id
+        select anonymous_id, 'device:' || anonymous_id from session_changes
     ) as persons_of
+        on persons_of.anonymous_id = changes.anonymous_id
     where funnels.breakdown_session is not null and funnels.unit <> 'session'
 
 ),
