@@ -17,6 +17,8 @@
 -- redone whole, as its first period reaches back to its first session: one with an identify of
 -- another user than its last identify before the window, or with its first identify ever. A
 -- returning customer logging in again as the same user changes no period and is not redone.
+-- "Whole" starts at its first stored session (or its first window event), not at -infinity:
+-- fct_sessions then reads only the daily partitions from there on, not one per day of history.
 --
 -- Reads what the previous run stored in fct_sessions by name (not ref: fct_sessions reads this
 -- plan). Empty without a window: such a run rebuilds every session.
@@ -91,12 +93,28 @@ touched_sessions as (
 
 ),
 
+-- The first stored session of each device redone whole.
+first_sessions as (
+
+    {% if stored is not none -%}
+    select sessions.anonymous_id, min(sessions.session_start) as first_start
+    from {{ stored }} as sessions
+    inner join identified on identified.anonymous_id = sessions.anonymous_id
+    group by sessions.anonymous_id
+    {%- else -%}
+    select null::text as anonymous_id, null::timestamptz as first_start
+    where false
+    {%- endif %}
+
+),
+
 plan as (
 
     select
         window_events.anonymous_id,
         case
-            when identified.anonymous_id is not null then '-infinity'::timestamptz
+            when identified.anonymous_id is not null
+                then least(window_events.first_at, first_sessions.first_start)
             else least(window_events.first_at, touched_sessions.first_start)
         end as recompute_from,
         case
@@ -108,6 +126,7 @@ plan as (
     from window_events
     left join touched_sessions on touched_sessions.anonymous_id = window_events.anonymous_id
     left join identified on identified.anonymous_id = window_events.anonymous_id
+    left join first_sessions on first_sessions.anonymous_id = window_events.anonymous_id
 
 )
 
