@@ -99,6 +99,10 @@ def edge_cases() -> tuple[list[dict], list[dict]]:
               properties={"plan": "pro", "team": "x"}),
         event("phone", at(hour=8) + 2 * later, "identify", user_id="u1",
               properties={"plan": "enterprise", "country": None}),
+        # One session the day before the first run; its device logs in for the first time two
+        # days later (a late event below): the session is redone with its person, though it
+        # lies before that run's window.
+        event("tablet", at(hour=8) - later),
         # A shared device: one user, then another.
         event("kiosk", at(hour=11), "identify", user_id="u2"),
         event("kiosk", at(hour=14), "identify", user_id="u3"),
@@ -112,6 +116,7 @@ def edge_cases() -> tuple[list[dict], list[dict]]:
         event("merge", at(hour=10, minute=20) + later, "click", received_at=arrival),
         event("apart", at(hour=11) + later, received_at=arrival),
         event("midnight", at(hour=23, minute=59), received_at=arrival),
+        event("tablet", at(minute=30) + 2 * later, "identify", user_id="u5", received_at=arrival),
     ]
     return early, late
 
