@@ -42,6 +42,8 @@ from retrolytics.language.seeds import compile_seed
 HISTORY_DAYS = (3, 9, 18)
 RERUNS = 3
 SESSION_MODELS = ("int_sessions_plan", "fct_sessions")
+FULL_EVENTS = 1_000_000
+QUICK_EVENTS = 200_000
 EVENTS_VARIABLE = "RETROLYTICS_BENCH_SESSION_EVENTS"  # e.g. 10000000, the issue's size
 
 DUCKDB_SESSIONS = """
@@ -151,8 +153,8 @@ def measure(url: str, project: Path, days: list[date], history: int, work: Path)
 
 def run(quick: bool) -> Section:
     days_total = max(HISTORY_DAYS) + 1
-    events_total = 200_000 if quick else event_count(EVENTS_VARIABLE, 1_000_000)
-    size = f"{EVENTS_VARIABLE}={events_total} " if events_total != 1_000_000 else ""
+    events_total = QUICK_EVENTS if quick else event_count(EVENTS_VARIABLE, FULL_EVENTS)
+    size = f"{EVENTS_VARIABLE}={events_total} " if not quick and events_total != FULL_EVENTS else ""
     section = Section(
         "7. Sessions: full build and hourly run as history grows, beside DuckDB",
         f"{size}python -m benchmarks {'--quick ' if quick else ''}--only sessions",

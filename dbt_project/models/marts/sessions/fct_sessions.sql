@@ -55,10 +55,9 @@ events as (
     -- Devices whose identity periods changed, over their whole history (from their first
     -- session on): one index lookup per device and daily partition from that day on (LATERAL;
     -- PostgreSQL prunes the earlier partitions per device as it runs), never a scan of all
-    -- history. OFFSET 0 keeps
-    -- PostgreSQL from flattening the LATERAL into a hash join that reads every partition
-    -- (measured: 5.2 s instead of 1.9 s at 19 days, growing with history); Citus still pushes
-    -- it down, as it is correlated on the distribution column.
+    -- history. OFFSET 0 keeps PostgreSQL from flattening the LATERAL into a hash join that
+    -- reads every partition (measured: 5.2 s instead of 1.9 s at 19 days, growing with
+    -- history); Citus still pushes it down, as it is correlated on the distribution column.
     select events.*
     from {{ ref('int_sessions_plan') }} as planned
     cross join lateral (
