@@ -57,7 +57,6 @@ _OFFSET = EVENT_COLUMNS.index("source_offset")
 DEFAULT_REDACTION = Redaction()  # the default query parameters; no selectors without the language
 REJOIN_QUIET_S = 5.0  # an outage this old, with Kafka answering again: the stream rejoins
 GAVE_UP_EXIT_CODE = 75  # EX_TEMPFAIL: a supervisor should start the loader again later
-KAFKA_START_TIMEOUT_S = 15.0  # one start attempt's wait for Kafka; the retry policy does the rest
 
 # What an outage of PostgreSQL or Kafka raises; anything else is a bug and stops the loader.
 OUTAGE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, KafkaException)
@@ -75,6 +74,7 @@ class RetryPolicy:
     max_failures: int = 10
     first_delay_s: float = 0.5
     max_delay_s: float = 30.0
+    kafka_timeout_s: float = 15.0  # one start attempt's wait for Kafka; failures do the rest
 
     def delay(self, failures: int) -> float:
         return min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 1))
@@ -731,7 +731,7 @@ class Loader:
                 ensure_topic(
                     self.settings.kafka_bootstrap,
                     self.settings.topic,
-                    timeout=KAFKA_START_TIMEOUT_S,
+                    timeout=self.retry.kafka_timeout_s,
                 )
                 self._consumer.subscribe([self.settings.topic], on_assign=self._on_assign)
                 subscribed = True
@@ -780,7 +780,7 @@ class Loader:
         now."""
         topic = self.settings.topic
         self._database()
-        metadata = self._consumer.list_topics(topic, timeout=KAFKA_START_TIMEOUT_S)
+        metadata = self._consumer.list_topics(topic, timeout=self.retry.kafka_timeout_s)
         described = metadata.topics.get(topic)
         if described is None or described.error is not None:
             reason = described.error.str() if described is not None else "no such topic"
@@ -790,7 +790,9 @@ class Loader:
         index, count = share
         partitions = [TopicPartition(topic, p) for p in described.partitions if p % count == index]
         watermarks = {
-            tp.partition: self._consumer.get_watermark_offsets(tp, timeout=KAFKA_START_TIMEOUT_S)
+            tp.partition: self._consumer.get_watermark_offsets(
+                tp, timeout=self.retry.kafka_timeout_s
+            )
             for tp in partitions
         }
         assigned = self._positions(partitions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
@@ -35,6 +36,8 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import loader, workers
 
     retry = loader.RetryPolicy(max_failures=args.max_failures, max_delay_s=args.max_backoff_s)
+    if args.kafka_timeout_s is not None:
+        retry = dataclasses.replace(retry, kafka_timeout_s=args.kafka_timeout_s)
     rules = _redaction(args)
     if rules is None:
         return 2
@@ -185,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument(
         "--max-backoff-s", type=float, default=30.0, help="longest wait between retries"
+    )
+    load.add_argument(
+        "--kafka-timeout-s",
+        type=float,
+        help="how long one start attempt waits for Kafka to answer",
     )
     _add_definitions_option(load)
     load.set_defaults(handler=_load)

@@ -29,8 +29,9 @@ from tests.support.loading import loader_process, produce_events, scalar, wait_f
 
 pytestmark = pytest.mark.integration
 
-# Patient enough for a restart on a loaded machine: 100 failures, at most 2 s apart.
-PATIENT = ("--max-failures", "100", "--max-backoff-s", "2")
+# Patient enough for a restart on a loaded machine: 100 failures, at most 2 s apart. A start
+# attempt waits 3 s for Kafka, not 15: the loader notices Kafka's return sooner, the test ends sooner.
+PATIENT = ("--max-failures", "100", "--max-backoff-s", "2", "--kafka-timeout-s", "3")
 
 
 def _counts(database_url: str) -> tuple[int, int]:
@@ -224,7 +225,9 @@ def test_a_start_outage_longer_than_the_retry_policy_ends_the_loader_naming_the_
 ) -> None:
     stop, named = _server(server, settings)
     with _stopped(stop):
-        loader = start_loader("--max-failures", "2", "--max-backoff-s", "0.2")
+        loader = start_loader(
+            "--max-failures", "2", "--max-backoff-s", "0.2", "--kafka-timeout-s", "2"
+        )
         code = loader.finish()
 
     assert code == GAVE_UP_EXIT_CODE, loader.text
