@@ -11,7 +11,9 @@ One command for CI and reviewers::
    scratch schema (``pr_42_staging``, ``pr_42_marts``); everything else is read from production;
 4. prints, for each new, changed or removed definition, its production predicate and match
    count (from production's ``event_definitions`` and ``defined_events``) next to the new
-   predicate and count (from the scratch build).
+   predicate and count (from the scratch build);
+5. prints, for each funnel the change affects (its declaration, or a definition it reads), the
+   units that reached each step over all history, in production and in the scratch build.
 
 PROD_TARGET_DIR holds the ``manifest.json`` of the last production run (dbt's target folder, or
 the artifact CI keeps of it). The scratch schemas are emptied when the check starts and kept
@@ -40,6 +42,8 @@ from retrolytics.warehouse import project, runner
 
 SEED_NODE = "seed.retrolytics.event_definitions"
 MODEL_NODE = "model.retrolytics.defined_events"
+FUNNEL_FACTS_NODE = "model.retrolytics.fct_funnel_entries"
+FUNNEL_MART_NODE = "model.retrolytics.mart_funnel_conversion"
 REGEX_FIELDS = ("selector_regex", "text_value", "href_value", "path_value", "url_value")
 
 
@@ -65,6 +69,28 @@ class DefinitionChange:
         if not self.before:
             return "new"
         return "removed" if not self.after else "changed"
+
+
+@dataclass(frozen=True)
+class FunnelSide:
+    """One funnel as one side built it: its version and the units that reached each step."""
+
+    content_hash: str
+    step_names: tuple[str, ...]
+    units_reaching: tuple[int, ...]  # element k-1: distinct units that reached step k
+
+
+@dataclass(frozen=True)
+class FunnelChange:
+    name: str
+    before: FunnelSide | None  # None: new, or production never built it
+    after: FunnelSide | None  # None: removed, or the scratch build did not rebuild funnels
+
+    @property
+    def kind(self) -> str:
+        if self.before is None:
+            return "new"
+        return "removed" if self.after is None else "changed"
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -110,6 +136,13 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         compiled=compiled,
     )
     print(report(changes))
+    if result.success:  # a failed build leaves the scratch facts half made: nothing to compare
+        funnels = compare_funnels(
+            settings.dbt_url,
+            production=_relations(state_dir / "manifest.json"),
+            scratch=_relations(target_path / "manifest.json"),
+        )
+        print("\n" + funnel_report(funnels))
     if not result.success:
         print("\ndbt build failed in the scratch schema: see the dbt log above")
         return 1
@@ -172,7 +205,7 @@ def _relations(manifest_path: Path) -> dict[str, Relation]:
         return {}
     nodes = json.loads(manifest_path.read_text(encoding="utf-8")).get("nodes", {})
     found = {}
-    for key in (SEED_NODE, MODEL_NODE):
+    for key in (SEED_NODE, MODEL_NODE, FUNNEL_FACTS_NODE, FUNNEL_MART_NODE):
         node = nodes.get(key)
         if node is not None:
             found[key] = Relation(node["schema"], node.get("alias") or node["name"])
@@ -274,3 +307,74 @@ def _side(label: str, conditions: list[events.CompiledCondition], count: Any) ->
     matched = "not built" if count is None else f"{count} events matched"
     header = f"-- {label}: hash {conditions[0].content_hash}, {matched}"
     return [header, events.definition_predicate(conditions)]
+
+
+def compare_funnels(
+    database_url: str, *, production: dict[str, Relation], scratch: dict[str, Relation]
+) -> list[FunnelChange] | None:
+    """The funnels whose version or step counts differ between production and the scratch
+    build; None when the change did not rebuild the funnels (nothing they read changed)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        after = _funnel_sides(conn, scratch)
+        if after is None:
+            return None
+        before = _funnel_sides(conn, production) or {}
+    return [
+        FunnelChange(name, before.get(name), after.get(name))
+        for name in sorted(set(before) | set(after))
+        if before.get(name) != after.get(name)
+    ]
+
+
+def _funnel_sides(
+    conn: psycopg.Connection, relations: dict[str, Relation]
+) -> dict[str, FunnelSide] | None:
+    facts, mart = relations.get(FUNNEL_FACTS_NODE), relations.get(FUNNEL_MART_NODE)
+    if not (_exists(conn, facts) and _exists(conn, mart)):
+        return None
+    assert facts is not None and mart is not None
+    # Units over all history, each counted once per step however many attempts it made;
+    # excluded attempts count nowhere, as in the mart.
+    reached = pgsql.SQL(
+        "select funnel_name, max(content_hash), array_agg(units order by step) from ("
+        " select funnel_name, max(content_hash) as content_hash, step,"
+        "  count(distinct unit_id) as units"
+        " from {} cross join lateral generate_series(1, furthest_step) as step"
+        " where outcome <> 'excluded' group by funnel_name, step"
+        ") as per_step group by funnel_name"
+    ).format(facts.identifier())
+    names = pgsql.SQL(
+        "select funnel_name, array_agg(step_name order by step_number) from ("
+        " select distinct funnel_name, step_number, step_name from {}"
+        ") as steps group by funnel_name"
+    ).format(mart.identifier())
+    step_names = dict(conn.execute(names).fetchall())
+    return {
+        name: FunnelSide(content_hash, tuple(step_names.get(name, ())), tuple(units))
+        for name, content_hash, units in conn.execute(reached).fetchall()
+    }
+
+
+def funnel_report(changes: list[FunnelChange] | None) -> str:
+    if changes is None:
+        return "No funnel rebuilt: the change touches nothing a funnel reads."
+    if not changes:
+        return "No funnel's step counts changed."
+    lines = [f"{len(changes)} funnel(s) changed (units that reached each step, all history):"]
+    for change in changes:
+        lines += ["", f"== {change.name} ({change.kind})"]
+        sides = (change.before, change.after)
+        names = next(side.step_names for side in reversed(sides) if side is not None)
+        steps = max(len(side.units_reaching) for side in sides if side is not None)
+        lines.append(f"   {'step':<32} {'before':>10} {'after':>10}")
+        for number in range(1, steps + 1):
+            name = names[number - 1] if number <= len(names) else ""
+            counts = [_units_at(side, number) for side in sides]
+            lines.append(f"   {f'{number} {name}':<32} {counts[0]:>10} {counts[1]:>10}")
+    return "\n".join(lines)
+
+
+def _units_at(side: FunnelSide | None, step: int) -> str:
+    if side is None:
+        return "-"
+    return str(side.units_reaching[step - 1]) if step <= len(side.units_reaching) else "0"

@@ -7,6 +7,7 @@ import pytest
 
 from retrolytics import cli
 from retrolytics.language import sql
+from retrolytics.language.check import check
 from tests.support.warehouse import Warehouse, copy_project, load_traffic
 
 
@@ -76,6 +77,40 @@ def test_pr_check_reports_the_changed_definition_with_counts(
         "select count(*) from marts.defined_events where definition_name = 'viewed_product'"
     )
     assert untouched == [(before,)]
+
+    # The funnels reading viewed_product, with the units that reached each step on each side.
+    funnels = out[out.index("funnel(s) changed") - 2 :].split("\n\n== ")[1:]
+    reported = {block.splitlines()[0]: block.splitlines()[2:] for block in funnels}
+    declared = check(changed_definitions).declarations["funnels"]
+    readers = {f.name for f in declared if "viewed_product" in f.definitions_used()}
+    assert readers and len(readers) < len(declared)
+    assert reported.keys() == {f"{name} (changed)" for name in readers}, out[-3000:]
+    for name in readers:
+        rows = [line.split() for line in reported[f"{name} (changed)"]]
+        assert [(int(row[-2]), int(row[-1])) for row in rows] == list(
+            zip(
+                _units_reaching(production, "marts", name),
+                _units_reaching(production, "pr_7_marts", name),
+                strict=True,
+            )
+        )
+        assert any(row[-2] != row[-1] for row in rows)  # the narrower step changed counts
+
+
+def _units_reaching(warehouse: Warehouse, schema: str, funnel: str) -> list[int]:
+    """Units that reached each step of a funnel over all history, from one side's facts."""
+    steps = warehouse.query(
+        f"select max(step_count) from {schema}.mart_funnel_conversion where funnel_name = %s",
+        (funnel,),
+    )[0][0]
+    return [
+        warehouse.query(
+            f"select count(distinct unit_id) from {schema}.fct_funnel_entries"
+            " where funnel_name = %s and outcome <> 'excluded' and furthest_step >= %s",
+            (funnel, step),
+        )[0][0]
+        for step in range(1, steps + 1)
+    ]
 
 
 def test_pr_check_stops_at_invalid_definitions(tmp_path, monkeypatch, capsys):
