@@ -9,9 +9,12 @@ APT = $(if $(filter 0,$(shell id -u)),sh -c,sudo sh -c)
 demo: install
 	$(UV) run retrolytics demo
 
-## make test: install, lint and run the whole test suite against the real stack
+## make test: install, lint and run the whole test suite against the real stack: two workers
+## side by side (each test has its own database and topic), then alone the tests that stop the
+## shared PostgreSQL or Kafka
 test: install browser lint
-	$(UV) run pytest
+	$(UV) run pytest -n 2 -m "not serial"
+	$(UV) run pytest -m serial
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"

@@ -76,9 +76,12 @@ def settings(stack, database_url: str, topic: str) -> Settings:
 def prepared_dbt_project() -> Path:
     """The code location's build-time step, once per session: the declarations compiled into the
     seeds and the dbt manifest parsed (``orchestration.project.prepare``); returns the manifest."""
-    from orchestration.project import prepare
+    from ingestion.stack.layout import exclusive
+    from orchestration.project import dbt_project, prepare
 
-    return prepare()
+    # Under pytest-xdist every worker prepares; they take turns writing the seeds and manifest.
+    with exclusive(dbt_project.project_dir / "target" / "prepare.lock"):
+        return prepare()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from ingestion.stack.layout import StackPaths
 from tests.support.factories import many_events
 from tests.support.loading import loader_process, produce_events, scalar, wait_for_rows
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # stops the shared servers
 
 # Patient enough for a restart on a loaded machine: 100 failures, at most 2 s apart. A start
 # attempt waits 3 s for Kafka, not 15: the loader notices Kafka's return sooner, the test ends sooner.

@@ -37,7 +37,7 @@ from ingestion.topics import (
 )
 from tests.support.paths import REPO
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]  # starts and kills other stacks
 
 
 def parse_env_lines(text: str) -> dict[str, str]:
