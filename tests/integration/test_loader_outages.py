@@ -30,7 +30,7 @@ from tests.support.loading import loader_process, produce_events, scalar, wait_f
 pytestmark = [pytest.mark.integration, pytest.mark.serial]  # stops the shared servers
 
 # Patient enough for a restart on a loaded machine: 100 failures, at most 2 s apart. A start
-# attempt waits 3 s for Kafka, not 15: the loader notices Kafka's return sooner, the test ends sooner.
+# attempt waits 3 s for Kafka, not 15: the loader sees Kafka back sooner, the test ends sooner.
 PATIENT = ("--max-failures", "100", "--max-backoff-s", "2", "--kafka-timeout-s", "3")
 
 
