@@ -87,61 +87,8 @@ in_scope as (
 ),
 {% endif %}
 
--- Each unit's stream in order, and its hold_constant groups (equal groups, equal values).
-numbered as (
-
-    select
-        in_scope.*,
-        row_number() over (
-            partition by funnel_name, unit_id
-            order by occurred_at, sort_step, event_id, anonymous_id collate "C"
-        ) as stream_position,
-        dense_rank() over (partition by funnel_name, unit_id order by hold_values)::integer
-            as hold_group
-
-    from in_scope
-
-),
-
-streams as (
-
-    select funnel_name, unit_id, {{ funnel_stream_arrays('numbered') }}
-    from numbered
-    group by funnel_name, unit_id
-
-),
-
-attempts as (
-
-    select
-        streams.funnel_name,
-        streams.unit_id,
-        funnels.content_hash,
-        funnels.unit,
-        funnels.rebuilt,
-        walk.*
-
-    from streams
-    inner join funnels on funnels.funnel_name = streams.funnel_name
-    cross join lateral {{ funnel_walk_call('funnels', 'streams') }} with ordinality as walk
-
-),
-
-final as (
-
-    select
-        {{ funnel_attempt_columns(
-            'attempts',
-            'case when attempts.rebuilt then 1 else plan.first_attempt end' if planned else '1',
-            'attempts.entry_user_id') }}
-
-    from attempts
-    {% if planned %}
-    left join {{ ref('int_funnel_recompute_plan') }} as plan
-        on plan.funnel_name = attempts.funnel_name
-        and plan.unit_id = attempts.unit_id
-    {% endif %}
-
-)
+-- Then each unit's stream, the walk over it and the attempt columns: the same for every unit
+-- (funnel_walk_ctes in macros/funnels/funnel_fragments.sql; `dbt compile` shows them).
+{{ funnel_walk_ctes(user_id='attempts.entry_user_id') }}
 
 select * from final
