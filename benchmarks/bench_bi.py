@@ -30,14 +30,18 @@ WARM_UP = 5
 
 MART = "marts.mart_funnel_conversion"
 FACTS = "marts.fct_funnel_entries"
-WHERE = "funnel_name = %(funnel)s and entry_day >= %(since)s and entry_day < %(until)s"
+WHERE = (
+    "funnel_name = %(funnel)s and period = 'day' "
+    "and period_start >= %(since)s and period_start < %(until)s"
+)
 FACT_WHERE = (
     "f.outcome <> 'excluded' and f.funnel_name = %(funnel)s and f.entry_day >= %(since)s "
     "and f.entry_day < %(until)s"
 )
-# The mart's grain is (day, breakdown value), with the overall value '(all)' beside the others:
-# a person counts once per day overall, and once per day and utm_source they entered with. The
-# facts' answers keep that grain.
+# The daily rows' grain is (day, breakdown value), with the overall value '(all)' beside the
+# others: a person counts once per day overall, and once per day and utm_source they entered
+# with. The facts' answers keep that grain. The weekly query reads the mart's week rows, where a
+# person counts once per week.
 BREAKDOWN = "coalesce(f.breakdown_value, '(none)')"
 # Attempts that filled at least k steps, one row per k (ordered funnel: furthest_step = filled).
 FACT_STEPS = (
@@ -59,12 +63,23 @@ QUERIES: dict[str, tuple[str, str]] = {
         f"{FACT_STEPS} group by 1, 2 order by 1, 2",
     ),
     "daily trend: entered and converted per day": (
-        "select entry_day, sum(units) filter (where step_number = 1), "
+        "select period_start, sum(units) filter (where step_number = 1), "
         f"sum(units) filter (where step_number = step_count) from {MART} "
-        f"where {WHERE} and breakdown_value = '(all)' group by entry_day order by entry_day",
+        f"where {WHERE} and breakdown_value = '(all)' group by period_start order by period_start",
         "select f.entry_day, count(distinct f.unit_id), "
         "count(distinct f.unit_id) filter (where f.furthest_step = 5) "
         f"from {FACTS} as f where {FACT_WHERE} group by f.entry_day order by f.entry_day",
+    ),
+    "weekly units per step, 90 days": (
+        "select period_start, step_number, units from "
+        f"{MART} where funnel_name = %(funnel)s and period = 'week' and breakdown_value = '(all)' "
+        "and period_start >= date_trunc('week', %(since)s::timestamp)::date "
+        "and period_start < %(until)s order by 1, 2",
+        "select date_trunc('week', f.entry_day::timestamp)::date, s.k, count(distinct f.unit_id) "
+        f"from {FACTS} as f cross join generate_series(1, f.furthest_step) as s (k) "
+        "where f.outcome <> 'excluded' and f.funnel_name = %(funnel)s "
+        "and f.entry_day >= date_trunc('week', %(since)s::timestamp)::date "
+        "and f.entry_day < %(until)s group by 1, 2 order by 1, 2",
     ),
 }
 

@@ -99,11 +99,11 @@ def funnel_spec(funnel: Funnel, mart: dg.AssetKey) -> dg.AssetSpec:
 
 def _step_totals(conn: psycopg.Connection, name: str, window: dg.TimeWindow) -> list[tuple]:
     """Per step over the window's entry days, all breakdown values together: attempts, units.
-    The mart's `(all)` rows hold every attempt once; summing the breakdown rows as well would
-    count each twice."""
+    The mart's daily `(all)` rows hold every attempt once; summing the breakdown rows or the
+    weekly and monthly rows as well would count each again."""
     return conn.execute(
         f"select step_number, min(step_name), sum(entries), sum(units) from {MART_TABLE} "
-        "where funnel_name = %s and entry_day >= %s and entry_day < %s "
+        "where funnel_name = %s and period = 'day' and period_start >= %s and period_start < %s "
         "and breakdown_value = '(all)' "
         "group by step_number order by step_number",
         (name, window.start.date(), window.end.date()),

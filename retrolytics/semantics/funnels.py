@@ -94,15 +94,20 @@ valid_from <= time < valid_to), as text like ``->>``; null for a device never id
 trait not set yet. ``attempt_number`` counts the unit's attempts from 1 (with ``all_events``
 value by value, the values in the order they first appear in the unit's stream).
 
-Mart: per funnel, entry day (UTC date of the entry time) and breakdown value (``(none)`` for a
-null value; ``(all)`` for every attempt of the day, with or without a breakdown, so one funnel
+Mart: per funnel, period and breakdown value. Periods: the ``day`` of the entry (UTC date of the
+entry time), its ``week`` (ISO: Monday to Sunday, UTC days) and its ``month`` (calendar month of
+the UTC day); a row names its period's first day (``period_start``). Every attempt counts in its
+day, its week and its month, so a unit that entered on two days of a week counts once in the week:
+the weekly and monthly rows are not sums of the daily ones, and summing daily rows over a week
+double counts the units that came back. Breakdown value: ``(none)`` for a
+null value; ``(all)`` for every attempt of the period, with or without a breakdown, so one funnel
 with a breakdown answers the overall question too; a breakdown value that is the text ``(all)``
 counts in that overall row only; with ``step_N`` attribution and ``unreached: leave_out``, an
 attempt that never filled step N counts in the overall row only, as PostHog leaves a person who
 never reached the attribution step out of its breakdown; with ``all_events`` the overall row
 counts each unit once over its attempts under every value, which is not the funnel without a
 breakdown: steps under two values never join), one row per step k: ``units`` = distinct
-units with an attempt that entered that day, has that breakdown value, is not excluded and
+units with an attempt that entered in that period, has that breakdown value, is not excluded and
 filled at least k steps; ``entries`` = such attempts. Time to step k of an attempt = the time it
 had filled k steps (for ordered funnels, step k's time) minus its entry time; per unit the first
 such attempt (by entry time, then attempt number) counts, and the mean, the median and the 90th
@@ -184,7 +189,8 @@ class Entry:
 @dataclass(frozen=True)
 class MartRow:
     funnel_name: str
-    entry_day: date
+    period: str  # day, week or month
+    period_start: date
     breakdown_value: str
     step_number: int
     units: int
@@ -677,19 +683,52 @@ class _Timing:
         )
 
 
-def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
-    groups: dict[tuple[date, str], list[Entry]] = defaultdict(list)
+PERIODS = ("day", "week", "month")
+
+
+def period_start(period: str, day: date) -> date:
+    """The first day of the day's period: itself, its ISO week's Monday, its month's first."""
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    return day
+
+
+def units_between(
+    funnel: Funnel, entries: Iterable[Entry], first_day: date, last_day: date
+) -> dict[int, int]:
+    """Per step k, the distinct units with an attempt (not excluded) that entered on a day from
+    ``first_day`` to ``last_day`` and filled at least k steps: the mart's ``units`` of the
+    overall rows, for any range of days. Steps no unit reached are left out."""
+    reached: dict[int, set[str]] = defaultdict(set)
     for entry in entries:
         if entry.funnel_name != funnel.name or entry.outcome == "excluded":
             continue
-        groups[(entry.entry_day, ALL_VALUES)].append(entry)
+        if first_day <= entry.entry_day <= last_day:
+            for k in range(1, entry.furthest_step + 1):
+                reached[k].add(entry.unit_id)
+    return {k: len(units) for k, units in sorted(reached.items())}
+
+
+def funnel_mart(
+    funnel: Funnel, entries: Iterable[Entry], periods: Sequence[str] = PERIODS
+) -> list[MartRow]:
+    groups: dict[tuple[str, date, str], list[Entry]] = defaultdict(list)
+    for entry in entries:
+        if entry.funnel_name != funnel.name or entry.outcome == "excluded":
+            continue
+        values = [ALL_VALUES]
         if funnel.breakdown is not None and not _left_out(funnel, entry):
             value = entry.breakdown_value if entry.breakdown_value is not None else NO_VALUE
             if value != ALL_VALUES:  # the overall row's name: such a value counts there only
-                groups[(entry.entry_day, value)].append(entry)
+                values.append(value)
+        for period in periods:
+            for value in values:
+                groups[(period, period_start(period, entry.entry_day), value)].append(entry)
     count = len(funnel.steps)
     rows = []
-    for (day, value), group in sorted(groups.items()):
+    for (period, start, value), group in sorted(groups.items()):
         group.sort(key=lambda e: (e.entered_at, e.attempt_number))
         timings = {}
         unit_counts = {}
@@ -713,7 +752,8 @@ def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
             rows.append(
                 MartRow(
                     funnel_name=funnel.name,
-                    entry_day=day,
+                    period=period,
+                    period_start=start,
                     breakdown_value=value,
                     step_number=k,
                     units=units,

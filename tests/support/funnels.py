@@ -57,6 +57,7 @@ def run(project_dir: Path, database_url: str, *, tests: bool = False, **window: 
 
 FACT_FIELDS = [f for f in Entry.__dataclass_fields__]
 MART_FIELDS = [f for f in MartRow.__dataclass_fields__]
+MART_KEY = ("funnel_name", "period", "period_start", "breakdown_value", "step_number")
 
 
 def sql_facts(conn: psycopg.Connection) -> dict[tuple, dict[str, Any]]:
@@ -84,9 +85,7 @@ def sql_mart(conn: psycopg.Connection) -> dict[tuple, dict[str, Any]]:
     rows = conn.cursor(row_factory=dict_row).execute(
         f"select {columns} from marts.mart_funnel_conversion"
     )
-    return {
-        (r["funnel_name"], r["entry_day"], r["breakdown_value"], r["step_number"]): r for r in rows
-    }
+    return {tuple(r[k] for k in MART_KEY): r for r in rows}
 
 
 def reference_mart(declared: Sequence[Funnel], events: Sequence[Event]) -> dict[tuple, dict]:
@@ -94,8 +93,8 @@ def reference_mart(declared: Sequence[Funnel], events: Sequence[Event]) -> dict[
     data_end = data_end_of(declared, events)
     for funnel in declared:
         for row in funnel_mart(funnel, funnel_entries(funnel, events, data_end)):
-            key = (row.funnel_name, row.entry_day, row.breakdown_value, row.step_number)
-            mart[key] = asdict(row)
+            values = asdict(row)
+            mart[tuple(values[k] for k in MART_KEY)] = values
     return mart
 
 

@@ -16,6 +16,7 @@ from retrolytics.semantics.funnels import (
     jsonb_text,
     percentile_cont,
     person_of,
+    units_between,
     window_end,
 )
 from tests.support.funnel_cases import at, ev, funnel_from_yaml
@@ -31,6 +32,11 @@ conversion_window: 10m
 
 def funnel(extra: str = "", base: str = ABC):
     return funnel_from_yaml(base + extra)
+
+
+def daily_mart(declared, entries):
+    """The mart's daily rows (the tests below that use it have all their data in one day)."""
+    return funnel_mart(declared, entries, periods=("day",))
 
 
 def outcomes(entries):
@@ -79,11 +85,11 @@ def test_an_attempt_alive_when_the_data_ends_is_in_progress_and_left_out_of_rate
     assert entries[0].ended_at == entries[0].deadline_at == at(10)
     later = funnel_entries(funnel(), events, at(10))  # a deadline at the end is not after it
     assert [e.outcome for e in later] == ["dropped_off", "dropped_off", "in_progress"]
-    step1, step2, _ = funnel_mart(funnel(), later)
+    step1, step2, _ = daily_mart(funnel(), later)
     assert (step1.units, step1.units_in_progress, step2.units_in_progress) == (3, 1, 0)
     # u3 is left out: settled are u1 and u2 at step 1, u1 at step 2
     assert step2.conversion_from_previous == 0.5 == step2.conversion_overall
-    alive = funnel_mart(funnel(), entries)
+    alive = daily_mart(funnel(), entries)
     assert alive[0].conversion_overall is None and alive[1].units_in_progress == 1
 
 
@@ -299,7 +305,7 @@ def test_all_events_walks_each_breakdown_value_apart() -> None:
         (2, "Safari", 2),
     ]
     assert entries[1].seconds_to_convert == 3600.0
-    rows = funnel_mart(per_value, entries)
+    rows = daily_mart(per_value, entries)
     units = {(r.breakdown_value, r.step_number): (r.units, r.entries) for r in rows}
     assert units == {
         ("(all)", 1): (1, 2), ("(all)", 2): (1, 1),
@@ -330,7 +336,7 @@ def test_step_attribution_can_leave_out_units_short_of_the_step() -> None:
 
     def units(extra: str) -> dict[tuple[str, int], int]:
         declared = funnel(f"breakdown: {{property: browser, attribution: step_2{extra}}}\n", two)
-        rows = funnel_mart(declared, funnel_entries(declared, events))
+        rows = daily_mart(declared, funnel_entries(declared, events))
         return {(r.breakdown_value, r.step_number): r.units for r in rows}
 
     left_out = units(", unreached: leave_out")
@@ -342,6 +348,28 @@ def test_step_attribution_can_leave_out_units_short_of_the_step() -> None:
     kept = units("")
     assert (kept["(none)", 1], kept["(none)", 2]) == (3, 1)
     assert kept["(all)", 1] == left_out["(all)", 1]
+
+
+def test_weeks_and_months_count_a_returning_unit_once() -> None:
+    day = 24 * 60  # minutes; T0 is Friday 2026-11-20
+    events = [
+        ev("u1", 0, "a"), ev("u1", 2 * day, "a"), ev("u2", 2 * day + 5, "a"),  # Fri, Sun
+        ev("u1", 3 * day, "a"),  # Monday: the next ISO week
+        ev("u1", 11 * day, "a"),  # Tuesday, December 1st: the next month
+    ]  # fmt: skip
+    rows = funnel_mart(funnel(), funnel_entries(funnel(), events))
+    step1 = {(r.period, r.period_start.isoformat()): (r.units, r.entries) for r in rows
+             if r.step_number == 1}  # fmt: skip
+    assert step1 == {
+        ("day", "2026-11-20"): (1, 1), ("day", "2026-11-22"): (2, 2),
+        ("day", "2026-11-23"): (1, 1), ("day", "2026-12-01"): (1, 1),
+        ("week", "2026-11-16"): (2, 3), ("week", "2026-11-23"): (1, 1),
+        ("week", "2026-11-30"): (1, 1),
+        ("month", "2026-11-01"): (2, 4), ("month", "2026-12-01"): (1, 1),
+    }  # fmt: skip
+    # Summing the week's days counts u1 twice; the range function counts it once.
+    entries = funnel_entries(funnel(), events)
+    assert units_between(funnel(), entries, at(0).date(), at(2 * day).date()) == {1: 2}
 
 
 def test_jsonb_text_is_what_postgres_prints() -> None:
@@ -366,7 +394,7 @@ def test_the_mart_counts_units_per_step_and_skips_excluded_attempts() -> None:
         ev("u2", 0, "a"), ev("u2", 4, "b"),
         ev("u3", 0, "a"), ev("u3", 1, "x"),
     ]  # fmt: skip
-    rows = funnel_mart(excluding, funnel_entries(excluding, events))
+    rows = daily_mart(excluding, funnel_entries(excluding, events))
     assert [(r.step_number, r.units, r.entries) for r in rows] == [(1, 2, 3), (2, 2, 2), (3, 1, 1)]
     assert {r.breakdown_value for r in rows} == {"(all)"}
     step2, step3 = rows[1], rows[2]
@@ -383,7 +411,7 @@ def test_the_mart_times_each_step_from_entry_and_from_the_previous_step() -> Non
         ev("u2", 0, "a"), ev("u2", 5, "b"), ev("u2", 6, "c"),
         ev("u3", 0, "a"), ev("u3", 6, "b"),
     ]  # fmt: skip
-    step1, step2, step3 = funnel_mart(funnel(), funnel_entries(funnel(), events))
+    step1, step2, step3 = daily_mart(funnel(), funnel_entries(funnel(), events))
     # to step 2: 1, 5 and 6 min; to step 3 (convert): 4 and 6 min; step 2 -> 3: 3 and 1 min
     assert step2.avg_seconds_to_step == 240.0 and step2.median_seconds_to_step == 300.0
     assert step2.avg_seconds_from_previous == step2.avg_seconds_to_step  # step 1 is the entry
@@ -401,7 +429,7 @@ def test_a_breakdown_also_yields_the_overall_rows() -> None:
         ev("u3", 0, "a"),
         ev("u4", 0, "a", props={"source": "(all)"}), ev("u4", 3, "b"),
     ]  # fmt: skip
-    rows = funnel_mart(by_source, funnel_entries(by_source, events))
+    rows = daily_mart(by_source, funnel_entries(by_source, events))
     units = {(r.breakdown_value, r.step_number): r.units for r in rows}
     assert {v for v, _ in units} == {"(all)", "ads", "mail", "(none)"}
     assert [units["(all)", k] for k in (1, 2, 3)] == [4, 3, 1]  # u4's "(all)" counts once

@@ -318,3 +318,19 @@ final as (
 
 )
 {%- endmacro %}
+
+
+{#- The breakdown group an attempt of `facts` counts in besides the overall `(all)`: its value
+    (`(none)` for null), or null when it counts in the overall group only: its funnel (`funnels`)
+    has no breakdown, the value is the text `(all)`, or it never filled the attribution step of
+    a funnel with `unreached: leave_out`. -#}
+{% macro funnel_breakdown_group(facts, funnels) -%}
+    case
+        when num_nonnulls({{ funnels }}.breakdown_field, {{ funnels }}.breakdown_property,
+                {{ funnels }}.breakdown_session, {{ funnels }}.breakdown_person) = 0 then null
+        when {{ facts }}.breakdown_value = '(all)' then null
+        when {{ funnels }}.attribution_unreached = 'leave_out'
+            and {{ facts }}.step_reached_at[{{ funnels }}.attribution_step] is null then null
+        else coalesce({{ facts }}.breakdown_value, '(none)')
+    end
+{%- endmacro %}

@@ -4,9 +4,9 @@
     (every node can join it; it has no device column to colocate on).
 
     A windowed run (the mart exists, vars start/end given) first deletes the groups the model
-    recomputes (predicate funnel_mart_recomputed): the (funnel, entry day) pairs of
-    int_funnel_changed_days, and every row of a funnel whose version is not the current one
-    (edited or removed funnels). Without a window the mart is rebuilt.
+    recomputes: the periods holding a changed (funnel, entry day) of int_funnel_changed_days
+    (funnel_mart_recomputed_periods), and every row of a funnel whose version is not the current
+    one (edited or removed funnels). Without a window the mart is rebuilt.
 -#}
 {% materialization funnel_mart, adapter='postgres' -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -19,7 +19,8 @@
         {%- call statement('forget') -%}
             lock table {{ target_relation }} in exclusive mode;
             delete from {{ target_relation }} as mart
-            where {{ funnel_mart_recomputed('mart') }}
+            where (mart.funnel_name, mart.period, mart.period_start)
+                    in ({{ funnel_mart_recomputed_periods() }})
                 or not exists (
                     select 1 from {{ ref('int_funnel_versions') }} as versions
                     where versions.funnel_name = mart.funnel_name
@@ -49,12 +50,24 @@
 {%- endmacro %}
 
 
-{#- Predicate: does this run recompute the group of the row `alias` (a fact or a mart row)? Its
-    (funnel, day) changed in the facts (int_funnel_changed_days). -#}
-{% macro funnel_mart_recomputed(alias) -%}
-    exists (
-        select 1 from {{ ref('int_funnel_changed_days') }} as changed
-        where changed.funnel_name = {{ alias }}.funnel_name
-            and changed.entry_day = {{ alias }}.entry_day
-    )
+{#- The mart's periods, named as date_trunc() names them. -#}
+{% macro funnel_periods() -%}
+    array['day', 'week', 'month']
+{%- endmacro %}
+
+
+{#- The first day of the period (SQL text naming day, week or month) holding `day` (a date):
+    itself, its ISO week's Monday, its month's first. -#}
+{% macro funnel_period_start(period, day) -%}
+    date_trunc({{ period }}, ({{ day }})::timestamp)::date
+{%- endmacro %}
+
+
+{#- A subquery: the (funnel_name, period, period_start) groups this run recomputes, the day, week
+    and month of every (funnel, day) whose facts changed (int_funnel_changed_days). -#}
+{% macro funnel_mart_recomputed_periods() -%}
+    select distinct changed.funnel_name, periods.period,
+        {{ funnel_period_start('periods.period', 'changed.entry_day') }} as period_start
+    from {{ ref('int_funnel_changed_days') }} as changed
+    cross join unnest({{ funnel_periods() }}) as periods (period)
 {%- endmacro %}

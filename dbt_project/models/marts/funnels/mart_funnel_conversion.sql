@@ -1,10 +1,11 @@
 {{ config(materialized='funnel_mart') }}
 -- depends_on: {{ ref('int_funnel_versions') }}
 -- depends_on: {{ ref('int_funnel_changed_days') }}
--- Per funnel, entry day and breakdown value, one row per step: units, attempts, conversion and
--- timing, ready for BI tools (filter by funnel_name). Semantics: the model's description and
--- retrolytics/semantics/funnels.py. A windowed run recomputes only the (funnel, day) pairs whose facts
--- changed (int_funnel_changed_days) and the funnels whose version changed.
+-- Per funnel, period (the entry's day, ISO week and month) and breakdown value, one row per step:
+-- units, attempts, conversion and timing, ready for BI tools (filter by funnel_name and period).
+-- Semantics: the model's description and retrolytics/semantics/funnels.py. A windowed run
+-- recomputes only the periods holding a (funnel, day) whose facts changed
+-- (int_funnel_changed_days) and the funnels whose version changed.
 {%- set incremental = funnel_mart_incremental() %}
 
 with
@@ -39,17 +40,33 @@ rebuilt_funnels as (
 
 ),
 
--- The facts of the groups this run recomputes, each changed day read as a range of entered_at
--- (the facts' index), so a run costs what changed, not the history.
+-- Per funnel, one range of entry times covering every period this run recomputes: the days,
+-- weeks and months holding a changed day. An hourly run's range is the current month and week;
+-- changed days far apart (a late event) widen it, which costs reading more facts, never
+-- a wrong row (facts outside the recomputed periods are filtered out below).
+recomputed_ranges as (
+
+    select
+        changed.funnel_name,
+        min(changed.period_start)::timestamp at time zone 'UTC' as entered_from,
+        max(changed.period_start + ('1 ' || changed.period)::interval)::timestamp
+            at time zone 'UTC' as entered_until
+    from ({{ funnel_mart_recomputed_periods() }}) as changed
+    where changed.funnel_name not in (select funnel_name from rebuilt_funnels)
+    group by changed.funnel_name
+
+),
+
+-- The facts of those ranges, read through the facts' (funnel_name, entered_at) index, so a run
+-- costs the periods that changed, not the history.
 recomputed_facts as (
 
     select facts.*
-    from {{ ref('int_funnel_changed_days') }} as changed
+    from recomputed_ranges as ranges
     inner join {{ ref('fct_funnel_entries') }} as facts
-        on facts.funnel_name = changed.funnel_name
-        and facts.entered_at >= changed.entry_day::timestamp at time zone 'UTC'
-        and facts.entered_at < (changed.entry_day + 1)::timestamp at time zone 'UTC'
-    where changed.funnel_name not in (select funnel_name from rebuilt_funnels)
+        on facts.funnel_name = ranges.funnel_name
+        and facts.entered_at >= ranges.entered_from
+        and facts.entered_at < ranges.entered_until
 
     union all
 
@@ -66,9 +83,8 @@ recomputed_facts as (
 ),
 {% endif %}
 
--- Each attempt in the overall group `(all)` and, for a funnel with a breakdown, in that of its
--- value (`(none)` for null; a value that is the text `(all)` counts in the overall group only,
--- and so does an attempt short of the attribution step of a funnel that leaves those out).
+-- Each attempt in its day, week and month (only the periods this run recomputes), and there in
+-- the overall group `(all)` and in that of its breakdown value (funnel_breakdown_group).
 -- Materialized: on Citus the percentiles then run over an intermediate result.
 facts as materialized (
 
@@ -77,7 +93,8 @@ facts as materialized (
         facts.content_hash,
         facts.unit_id,
         facts.attempt_number,
-        facts.entry_day,
+        periods.period,
+        periods.period_start,
         facts.entered_at,
         facts.step_reached_at,
         facts.outcome = 'in_progress' as in_progress,
@@ -86,19 +103,23 @@ facts as materialized (
     from recomputed_facts as facts
     inner join funnels on funnels.funnel_name = facts.funnel_name
     cross join lateral (
-        select '(all)'::text as breakdown_value
-        union all
-        select coalesce(facts.breakdown_value, '(none)')
-        where num_nonnulls(funnels.breakdown_field, funnels.breakdown_property,
-                funnels.breakdown_session, funnels.breakdown_person) > 0
-            and coalesce(facts.breakdown_value, '(none)') <> '(all)'
-            and not coalesce(
-                funnels.attribution_unreached = 'leave_out'
-                and facts.step_reached_at[funnels.attribution_step] is null,
-                false
-            )
+        select breakdown_value
+        from unnest(array['(all)', {{ funnel_breakdown_group('facts', 'funnels') }}])
+            as values_counted (breakdown_value)
+        where breakdown_value is not null
     ) as grouped
+    cross join lateral (
+        select period, {{ funnel_period_start('period', 'facts.entry_day') }} as period_start
+        from unnest({{ funnel_periods() }}) as period
+    ) as periods
     where facts.outcome <> 'excluded'
+    {%- if incremental %}
+        and (
+            facts.funnel_name in (select funnel_name from rebuilt_funnels)
+            or (facts.funnel_name, periods.period, periods.period_start)
+                in ({{ funnel_mart_recomputed_periods() }})
+        )
+    {%- endif %}
 
 ),
 
@@ -108,7 +129,8 @@ progress as (
 
     select
         facts.funnel_name,
-        facts.entry_day,
+        facts.period,
+        facts.period_start,
         facts.breakdown_value,
         facts.unit_id,
         facts.entered_at,
@@ -131,12 +153,12 @@ progress as (
 
 ),
 
--- Per unit, the first attempt of the day (and breakdown value) that got this far.
+-- Per unit, the first attempt of the period (and breakdown value) that got this far.
 first_per_unit as (
 
-    select distinct on (funnel_name, entry_day, breakdown_value, step_number, unit_id) *
+    select distinct on (funnel_name, period, period_start, breakdown_value, step_number, unit_id) *
     from progress
-    order by funnel_name, entry_day, breakdown_value, step_number, unit_id,
+    order by funnel_name, period, period_start, breakdown_value, step_number, unit_id,
         entered_at, attempt_number
 
 ),
@@ -145,7 +167,8 @@ per_step as (
 
     select
         funnel_name,
-        entry_day,
+        period,
+        period_start,
         breakdown_value,
         step_number,
         count(*) as units,
@@ -159,7 +182,7 @@ per_step as (
             as p90_seconds_from_previous
 
     from first_per_unit
-    group by funnel_name, entry_day, breakdown_value, step_number
+    group by funnel_name, period, period_start, breakdown_value, step_number
 
 ),
 
@@ -169,20 +192,21 @@ attempts_per_step as (
 
     select
         funnel_name,
-        entry_day,
+        period,
+        period_start,
         breakdown_value,
         step_number,
         count(*) as entries,
         count(distinct unit_id) filter (where not in_progress) as settled_units,
         count(distinct unit_id) filter (where in_progress) as units_in_progress
     from progress
-    group by funnel_name, entry_day, breakdown_value, step_number
+    group by funnel_name, period, period_start, breakdown_value, step_number
 
 ),
 
 groups as (
 
-    select distinct funnel_name, content_hash, entry_day, breakdown_value
+    select distinct funnel_name, content_hash, period, period_start, breakdown_value
     from facts
 
 ),
@@ -193,7 +217,8 @@ grid as (
         groups.funnel_name,
         groups.content_hash,
         funnels.unit,
-        groups.entry_day,
+        groups.period,
+        groups.period_start,
         case
             when funnels.breakdown_field is not null then funnels.breakdown_field
             when funnels.breakdown_property is not null
@@ -229,12 +254,14 @@ grid as (
     inner join steps on steps.funnel_name = groups.funnel_name
     left join per_step
         on per_step.funnel_name = groups.funnel_name
-        and per_step.entry_day = groups.entry_day
+        and per_step.period = groups.period
+        and per_step.period_start = groups.period_start
         and per_step.breakdown_value = groups.breakdown_value
         and per_step.step_number = steps.step_number
     left join attempts_per_step
         on attempts_per_step.funnel_name = groups.funnel_name
-        and attempts_per_step.entry_day = groups.entry_day
+        and attempts_per_step.period = groups.period
+        and attempts_per_step.period_start = groups.period_start
         and attempts_per_step.breakdown_value = groups.breakdown_value
         and attempts_per_step.step_number = steps.step_number
 
@@ -245,7 +272,8 @@ final as (
     select
         funnel_name,
         unit,
-        entry_day,
+        period,
+        period_start,
         breakdown_by,
         attribution,
         breakdown_value,
@@ -278,9 +306,10 @@ final as (
     from grid
     window
         funnel_group as (
-            partition by funnel_name, entry_day, breakdown_value order by step_number
+            partition by funnel_name, period, period_start, breakdown_value
+            order by step_number
         ),
-        whole_group as (partition by funnel_name, entry_day, breakdown_value)
+        whole_group as (partition by funnel_name, period, period_start, breakdown_value)
 
 )
 

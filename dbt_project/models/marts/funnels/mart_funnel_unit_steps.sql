@@ -1,0 +1,18 @@
+{{ config(materialized='view') }}
+-- Funnel numbers over any range of days: one row per attempt (not excluded) and step it
+-- reached, with its unit, entry time and breakdown group. A BI tool counts distinct unit_id
+-- over the days it needs, by step_number, and gets each unit once however many days it entered
+-- on; for a day, week or month that is the mart's `units` of the period's rows.
+select
+    facts.funnel_name,
+    facts.unit,
+    facts.entered_at,
+    facts.entry_day,
+    {{ funnel_breakdown_group('facts', 'funnels') }} as breakdown_value,
+    facts.unit_id,
+    reached.step_number,
+    facts.outcome = 'in_progress' as in_progress
+from {{ ref('fct_funnel_entries') }} as facts
+inner join {{ ref('stg_funnels') }} as funnels on funnels.funnel_name = facts.funnel_name
+cross join lateral generate_series(1, facts.furthest_step) as reached (step_number)
+where facts.outcome <> 'excluded'
