@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from demo.paths import top_path_lines
 from ingestion.loader import store_events
 from retrolytics.language.paths import PathDeclaration
 from tests.support.funnels import assert_same, iso
@@ -74,7 +75,10 @@ def edge_cases() -> tuple[list[dict], list[dict]]:
         # A path a -> c that a late b lands in the middle of.
         event("mid", at(hour=10), "a"),
         event("mid", at(hour=10, minute=10), "c"),
-        # Two segments (40 minutes apart) that a late event joins.
+        # Two segments (40 minutes apart) that a late event joins, after one the day before
+        # that the windowed run keeps as it is.
+        event("join", at(hour=10) - one, "a"),
+        event("join", at(hour=10, minute=5) - one, "b"),
         event("join", at(hour=10) + one, "a"),
         event("join", at(hour=10, minute=20) + one, "b"),
         event("join", at(hour=11) + one, "c"),
@@ -99,7 +103,9 @@ def edge_cases() -> tuple[list[dict], list[dict]]:
         # Across midnight, the partitions' edge.
         event("night", at(hour=23, minute=50), "b"),
         event("night", at(hour=23, minute=55) + timedelta(minutes=10), "c"),
-        # A device identified a day later (late): its paths move to the person.
+        # A device identified a day later (late): its paths move to the person, also the one
+        # before the run's window.
+        event("phone", at(hour=8) - one, "a"),
         event("phone", at(hour=8), "b"),
         event("phone", at(hour=8, minute=5), "c"),
         event("laptop", at(hour=8) + one, "identify", user_id="u1"),
@@ -120,23 +126,39 @@ def test_windowed_runs_late_events_and_rebuilds_equal_the_reference(declared: tu
     early, late = edge_cases()
     with fresh_database(stack.database_url) as url, psycopg.connect(url, autocommit=True) as conn:
         store_events(conn, early)
-        build(project, url, start=day(0), end=day(2), lookback_hours=0)
+        build(project, url, start=day(-1), end=day(2), lookback_hours=0)
         assert_states(url, declared, early, "a windowed first run")
 
         store_events(conn, late)
-        build(project, url, start=day(2), end=day(3), lookback_hours=72)
+        # Today's run with a two-day lookback: the window starts at day 0, after the oldest
+        # segments, which the plan must keep or redo as their units need.
+        build(project, url, start=day(2), end=day(3), lookback_hours=48)
         windowed = assert_states(url, declared, early + late, "after the late events")
         segments = windowed["fct_paths"]
         # The late b is in the middle of mid's path (an anchor repeat, collapsed); the late d
         # joined join's two segments.
         mid = segments[("after_a", "mid", DAY0.replace(hour=10), "mid")]
         assert (mid["event_count"], mid["steps"]) == (3, ("did_a_or_b", "did_c"))
-        assert [k for k in segments if k[:2] == ("after_a", "join")] == [
-            ("after_a", "join", DAY0.replace(hour=10) + timedelta(days=1), "join")
+        assert sorted(k[2] for k in segments if k[:2] == ("after_a", "join")) == [
+            DAY0.replace(hour=10) - timedelta(days=1),
+            DAY0.replace(hour=10) + timedelta(days=1),
         ]
         # The phone's paths belong to its person now, beside the laptop's.
         persons = {k[1] for k in segments if k[0] == "before_c"}
         assert "user:u1" in persons and "device:phone" not in persons
+
+        # The demo prints a declaration's top paths from the mart.
+        with psycopg.connect(url) as reader:
+            lines = top_path_lines(reader, "after_a", limit=3)
+        top = sorted(
+            (v for k, v in windowed["mart_path_top"].items() if k[0] == "after_a"),
+            key=lambda row: row["rank"],
+        )[:3]
+        assert [line.split() for line in lines[1:]] == [
+            [f"{row['rank']}.", str(row["paths"]), "paths", str(row["units"]), "units",
+             " → ".join(row["steps"])][:5] + " → ".join(row["steps"]).split()
+            for row in top
+        ]  # fmt: skip
 
         # Rerunning a window changes nothing; a rebuild from scratch gives the same rows.
         build(project, url, start=day(1), end=day(2), lookback_hours=24)
@@ -165,6 +187,9 @@ def streams(draw: st.DrawFn) -> tuple[list[dict], list[dict]]:
         ):
             moment += gap
             extra = {"user_id": draw(st.sampled_from(["u1", "u2"]))} if what == "identify" else {}
+            # Late events fall inside the second run's window (from day 1): the plan decides
+            # what of the stored day 0 it redoes.
+            is_late = is_late and moment >= DAY0 + timedelta(days=1)
             (late if is_late else early).append(event(f"dev-{device}", moment, what, **extra))
     return early, late
 
@@ -184,5 +209,5 @@ def test_generated_streams_windowed_equal_reference_and_rebuild(
         store_events(conn, early)
         build(project, url)  # the first run: all history
         store_events(conn, late)
-        build(project, url, start=day(0), end=day(3), lookback_hours=0)
+        build(project, url, start=day(1), end=day(4), lookback_hours=0)
         assert_states(url, declared, early + late, "a windowed run after late events")

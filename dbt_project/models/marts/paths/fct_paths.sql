@@ -76,12 +76,32 @@ planned_devices as (
 
 events as (
 
+    -- The earliest finite point of the plan (written earlier in this run) is a constant in the
+    -- SQL: it reaches the defined_events and stg_events scans through the stream's grouping, so
+    -- older partitions are never read. A join condition would not: PostgreSQL does not push it
+    -- into a grouped view, and would label all history first.
     select events.*
     from {{ ref('int_path_events') }} as events
     inner join planned_devices as planned
         on planned.path_name = events.path_name
         and planned.anonymous_id = events.anonymous_id
         and events.occurred_at >= planned.from_at
+    where planned.from_at > '-infinity'
+        and events.occurred_at >= {{ paths_plan_lower_bound() }}
+
+    union all
+
+    -- Units redone from the beginning (moved identities): their whole history. The EXISTS
+    -- names no outer column, so PostgreSQL skips this scan when there is none.
+    select events.*
+    from {{ ref('int_path_events') }} as events
+    inner join planned_devices as planned
+        on planned.path_name = events.path_name
+        and planned.anonymous_id = events.anonymous_id
+    where planned.from_at = '-infinity'
+        and exists (
+            select 1 from {{ ref('int_paths_plan') }} where recompute_from = '-infinity'
+        )
 
     union all
 
