@@ -47,15 +47,15 @@ anchor (its "totals") and Amplitude's Journeys count paths within sessions; we m
 
 Facts and marts
 ---------------
-``fct_paths``: one row per unit and segment (key: path, unit, segment start, segment device:
-the first event's device, or the session's), with its stream events counted and, when it holds
-the anchor, the path's steps and their times. ``mart_path_edges``: per path, step index k (the
-source's position in the path, from 1 at its first step: for an ``end`` path the first shown
-step, as PostHog numbers them), source and target labels: ``paths`` with that edge at k,
-``units`` distinct units among them, ``median_seconds_between`` (``percentile_cont(0.5)``) of
-the target's time minus the source's. ``mart_path_top``: the ``top_paths`` most frequent
-complete paths (the whole step sequence of a path): ``paths``, ``units``, ranked by paths, then
-units, then the steps joined with U+0001 in code-point order.
+``fct_paths``: one row per unit and segment (key: path, unit, segment start and its device,
+``anonymous_id``: the first event's device, or the session's), with its stream events counted
+and, when it holds the anchor, the path's steps and their times. ``mart_path_edges``: per path,
+step index k (the source's position in the path, from 1 at its first step: for an ``end`` path
+the first shown step, as PostHog numbers them), source and target labels: ``paths`` with that
+edge at k, ``units`` distinct units among them, ``median_seconds_between``
+(``percentile_cont(0.5)``) of the target's time minus the source's. ``mart_path_top``: the
+``top_paths`` most frequent complete paths (the whole step sequence of a path): ``paths``,
+``units``, ranked by paths, then units, then the steps joined with U+0001 in code-point order.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ from retrolytics.semantics.funnels import (
 class Segment:
     path_name: str
     unit_id: str
-    segment_device: str
+    anonymous_id: str
     segment_start: datetime
     segment_end: datetime
     event_count: int
@@ -215,7 +215,7 @@ def segments(
                 Segment(
                     path_name=declaration.name,
                     unit_id=unit,
-                    segment_device=device,
+                    anonymous_id=device,
                     segment_start=start,
                     segment_end=segment[-1].event.occurred_at,
                     event_count=len(segment),

@@ -26,7 +26,7 @@ from tests.support.funnels import custom_definitions, reference_events
 from tests.support.paths import REPO, copy_dbt_project
 
 MODELS = ("+mart_path_edges", "+mart_path_top")
-SEGMENT_KEY = ("path_name", "unit_id", "segment_start", "segment_device")
+SEGMENT_KEY = ("path_name", "unit_id", "segment_start", "anonymous_id")
 SEGMENT_FIELDS = (*SEGMENT_KEY, "segment_end", "event_count", "steps", "step_times")
 EDGE_KEY = ("path_name", "step_index", "source", "target")
 TOP_KEY = ("path_name", "rank")

@@ -86,8 +86,8 @@ def test_users_stitch_devices_and_sessions_split_them() -> None:
     rows = paths.segments(by_user, events, [])
     assert [(r.unit_id, r.steps) for r in rows] == [("user:u1", ("a", "b", "c"))]
     by_session = replace(by_user, gap_minutes=None)
-    rows = sorted(paths.segments(by_session, events, []), key=lambda r: r.segment_device)
-    assert [(r.segment_device, r.steps) for r in rows] == [("laptop", ()), ("phone", ("a", "c"))]
+    rows = sorted(paths.segments(by_session, events, []), key=lambda r: r.anonymous_id)
+    assert [(r.anonymous_id, r.steps) for r in rows] == [("laptop", ()), ("phone", ("a", "c"))]
 
 
 def test_edges_and_top_paths_count_paths_and_units() -> None:

@@ -277,7 +277,7 @@ segments as (
         unit_id,
         case when gap_session then session_device
             else (array_agg(anonymous_id order by occurred_at, event_id, anonymous_id collate "C"))[1]
-        end as segment_device,
+        end as anonymous_id,
         case when gap_session then session_start else min(occurred_at) end as segment_start,
         max(occurred_at) as segment_end,
         count(*)::integer as event_count,
@@ -296,7 +296,7 @@ final as (
     select
         segments.path_name,
         segments.unit_id,
-        segments.segment_device,
+        segments.anonymous_id,
         segments.segment_start,
         segments.segment_end,
         segments.event_count,
