@@ -25,6 +25,7 @@ BENCHMARKS = {
     "bi": "benchmarks.bench_bi",
     "dagster": "benchmarks.bench_dagster",
     "sessions": "benchmarks.bench_sessions",
+    "paths": "benchmarks.bench_paths",
     "dbt_parse": "benchmarks.bench_dbt_parse",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")

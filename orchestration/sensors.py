@@ -30,6 +30,7 @@ from orchestration.assets.funnels import (
     funnel_seed_keys,
     funnel_steps,
 )
+from orchestration.assets.paths import path_assets, path_seed_keys
 from orchestration.jobs import derive
 from orchestration.partitions import partition_key_for
 from orchestration.project import DEFINITIONS_DIR
@@ -41,9 +42,10 @@ Hashes = dict[str, dict[str, str]]  # kind ("events", "funnels") -> declaration 
 class Changes:
     events: frozenset[str] = field(default_factory=frozenset)
     funnels: frozenset[str] = field(default_factory=frozenset)
+    paths: frozenset[str] = field(default_factory=frozenset)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.funnels)
+        return bool(self.events or self.funnels or self.paths)
 
     def describe(self) -> str:
         parts = []
@@ -51,6 +53,8 @@ class Changes:
             parts.append("event definitions " + ", ".join(sorted(self.events)))
         if self.funnels:
             parts.append("funnels " + ", ".join(sorted(self.funnels)))
+        if self.paths:
+            parts.append("paths " + ", ".join(sorted(self.paths)))
         return "; ".join(parts)
 
 
@@ -76,6 +80,11 @@ def declaration_hashes(definitions_dir: Path) -> Hashes:
         from retrolytics.language import funnels as funnel_language
 
         hashes["funnels"] = {f.name: funnel_language.content_hash(f) for f in funnels}
+    if catalog.paths:
+        from retrolytics.language import paths as path_language
+
+        known = [d.name for d in catalog.event_definitions]
+        hashes["paths"] = {p.name: path_language.content_hash(p, known) for p in catalog.paths}
     return hashes
 
 
@@ -86,7 +95,7 @@ def changed_declarations(before: Hashes, after: Hashes) -> Changes:
         old, new = before.get(kind, {}), after.get(kind, {})
         return frozenset(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
 
-    return Changes(events=diff("events"), funnels=diff("funnels"))
+    return Changes(events=diff("events"), funnels=diff("funnels"), paths=diff("paths"))
 
 
 def affected_funnels(changes: Changes, steps: dict[str, frozenset[str]]) -> frozenset[str]:
@@ -102,6 +111,8 @@ def affected_selection(changes: Changes, steps: dict[str, frozenset[str]]) -> dg
         seeds.add(EVENT_DEFINITIONS_SEED)
     if changes.funnels:
         seeds.update(funnel_seed_keys())
+    if changes.paths:
+        seeds.update(path_seed_keys())
     keep = affected_funnels(changes, steps)
     untouched = [key for name, key in funnel_asset_keys().items() if name not in keep]
     return dg.AssetSelection.assets(*seeds).downstream() - dg.AssetSelection.assets(*untouched)
@@ -112,7 +123,7 @@ def never_materialized_upstream(
 ) -> set[dg.AssetKey]:
     """Upstream assets of the selection this instance has never materialized (a fresh
     deployment): the run builds them too, or it would read tables that do not exist yet."""
-    derived = [dbt_current, dbt_daily, *funnel_assets]
+    derived = [dbt_current, dbt_daily, *funnel_assets, *path_assets]
     upstream = dg.AssetSelection.assets(*selected).upstream().resolve(derived) - selected
     return {key for key in upstream if instance.get_latest_materialization_event(key) is None}
 
@@ -154,7 +165,7 @@ def build_declaration_sensor(
             return dg.SensorResult(skip_reason="no declaration changed", cursor=cursor)
         steps = funnel_steps(definitions_dir) if changes.events else {}
         selection = affected_selection(changes, steps)
-        keys = selection.resolve([dbt_current, dbt_daily, *funnel_assets])
+        keys = selection.resolve([dbt_current, dbt_daily, *funnel_assets, *path_assets])
         keys |= never_materialized_upstream(context.instance, keys)
         today = partition_key_for(datetime.now(tz=UTC).date())
         context.log.info(f"changed: {changes.describe()}; re-deriving {len(keys)} assets")

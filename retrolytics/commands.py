@@ -7,7 +7,8 @@ else ``RETROLYTICS_DEFINITIONS_DIR``, else the project's ``definitions/``
 - ``check [PATH]``: validate every declaration below PATH; print
   ``file:line: what is wrong`` per problem and exit 1, or ``ok: …`` and exit 0.
 - ``show NAME``: a definition's compiled SQL predicate over ``staging.stg_events``, with its
-  regexes, literals escaped (``sql.py``): paste it after ``where`` to try it.
+  regexes, literals escaped (``sql.py``): paste it after ``where`` to try it; for a path
+  analysis, the rules it compiles to (anchor, step precedence, gap, collapsing, unit).
 - ``compile``: write the dbt seeds (``dbt_project/seeds/event_definitions.csv``, …). Plain dbt
   users run ``retrolytics definitions compile && dbt build``.
 - ``pr-check --state DIR``: what a pull request changes, built into a scratch schema
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 from ingestion.settings import Settings
-from retrolytics.language import events
+from retrolytics.language import events, paths
 from retrolytics.language.check import DefinitionsInvalid, check, load_catalog
 from retrolytics.language.seeds import compile_seed
 from retrolytics.warehouse import project, runner
@@ -68,6 +69,10 @@ def _show(args: argparse.Namespace) -> int:
         return _print_problems(error)
     by_name = {d.name: d for d in catalog.event_definitions}
     definition = by_name.get(args.name)
+    path_declaration = next((p for p in catalog.paths if p.name == args.name), None)
+    if definition is None and path_declaration is not None:
+        print(paths.describe_compiled(path_declaration, by_name))
+        return 0
     if definition is None:
         known = ", ".join(sorted(by_name)) or "none"
         print(f"no event definition named {args.name!r} (known: {known})", file=sys.stderr)

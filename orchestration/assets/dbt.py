@@ -51,6 +51,7 @@ WINDOWED_MATERIALIZATIONS = (
     "distributed_table",
     "funnel_attempts",
     "funnel_mart",
+    "path_segments",
 )
 WINDOWED = " ".join(f"config.materialized:{name}+" for name in WINDOWED_MATERIALIZATIONS)
 DBT_POOL = "retrolytics_dbt"

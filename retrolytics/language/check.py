@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ingestion.redaction import Redaction
-from retrolytics.language import events, funnels, privacy
+from retrolytics.language import events, funnels, paths, privacy
 from retrolytics.language.sources import Problem, YamlList, YamlMap, load_yaml
 
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -61,6 +61,10 @@ class Catalog:
     def funnels(self) -> list[funnels.Funnel]:
         return self.declarations.get("funnels", [])
 
+    @property
+    def paths(self) -> list[paths.PathDeclaration]:
+        return self.declarations.get("paths", [])
+
     def summary(self) -> str:
         counts = [
             f"{len(self.declarations.get(kind.folder, []))} {kind.plural}"
@@ -94,7 +98,17 @@ FUNNELS = DeclarationKind(
     seeds=lambda catalog: funnels.seed_files(catalog.funnels),
 )
 
-KINDS: list[DeclarationKind] = [EVENTS, FUNNELS]
+PATHS = DeclarationKind(
+    folder="paths",
+    key="paths",
+    noun="path",
+    plural="paths",
+    parse_item=paths.parse_path,
+    cross_check=paths.check_references,
+    seeds=paths.seed_files,
+)
+
+KINDS: list[DeclarationKind] = [EVENTS, FUNNELS, PATHS]
 
 
 def shown_path(path: Path) -> str:

@@ -57,10 +57,9 @@ def test_the_shipped_definitions_pass():
     assert {"viewed_product", "added_to_cart", "clicked_checkout", "completed_purchase"} <= names
     assert all(d.description and d.owner for d in catalog.event_definitions)
     funnel_count = len(catalog.declarations["funnels"])
-    file_count = len(catalog.files["events"]) + len(catalog.files["funnels"])
-    assert catalog.summary() == (
-        f"ok: {len(names)} definitions and {funnel_count} funnels in {file_count} files"
-    )
+    counts = [f"{len(names)} definitions", f"{funnel_count} funnels", f"{len(catalog.paths)} paths"]
+    file_count = sum(len(files) for files in catalog.files.values())
+    assert catalog.summary() == f"ok: {' and '.join(counts)} in {file_count} files"
 
 
 def test_yaml_syntax_error(tmp_path):

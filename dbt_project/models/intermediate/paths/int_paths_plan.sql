@@ -1,0 +1,195 @@
+{{
+    config(
+        materialized='distributed_table',
+        distributed_by='unit_id',
+        indexes=[{'columns': ['path_name', 'unit_id']}],
+    )
+}}
+-- depends_on: {{ ref('int_path_versions') }}
+-- depends_on: {{ ref('int_sessions_plan') }}
+-- depends_on: {{ ref('int_identify_events') }}
+-- What a windowed run [start - lookback_hours, end) of fct_paths recomputes: per path and unit,
+-- the point from which its segments are derived again (and its stored segments from there on
+-- deleted). A segment depends on the stream events around it (a late event may extend one or
+-- join two), so the point is a segment boundary before every change:
+--   - gap in minutes: units with stream events in the window, from the start of their earliest
+--     stored segment that ends at most one gap before the first window event (the segment the
+--     event extends or joins), else from that event. Stored segments are a gap or more apart,
+--     so the event before the point is a gap or more before it, also after the late events;
+--   - `gap: session`: the devices whose sessions this run re-derives (int_sessions_plan), from
+--     the start of their range, which is a session boundary; for `unit: user` every person the
+--     device belongs to;
+--   - `unit: user`: a device whose identity periods the window changes (an identify of another
+--     user than its last one before the window, or its first) moves events between persons:
+--     its persons and its own `device:` unit are redone from the beginning.
+-- New and edited paths are not planned: fct_paths derives them over all history (its ledger
+-- says which). Without a window the plan is empty: the run rebuilds everything.
+{%- set stored = stored_relation_of('fct_paths') %}
+{%- set window = retro_window() %}
+
+with
+
+paths as (
+
+    select path_name, unit, gap, gap_session from {{ ref('stg_paths') }}
+
+),
+
+persons as (
+
+    select anonymous_id, person_id, valid_from, valid_until from {{ ref('int_device_persons') }}
+
+),
+
+{% if window is not none %}
+window_events as (
+
+    select
+        events.path_name,
+        case
+            when paths.unit = 'device' then events.anonymous_id
+            else coalesce(persons.person_id, 'device:' || events.anonymous_id)
+        end as unit_id,
+        min(events.occurred_at) as first_at
+
+    from {{ ref('int_path_events') }} as events
+    inner join paths on paths.path_name = events.path_name
+    left join persons
+        on paths.unit = 'user'
+        and persons.anonymous_id = events.anonymous_id
+        and events.occurred_at >= persons.valid_from
+        and events.occurred_at < persons.valid_until
+    where {{ retro_in_window('events.occurred_at') }} and not paths.gap_session
+    group by 1, 2
+
+),
+
+by_gap as (
+
+    select
+        window_events.path_name,
+        window_events.unit_id,
+        'events in the window' as reason,
+        {% if stored is not none -%}
+        least(window_events.first_at, min(segments.segment_start))
+        {%- else -%}
+        window_events.first_at
+        {%- endif %} as recompute_from
+
+    from window_events
+    inner join paths on paths.path_name = window_events.path_name
+    {% if stored is not none -%}
+    left join {{ stored }} as segments
+        on segments.path_name = window_events.path_name
+        and segments.unit_id = window_events.unit_id
+        and segments.segment_end >= window_events.first_at - paths.gap
+    {%- endif %}
+    group by window_events.path_name, window_events.unit_id, window_events.first_at
+
+),
+
+by_session as (
+
+    select
+        paths.path_name,
+        units.unit_id,
+        'sessions changed' as reason,
+        case when sessions.identity_changed and paths.unit = 'user' then '-infinity'::timestamptz
+            else sessions.recompute_from end as recompute_from
+
+    from {{ ref('int_sessions_plan') }} as sessions
+    cross join paths
+    inner join (
+        select anonymous_id, anonymous_id as unit_id, 'device' as unit
+        from {{ ref('int_sessions_plan') }}
+        union all
+        select anonymous_id, 'device:' || anonymous_id, 'user'
+        from {{ ref('int_sessions_plan') }}
+        union all
+        select persons.anonymous_id, persons.person_id, 'user'
+        from persons
+        inner join {{ ref('int_sessions_plan') }} as planned
+            on planned.anonymous_id = persons.anonymous_id
+    ) as units
+        on units.anonymous_id = sessions.anonymous_id and units.unit = paths.unit
+    where paths.gap_session
+
+),
+
+window_identifies as (
+
+    select anonymous_id, user_id
+    from {{ ref('int_identify_events') }}
+    where {{ retro_in_window('occurred_at') }}
+
+),
+
+last_identify_before as (
+
+    select distinct on (identifies.anonymous_id) identifies.anonymous_id, identifies.user_id
+    from {{ ref('int_identify_events') }} as identifies
+    where identifies.anonymous_id in (select anonymous_id from window_identifies)
+        and identifies.occurred_at < '{{ window.since }}'::timestamptz
+    order by identifies.anonymous_id, identifies.occurred_at desc, identifies.event_id desc
+
+),
+
+identified as (
+
+    select distinct window_identifies.anonymous_id
+    from window_identifies
+    left join last_identify_before
+        on last_identify_before.anonymous_id = window_identifies.anonymous_id
+    where last_identify_before.user_id is distinct from window_identifies.user_id
+
+),
+
+by_identity as (
+
+    select
+        paths.path_name,
+        moved.unit_id,
+        'identity changed' as reason,
+        '-infinity'::timestamptz as recompute_from
+
+    from paths
+    cross join (
+        select anonymous_id, 'device:' || anonymous_id as unit_id from identified
+        union all
+        select persons.anonymous_id, persons.person_id
+        from persons
+        inner join identified on identified.anonymous_id = persons.anonymous_id
+    ) as moved
+    where paths.unit = 'user'
+
+),
+
+reasons as (
+
+    select * from by_gap
+    union all
+    select * from by_session
+    union all
+    select * from by_identity
+
+),
+
+-- A unit planned for several reasons is redone from the earliest point.
+final as (
+
+    select distinct on (path_name, unit_id) path_name, unit_id, reason, recompute_from
+    from reasons
+    order by path_name, unit_id, recompute_from
+
+)
+{% else %}
+final as (
+
+    select null::text as path_name, null::text as unit_id, null::text as reason,
+        null::timestamptz as recompute_from
+    where false
+
+)
+{% endif %}
+
+select * from final
