@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from ingestion.settings import Settings
-from retrolytics.language import events
+from retrolytics.language import events, retention
 from retrolytics.language.check import DefinitionsInvalid, check, load_catalog
 from retrolytics.language.seeds import compile_seed
 from retrolytics.warehouse import project, runner
@@ -68,6 +68,10 @@ def _show(args: argparse.Namespace) -> int:
         return _print_problems(error)
     by_name = {d.name: d for d in catalog.event_definitions}
     definition = by_name.get(args.name)
+    retentions = {r.name: r for r in catalog.declarations.get("retention", [])}
+    if definition is None and args.name in retentions:
+        print(retention.describe_compiled(retentions[args.name]))
+        return 0
     if definition is None:
         known = ", ".join(sorted(by_name)) or "none"
         print(f"no event definition named {args.name!r} (known: {known})", file=sys.stderr)
