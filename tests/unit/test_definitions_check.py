@@ -57,9 +57,11 @@ def test_the_shipped_definitions_pass():
     assert {"viewed_product", "added_to_cart", "clicked_checkout", "completed_purchase"} <= names
     assert all(d.description and d.owner for d in catalog.event_definitions)
     funnel_count = len(catalog.declarations["funnels"])
-    file_count = len(catalog.files["events"]) + len(catalog.files["funnels"])
+    retention_count = len(catalog.declarations["retention"])
+    file_count = sum(len(files) for files in catalog.files.values())
     assert catalog.summary() == (
-        f"ok: {len(names)} definitions and {funnel_count} funnels in {file_count} files"
+        f"ok: {len(names)} definitions and {funnel_count} funnels and {retention_count} "
+        f"retention analyses in {file_count} files"
     )
 
 
