@@ -324,3 +324,39 @@ def test_sensor_launches_nothing_for_invalid_declarations(
     assert not broken.run_requests
     assert "cart_checkout.yml:" in broken.skip_message
     assert broken.cursor in (None, cursor)  # the last good state stays the baseline
+
+
+def test_every_declared_retention_is_an_asset_downstream_of_its_mart(
+    defs: dg.Definitions,
+) -> None:
+    from orchestration.assets.retention import declared_retentions
+    from orchestration.partitions import daily_partitions
+
+    graph = _graph(defs)
+    retentions = declared_retentions()
+    assert {r.name for r in retentions} >= {"repeat_purchase", "signup_activity"}
+    for retention in retentions:
+        asset = graph.get(dg.AssetKey(["retention", retention.name]))
+        assert asset.group_name == "retention"
+        assert dg.AssetKey(["marts", "mart_retention"]) in asset.parent_keys
+        assert asset.partitions_def == daily_partitions
+        assert asset.metadata["period"] == retention.period
+        assert asset.metadata["declared_in"].endswith(f".yml:{retention.line}")
+    mart = graph.get(dg.AssetKey(["marts", "mart_retention"]))
+    assert mart.partitions_def == daily_partitions  # downstream of the windowed models
+
+
+def test_sensor_rederives_only_the_edited_retention(
+    defs: dg.Definitions, definitions_copy: Path, built_instance: dg.DagsterInstance
+) -> None:
+    from orchestration.sensors import build_declaration_sensor
+
+    sensor = build_declaration_sensor(definitions_copy, name="declarations_changed_test")
+    cursor = _tick(sensor, None, built_instance).cursor
+    _edit(definitions_copy / "retention" / "signup_activity.yml", "periods: 7", "periods: 14")
+    [request] = _tick(sensor, cursor, built_instance).run_requests
+    selected = {key.to_user_string() for key in request.asset_selection}
+    assert {"staging/retentions", "marts/mart_retention", "retention/signup_activity"} <= selected
+    assert not selected & {"retention/repeat_purchase", "marts/defined_events"}
+    assert not any(key.startswith("funnels/") for key in selected)
+    assert "retention signup_activity" in request.tags["retrolytics/changed"]

@@ -1,4 +1,4 @@
-"""The retention language: what it accepts, what it refuses (with file:line), what it compiles to."""
+"""The retention language: what it accepts, what it refuses (file:line), what it compiles to."""
 
 from __future__ import annotations
 
