@@ -14,11 +14,12 @@ Periods
 -------
 An event's period is the calendar hour, day, week or month of its time *on the wall clock of
 the retention's time zone* (``time_zone``, default UTC): the local time truncated to the period
-(PostgreSQL's ``date_trunc(period, occurred_at at time zone tz)``; PostHog and Mixpanel truncate
-in the project's time zone the same way; Amplitude's default "24-hour window" days are rolling
-from each user's start event, its "strict calendar dates" option is ours). Weeks start on
-Monday, or on Sunday with ``week_start: sunday`` (PostHog follows the project's week start
-setting the same way). Offsets count periods on that wall clock: days and weeks by calendar
+(PostgreSQL's ``date_trunc(period, occurred_at at time zone tz)``): Amplitude's "strict calendar
+dates" (days in the project's time zone; its default "24-hour window" days are rolling from each
+user's start event, not offered here); PostHog truncates each timestamp to the start of its
+interval (``get_start_of_interval_hogql``) likewise. Weeks start on Monday (ISO), or on Sunday
+with ``week_start: sunday`` (our choice; no peer's rule checked). Offsets count periods on that
+wall clock: days and weeks by calendar
 date, months by calendar month, hours by wall-clock hour (at a fall-back DST change the repeated
 local hour is one period; a skipped hour is a period nobody is in).
 
