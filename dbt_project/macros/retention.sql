@@ -36,3 +36,18 @@
         else (extract(year from {{ local_start }}) * 12 + extract(month from {{ local_start }}) - 1)::bigint
     end
 {%- endmacro %}
+
+
+{#- Which context breakdowns the declared retention analyses use (read from the seed when the
+    model compiles): {'session': ..., 'person': ...}. The facts join the sessions or the trait
+    history, and the plan reads what changes them, only when an analysis needs it. -#}
+{% macro retention_breakdown_needs() -%}
+    {%- if not execute -%}
+        {{- return({'session': false, 'person': false}) -}}
+    {%- endif -%}
+    {%- set row = run_query(
+        "select coalesce(bool_or(breakdown_session is not null), false),"
+        ~ " coalesce(bool_or(breakdown_person is not null), false) from "
+        ~ ref('stg_retentions')).rows[0] -%}
+    {{- return({'session': row[0], 'person': row[1]}) -}}
+{%- endmacro %}

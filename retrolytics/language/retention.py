@@ -13,9 +13,11 @@ A file under ``definitions/retention/`` holds a list under ``retention:``::
         cohorting: first_time              # first_time (default): the unit's first start ever
                                            # | recurring: every period with a start
         unit: user                         # device (default) | user (after identity stitching)
-        breakdown:                         # optional: a value of the start event
-          property: plan                   # `field: <event field>` or `property: <name>`;
-                                           # a return counts only with the same value
+        breakdown:                         # optional, one of: a value of the start event,
+          property: plan                   # `field: <event field>` or `property: <name>` (a
+                                           # return counts only with the same value), or of
+                                           # its context: `session: <fct_sessions column>`,
+                                           # `person: <trait>` (as of the start event's time)
         min_occurrences: 1                 # return events a unit needs in a period (default 1)
         week_start: monday                 # period: week only; monday (default) | sunday
         time_zone: Europe/Berlin           # IANA zone of the period boundaries (default UTC)
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from retrolytics.language import sql
 from retrolytics.language.funnels import (
     BREAKDOWN_FIELDS,
+    BREAKDOWN_SESSION_COLUMNS,
     EventRef,
     _choice,
     _event_ref,
@@ -76,7 +79,7 @@ PERIODS = ("hour", "day", "week", "month")
 COHORTINGS = ("first_time", "recurring")
 UNITS = ("device", "user")
 WEEK_STARTS = ("monday", "sunday")
-BREAKDOWN_KEYS = ("field", "property")
+BREAKDOWN_KEYS = ("field", "property", "session", "person")
 MAX_PERIODS = 120
 MAX_MIN_OCCURRENCES = 1000
 MAX_TEXT_LENGTH = 2048
@@ -96,6 +99,8 @@ class Retention:
     unit: str = "device"
     breakdown_field: str | None = None
     breakdown_property: str | None = None
+    breakdown_session: str | None = None  # a column of the start event's session
+    breakdown_person: str | None = None  # a trait of its person, as of its time
     min_occurrences: int = 1
     week_start: str = "monday"
     time_zone: str = "UTC"
@@ -106,7 +111,25 @@ class Retention:
 
     @property
     def has_breakdown(self) -> bool:
+        return self.breakdown_label is not None
+
+    @property
+    def returns_match_value(self) -> bool:
+        """A return counts for a value only with that value: breakdowns by an event's own
+        field or property. A session or person breakdown describes the cohort member only."""
         return self.breakdown_field is not None or self.breakdown_property is not None
+
+    @property
+    def breakdown_label(self) -> str | None:
+        for what, value in (
+            ("field", self.breakdown_field),
+            ("property", self.breakdown_property),
+            ("session", self.breakdown_session),
+            ("person", self.breakdown_person),
+        ):
+            if value is not None:
+                return f"{what} {value}"
+        return None
 
     def definitions_used(self) -> frozenset[str]:
         refs = (self.start_event, self.return_event)
@@ -140,7 +163,7 @@ def parse_retention(
     periods = _whole_number(item, "periods", 1, MAX_PERIODS, None, report)
     cohorting = _choice(item, "cohorting", COHORTINGS, "first_time", report)
     unit = _choice(item, "unit", UNITS, "device", report)
-    field, prop = _breakdown(item, report)
+    breakdown = _breakdown(item, report)
     min_occurrences = _whole_number(item, "min_occurrences", 1, MAX_MIN_OCCURRENCES, 1, report)
     week_start = _week_start(item, period, report)
     time_zone = _time_zone(item, report)
@@ -156,8 +179,10 @@ def parse_retention(
         periods=periods,
         cohorting=cohorting,
         unit=unit,
-        breakdown_field=field,
-        breakdown_property=prop,
+        breakdown_field=breakdown.get("field"),
+        breakdown_property=breakdown.get("property"),
+        breakdown_session=breakdown.get("session"),
+        breakdown_person=breakdown.get("person"),
         min_occurrences=min_occurrences,
         week_start=week_start,
         time_zone=time_zone,
@@ -210,34 +235,34 @@ def _whole_number(
     return value
 
 
-def _breakdown(item: YamlMap, report: Report) -> tuple[str | None, str | None]:
+def _breakdown(item: YamlMap, report: Report) -> dict[str, str]:
+    """``{source key: name}`` of the breakdown, empty without one (or after a problem)."""
     if "breakdown" not in item:
-        return None, None
+        return {}
     raw = item["breakdown"]
     line = item.line_of("breakdown")
     if not isinstance(raw, YamlMap) or len(raw) != 1 or next(iter(raw)) not in BREAKDOWN_KEYS:
         report.add(
             line,
             "'breakdown' must be a mapping with exactly one of 'field' (an event field of the "
-            "start event) and 'property' (one of its properties)",
+            "start event), 'property' (one of its properties), 'session' (a column of its "
+            "session) and 'person' (a trait of its person)",
         )
-        return None, None
-    if "field" in raw:
-        if raw["field"] not in BREAKDOWN_FIELDS:
-            report.add(
-                raw.line_of("field"),
-                f"breakdown.field: unknown field {describe(raw['field'])} "
-                f"(known: {', '.join(BREAKDOWN_FIELDS)})",
-            )
-            return None, None
-        return raw["field"], None
-    if not _property_name(raw["property"]):
+        return {}
+    key, value = next(iter(raw.items()))
+    known = {"field": BREAKDOWN_FIELDS, "session": BREAKDOWN_SESSION_COLUMNS}.get(key)
+    if known is not None and value not in known:
+        what = "field" if key == "field" else "session column"
         report.add(
-            raw.line_of("property"),
-            f"breakdown.property must be a property name; got {describe(raw['property'])}",
+            raw.line_of(key),
+            f"breakdown.{key}: unknown {what} {describe(value)} (known: {', '.join(known)})",
         )
-        return None, None
-    return None, raw["property"]
+        return {}
+    if known is None and not _property_name(value):
+        what = "a property name" if key == "property" else "a trait name"
+        report.add(raw.line_of(key), f"breakdown.{key} must be {what}; got {describe(value)}")
+        return {}
+    return {key: value}
 
 
 def _week_start(item: YamlMap, period: str | None, report: Report) -> str:
@@ -318,6 +343,8 @@ COLUMNS = (
     "unit",
     "breakdown_field",
     "breakdown_property",
+    "breakdown_session",
+    "breakdown_person",
     "min_occurrences",
     "week_start",
     "time_zone",
@@ -338,7 +365,7 @@ def _semantics(retention: Retention) -> dict[str, Any]:
         "periods": retention.periods,
         "cohorting": retention.cohorting,
         "unit": retention.unit,
-        "breakdown": [retention.breakdown_field, retention.breakdown_property],
+        "breakdown": retention.breakdown_label,
         "min_occurrences": retention.min_occurrences,
         "week_start": retention.week_start,
         "time_zone": retention.time_zone,
@@ -373,6 +400,8 @@ def seed_row(retention: Retention) -> dict[str, str]:
         "unit": retention.unit,
         "breakdown_field": retention.breakdown_field or "",
         "breakdown_property": _json(retention.breakdown_property),
+        "breakdown_session": retention.breakdown_session or "",
+        "breakdown_person": _json(retention.breakdown_person),
         "min_occurrences": str(retention.min_occurrences),
         "week_start": retention.week_start,
         "time_zone": retention.time_zone,

@@ -41,14 +41,19 @@ occurrences" per interval). Offset 0 is the cohort itself: its returned units ar
 size, as PostHog's and Mixpanel's tables show 100% there. The start and the return event may
 be the same event definition.
 
-Breakdown (``breakdown: {field | property}``)
---------------------------------------------
-A value of the start event (an event field, or a property as text like ``->>``; ``(none)``
-when null). ``first_time``: the value of the unit's first start event (PostHog buckets each
+Breakdown (``breakdown: {field | property | session | person}``)
+----------------------------------------------------------------
+A value of the start event: an event field, or a property as text like ``->>``; or of its
+context, a column of its session (``retrolytics/semantics/sessions.py``, as ``fct_sessions``
+stores it) or a trait of its person as it was at the event's time (``dim_person_traits``, as
+the funnels read it); ``(none)`` when null. ``first_time``: the value of the unit's first start
+event (PostHog buckets each
 actor "by the breakdown value on their earliest START event", ``argMinIf``); ``recurring``: a
 unit is in the cohort of every value its start events in that period had (PostHog groups the
-recurring rows by each event's value). A return counts for a value only when the return event
-has that same value (a missing value matches a missing value). Every retention also has rows
+recurring rows by each event's value). With an event field or property, a return counts for a
+value only when the return event has that same value (a missing value matches a missing value);
+a session or person value describes the cohort member, and any return of it counts (PostHog's
+person-property breakdowns read one value per person). Every retention also has rows
 with the value ``(all)``: the cohort without a breakdown, units counted once, returns of any
 value; never sum the value rows (a recurring unit may be under two values). A start value that
 is the text ``(all)`` counts in the ``(all)`` rows only, as in the funnels.
@@ -81,6 +86,7 @@ from zoneinfo import ZoneInfo
 from retrolytics.language.retention import Retention
 from retrolytics.semantics.funnels import (
     Event,
+    _session_event,
     identity_periods,
     jsonb_text,
     matches,
@@ -145,12 +151,47 @@ def period_after(retention: Retention, period: Period, k: int) -> Period:
     return Period(start, period.index + k)
 
 
-def value_of(retention: Retention, event: Event) -> str:
+@dataclass(frozen=True)
+class _Context:
+    """What a session or person breakdown reads beyond the event, derived once per call."""
+
+    periods: dict[str, list[tuple[datetime, str]]]
+    sessions: dict
+    traits: list
+
+
+def _context(retention: Retention, events: Sequence[Event]) -> _Context:
+    from retrolytics.semantics import sessions
+
+    needed = retention.breakdown_session is not None or retention.breakdown_person is not None
+    as_sessions = [_session_event(event) for event in events] if needed else []
+    return _Context(
+        periods=identity_periods(events),
+        sessions=sessions.session_of_events(as_sessions)
+        if retention.breakdown_session is not None
+        else {},
+        traits=sessions.trait_history(as_sessions)
+        if retention.breakdown_person is not None
+        else [],
+    )
+
+
+def value_of(retention: Retention, event: Event, context: _Context | None = None) -> str:
     """The event's breakdown value as the mart shows it (``(none)`` for a missing one)."""
+    from retrolytics.semantics import sessions
+
     if retention.breakdown_field is not None:
         value = event.fields.get(retention.breakdown_field)
     elif retention.breakdown_property is not None:
         value = jsonb_text(event.properties.get(retention.breakdown_property))
+    elif context is not None and retention.breakdown_session is not None:
+        value = getattr(context.sessions[event.event_id], retention.breakdown_session)
+    elif context is not None and retention.breakdown_person is not None:
+        person, _ = person_of(event, context.periods)
+        trait = sessions.trait_at(
+            context.traits, person, retention.breakdown_person, event.occurred_at
+        )
+        value = jsonb_text(trait)
     else:
         value = None
     return NO_VALUE if value is None else value
@@ -179,7 +220,8 @@ class _Unit:
 
 
 def _units(retention: Retention, events: Sequence[Event]) -> dict[str, _Unit]:
-    periods = identity_periods(events)
+    context = _context(retention, events)
+    periods = context.periods
     units: dict[str, _Unit] = defaultdict(lambda: _Unit([], defaultdict(int)))
     for event in events:
         is_start = matches(retention.start_event, event)
@@ -189,11 +231,11 @@ def _units(retention: Retention, events: Sequence[Event]) -> dict[str, _Unit]:
         unit_id = person_of(event, periods)[0] if retention.unit == "user" else event.anonymous_id
         unit = units[unit_id]
         period = period_of(retention, event.occurred_at)
-        value = value_of(retention, event)
+        value = value_of(retention, event, context)
         if is_start:
             unit.starts.append((event.occurred_at, event.event_id, period, value))
         if is_return:
-            unit.returns[(period.index, value)] += 1
+            unit.returns[(period.index, value if retention.returns_match_value else NO_VALUE)] += 1
     return units
 
 
@@ -224,11 +266,12 @@ def retention_mart(
     end_index = period_of(retention, data_end).index
     rows = []
     for (period, value), members in cohorts(retention, events).items():
+        matched = value if retention.returns_match_value else ALL_VALUES
         returned_at = {
             unit_id: {
                 k
                 for k in range(1, retention.periods + 1)
-                if units[unit_id].returned(period.index + k, value, retention.min_occurrences)
+                if units[unit_id].returned(period.index + k, matched, retention.min_occurrences)
             }
             for unit_id in members
         }

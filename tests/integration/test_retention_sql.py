@@ -76,14 +76,20 @@ def stories() -> tuple[list[dict], list[dict]]:
         event("story-first", t + timedelta(days=1, hours=2), "c", properties={}),
         event("story-phone", t + timedelta(hours=3), "a", properties={"p": "x"}),
         event("story-phone", t + timedelta(days=1, hours=3), "a", properties={"p": "x"}),
-        event("story-laptop", t - timedelta(days=2), "identify", user_id="u0"),
+        event("story-laptop", t - timedelta(days=2), "identify", user_id="u0", properties={}),
         event("story-laptop", t - timedelta(days=2, hours=-1), "b", properties={"p": "x"}),
         event("story-laptop", t + timedelta(days=7), "c", properties={}),
         event("story-laptop", t + timedelta(days=7, hours=1), "c", properties={}),
     ]
     late = [
         event("story-first", t - timedelta(days=3), "a", properties={"p": "1"}),
-        event("story-phone", t + timedelta(days=1, hours=4), "identify", user_id="u0"),
+        event(
+            "story-phone",
+            t + timedelta(days=1, hours=4),
+            "identify",
+            user_id="u0",
+            properties={"plan": "pro"},
+        ),
     ]
     return on_time, late
 
@@ -106,11 +112,17 @@ one_event = st.tuples(
 
 
 def _documents(drawn: list[tuple]) -> tuple[list[dict], list[dict]]:
+    """Identifies carry a plan trait (or none); the other events a property p and a page."""
     early, late = stories()
     for device, moment, kind, value, user, is_late in drawn:
-        extra: dict = {"user_id": user} if kind == "identify" else {"properties": {}}
-        if kind != "identify" and value is not None:
-            extra["properties"]["p"] = value
+        if kind == "identify":
+            traits = {} if value is None else {"plan": value}
+            extra: dict = {"user_id": user, "properties": traits}
+        else:
+            path = f"/page/{value}"
+            extra = {"properties": {}, "page": {"url": f"https://shop.test{path}", "path": path}}
+            if value is not None:
+                extra["properties"]["p"] = value
         (late if is_late else early).append(event(device, moment, kind, **extra))
     return early, late
 

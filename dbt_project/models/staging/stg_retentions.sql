@@ -26,7 +26,14 @@ decoded as (
         unit,
         breakdown_field,
         breakdown_property #>> '{}' as breakdown_property,
-        breakdown_field is not null or breakdown_property is not null as has_breakdown,
+        breakdown_session,
+        breakdown_person #>> '{}' as breakdown_person,
+        coalesce(breakdown_field, breakdown_session) is not null
+            or breakdown_property is not null
+            or breakdown_person is not null as has_breakdown,
+        -- A return counts for a value only with that value (the event's own field or
+        -- property); a session or person value describes the cohort member only.
+        breakdown_field is not null or breakdown_property is not null as returns_match_value,
         min_occurrences,
         week_start,
         time_zone

@@ -16,8 +16,17 @@
 -- than its last identify before the window; the rule of int_sessions_plan) is redone whole
 -- (recompute_from = -infinity): its events may belong to another person now.
 --
+-- A session breakdown reads the start event's session: the devices whose sessions this run
+-- re-derives (int_sessions_plan) are rebuilt from the period of the first re-derived session.
+-- A person breakdown reads the trait as of the event: an identify in the window may start a
+-- new version of a trait from its time on, so every device of that person is rebuilt from the
+-- period of that identify. Both only when an analysis has such a breakdown.
+--
 -- Empty without a window: such a run rebuilds every cell.
 {%- set window = retro_window() %}
+{%- set needs = retention_breakdown_needs() %}
+-- depends_on: {{ ref('int_sessions_plan') }}
+-- depends_on: {{ ref('int_device_persons') }}
 
 with
 
@@ -75,19 +84,73 @@ identified as (
 
 ),
 
+-- The earliest period start, over the retentions with such a breakdown, of a moment.
+resessioned as (
+
+    {% if needs.session and window is not none -%}
+    select
+        planned.anonymous_id,
+        min(
+            ({{ retention_period_start('planned.recompute_from', 'retentions') }})
+                at time zone retentions.time_zone
+        ) as first_period_start
+
+    from {{ ref('int_sessions_plan') }} as planned
+    inner join retentions on retentions.breakdown_session is not null
+    group by planned.anonymous_id
+    {%- else -%}
+    select null::text as anonymous_id, null::timestamptz as first_period_start
+    where false
+    {%- endif %}
+
+),
+
+retraited as (
+
+    {% if needs.person and window is not none -%}
+    select
+        devices.anonymous_id,
+        min(
+            ({{ retention_period_start('identifies.occurred_at', 'retentions') }})
+                at time zone retentions.time_zone
+        ) as first_period_start
+
+    from {{ ref('int_identify_events') }} as identifies
+    inner join {{ ref('int_device_persons') }} as devices
+        on devices.person_id = 'user:' || identifies.user_id
+    inner join retentions on retentions.breakdown_person is not null
+    where {{ retro_in_window('identifies.occurred_at') }}
+    group by devices.anonymous_id
+    {%- else -%}
+    select null::text as anonymous_id, null::timestamptz as first_period_start
+    where false
+    {%- endif %}
+
+),
+
+reasons as (
+
+    select anonymous_id, first_period_start from window_rows
+    union all
+    select anonymous_id, first_period_start from resessioned
+    union all
+    select anonymous_id, first_period_start from retraited
+    union all
+    select anonymous_id, '-infinity'::timestamptz from identified
+
+),
+
 plan as (
 
     select
-        coalesce(window_rows.anonymous_id, identified.anonymous_id) as anonymous_id,
-        case
-            when identified.anonymous_id is not null then '-infinity'::timestamptz
-            else window_rows.first_period_start
-        end as recompute_from,
+        reasons.anonymous_id,
+        min(reasons.first_period_start) as recompute_from,
         'infinity'::timestamptz as recompute_until,
-        identified.anonymous_id is not null as identity_changed
+        bool_or(identified.anonymous_id is not null) as identity_changed
 
-    from window_rows
-    full join identified on identified.anonymous_id = window_rows.anonymous_id
+    from reasons
+    left join identified on identified.anonymous_id = reasons.anonymous_id
+    group by reasons.anonymous_id
 
 )
 

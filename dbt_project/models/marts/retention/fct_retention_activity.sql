@@ -12,16 +12,22 @@
 }}
 -- depends_on: {{ ref('int_retention_versions') }}
 -- depends_on: {{ ref('int_retention_plan') }}
+-- depends_on: {{ ref('fct_sessions') }}
+-- depends_on: {{ ref('dim_person_traits') }}
 -- One row per retention, device, unit, period and breakdown value in which the device did the
 -- retention's start or return event: how many start and return events, and the first start
 -- (time and event_id, to pick a unit's first start ever). The unit is the device, or for
 -- `unit: user` the person the device belonged to at the event's time (int_device_persons).
--- Periods are the retention's wall-clock periods (macros/retention.sql). The rules in words and
+-- Periods are the retention's wall-clock periods (macros/retention.sql). A session or person
+-- breakdown reads the event's session (fct_sessions) or its person's trait as of its time
+-- (dim_person_traits), joined only when an analysis needs it (macros/funnels/). The rules in words and
 -- the Python reference the tests compare with: retrolytics/semantics/retention.py.
 --
 -- A windowed run rebuilds, per device of its plan (int_retention_plan), every cell from
 -- recompute_from on (the cells' period_started_at); a first run, a run without a window and a
 -- new or edited retention rebuild everything of it.
+
+{%- set needs = retention_breakdown_needs() %}
 
 with
 
@@ -82,7 +88,10 @@ located as (
         stream.occurred_at,
         stream.is_start,
         stream.is_return,
-        coalesce(stream.breakdown_value, '(none)') as breakdown_value,
+        coalesce(
+            {{ funnel_context_breakdown('stream', 'retentions', needs.session, needs.person) }},
+            '(none)'
+        ) as breakdown_value,
         stream.recompute_from,
         {{ retention_period_start('stream.occurred_at', 'retentions') }} as period_start,
         retentions.period,
@@ -95,6 +104,7 @@ located as (
         and persons.anonymous_id = stream.anonymous_id
         and persons.valid_from <= stream.occurred_at
         and persons.valid_until > stream.occurred_at
+    {{ funnel_context_joins('stream', 'retentions', needs.session, needs.person) }}
 
 ),
 

@@ -152,7 +152,10 @@ returned as (
     inner join returns
         on returns.retention_name = members.retention_name
         and returns.unit_id = members.unit_id
-        and returns.breakdown_value = members.breakdown_value
+        -- A session or person value describes the member: any of its returns counts.
+        and returns.breakdown_value = case
+            when retentions.returns_match_value then members.breakdown_value else '(all)'
+        end
         and returns.period_index between members.period_index + 1
             and members.period_index + retentions.periods
 
