@@ -137,3 +137,29 @@ def test_min_occurrences_per_return_period() -> None:
     assert rows[("2026-11-02", "(all)", 1)] == (0, 1, True)
     assert rows[("2026-11-02", "(all)", 2)] == (1, 1, True)
     assert rows[("2026-11-02", "(all)", 3)] == (0, 0, True)
+
+
+def identify(device: str, moment: datetime, user: str, **traits) -> Event:
+    return Event(
+        event_id=uuid.uuid4(),
+        anonymous_id=device,
+        occurred_at=moment,
+        type="identify",
+        user_id=user,
+        properties=traits,
+    )
+
+
+def test_a_person_trait_is_read_as_of_the_start_and_any_return_counts() -> None:
+    events = [
+        identify("d", DAY1 - timedelta(hours=1), "u", plan="free"),
+        ev("d", DAY1, "a", p=1),
+        ev("d", DAY1 + timedelta(days=1), "b", p=2),  # another p: counts all the same
+        identify("d", DAY1 + timedelta(days=1, hours=2), "u", plan="pro"),
+        ev("d", DAY1 + timedelta(days=1, hours=3), "a"),
+        ev("d", DAY1 + timedelta(days=2), "b"),
+    ]
+    rows = table(declared(breakdown_person="plan", cohorting="recurring", unit="user"), events)
+    assert rows[("2026-11-02", "free", 1)] == (1, 1, True)
+    assert rows[("2026-11-03", "pro", 1)] == (1, 1, False)
+    assert ("2026-11-03", "free", 1) not in rows
