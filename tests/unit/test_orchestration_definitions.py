@@ -360,3 +360,21 @@ def test_sensor_rederives_only_the_edited_retention(
     assert not selected & {"retention/repeat_purchase", "marts/defined_events"}
     assert not any(key.startswith("funnels/") for key in selected)
     assert "retention signup_activity" in request.tags["retrolytics/changed"]
+
+
+def test_a_retention_report_counts_cohorts_and_shows_unknown_periods_blank() -> None:
+    from orchestration.assets.retention import _report
+
+    monday, tuesday = datetime(2026, 11, 2), datetime(2026, 11, 3)
+    rows = [
+        (monday, 0, 4, 4, 1.0),
+        (monday, 1, 4, 1, 0.25),
+        (tuesday, 0, 2, 2, 1.0),
+        (tuesday, 1, 2, None, None),
+    ]
+    result = _report("signup_activity", rows)
+    assert result.asset_key == dg.AssetKey(["retention", "signup_activity"])
+    assert (result.metadata["cohorts"], result.metadata["units"]) == (2, 6)
+    table = result.metadata["retention_table"].value
+    assert "| 2026-11-02 00:00 | 1 | 4 | 1 | 25.0% |" in table
+    assert "| 2026-11-03 00:00 | 1 | 2 |  |  |" in table
