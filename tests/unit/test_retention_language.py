@@ -148,3 +148,14 @@ def test_the_hash_follows_what_the_retention_computes() -> None:
     assert retention.content_hash(declared) != retention.content_hash(weekly_sunday)
     shown = retention.describe_compiled(declared)
     assert "r.yml:2" in shown and "period              week" in shown
+
+
+def test_definitions_show_prints_what_a_retention_compiles_to(capsys) -> None:
+    from retrolytics import cli
+
+    shipped = str(REPO / "definitions")
+    assert cli.main(["definitions", "show", "repeat_purchase", "--definitions", shipped]) == 0
+    out = capsys.readouterr().out
+    assert "retention repeat_purchase (" in out and "repeat_purchase.yml:3) compiles to:" in out
+    assert "time_zone           Europe/Berlin" in out
+    assert "breakdown_property  \"category\"" in out
