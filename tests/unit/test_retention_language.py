@@ -158,4 +158,4 @@ def test_definitions_show_prints_what_a_retention_compiles_to(capsys) -> None:
     out = capsys.readouterr().out
     assert "retention repeat_purchase (" in out and "repeat_purchase.yml:3) compiles to:" in out
     assert "time_zone           Europe/Berlin" in out
-    assert "breakdown_property  \"category\"" in out
+    assert 'breakdown_property  "category"' in out
