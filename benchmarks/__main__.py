@@ -25,6 +25,7 @@ BENCHMARKS = {
     "bi": "benchmarks.bench_bi",
     "dagster": "benchmarks.bench_dagster",
     "sessions": "benchmarks.bench_sessions",
+    "retention": "benchmarks.bench_retention",
     "dbt_parse": "benchmarks.bench_dbt_parse",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
