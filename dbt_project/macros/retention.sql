@@ -51,3 +51,19 @@
         ~ ref('stg_retentions')).rows[0] -%}
     {{- return({'session': row[0], 'person': row[1]}) -}}
 {%- endmacro %}
+
+
+{#- SQL: a timestamptz literal before which no device of the retention plan that kept its
+    identity needs stream rows (the earliest recompute_from, less the day the facts read
+    before it); read when fct_retention_activity compiles, after the plan was written in the
+    same run. A constant lets PostgreSQL read the stream by its occurred_at index from there on,
+    whatever the history (as sessions_plan_lower_bound does for the sessions). -#}
+{% macro retention_plan_lower_bound() -%}
+    {%- if not execute -%}
+        {{- return("'-infinity'::timestamptz") -}}
+    {%- endif -%}
+    {%- set earliest = run_query(
+        "select coalesce(min(recompute_from) - interval '1 day', 'infinity')::text from "
+        ~ ref('int_retention_plan') ~ " where not identity_changed").columns[0].values()[0] -%}
+    '{{ earliest }}'::timestamptz
+{%- endmacro %}

@@ -61,6 +61,24 @@ stream as (
         and stream.occurred_at >= planned.recompute_from - interval '1 day'
     inner join retentions
         on retentions.retention_name = stream.retention_name and retentions.derived
+    where not planned.identity_changed
+        and stream.occurred_at >= {{ retention_plan_lower_bound() }}
+
+    union all
+
+    -- Devices whose identity changed, over their whole history: one index lookup per device
+    -- (LATERAL; OFFSET 0 keeps PostgreSQL from flattening it into a scan of the stream).
+    select stream.*, planned.recompute_from
+    from {{ ref('int_retention_plan') }} as planned
+    cross join lateral (
+        select device_rows.*
+        from {{ ref('int_retention_events') }} as device_rows
+        where device_rows.anonymous_id = planned.anonymous_id
+        offset 0
+    ) as stream
+    inner join retentions
+        on retentions.retention_name = stream.retention_name and retentions.derived
+    where planned.identity_changed
 
     union all
 
