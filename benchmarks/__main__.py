@@ -26,6 +26,7 @@ BENCHMARKS = {
     "dagster": "benchmarks.bench_dagster",
     "sessions": "benchmarks.bench_sessions",
     "paths": "benchmarks.bench_paths",
+    "retention": "benchmarks.bench_retention",
     "dbt_parse": "benchmarks.bench_dbt_parse",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")

@@ -174,7 +174,7 @@ def run(quick: bool) -> Section:
     events_total = QUICK_EVENTS if quick else event_count(EVENTS_VARIABLE, FULL_EVENTS)
     size = f"{EVENTS_VARIABLE}={events_total} " if not quick and events_total != FULL_EVENTS else ""
     section = Section(
-        "8. Paths: full build and hourly run as history grows, beside DuckDB",
+        "9. Paths: full build and hourly run as history grows, beside DuckDB",
         f"{size}python -m benchmarks {'--quick ' if quick else ''}--only paths",
     )
     with scratch("paths") as settings, tempfile.TemporaryDirectory() as tmp:

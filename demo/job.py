@@ -11,6 +11,7 @@ import psycopg
 
 from demo import traffic
 from demo.paths import print_top_paths
+from demo.retention import print_retention_table
 from demo.sessions import print_session_summary
 from ingestion import loader, stack
 from ingestion.settings import Settings
@@ -113,6 +114,8 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1, definitions: str | 
     print_session_summary(settings.dbt_url)
     print()
     print_top_paths(settings.dbt_url)
+    print()
+    print_retention_table(settings.dbt_url)
     print(
         "\nNext: `make ui` (or `uv run dagster dev`) starts Dagster at http://127.0.0.1:3000, "
         "where the raw events, every dbt model and each funnel are assets to materialize, "

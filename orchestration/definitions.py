@@ -8,6 +8,7 @@ from orchestration.assets.dbt import dbt_current, dbt_daily
 from orchestration.assets.funnels import funnel_assets
 from orchestration.assets.paths import path_assets
 from orchestration.assets.raw import raw_events
+from orchestration.assets.retention import retention_assets
 from orchestration.checks import raw_events_fresh
 from orchestration.erasure import erase_subjects_job
 from orchestration.jobs import check_raw_events, derive, load_raw_events
@@ -19,7 +20,14 @@ from orchestration.sensors import declarations_changed
 def build_definitions(retrolytics: RetrolyticsResource | None = None) -> dg.Definitions:
     """Everything in the code location; ``retrolytics`` overrides the environment's settings."""
     return dg.Definitions(
-        assets=[raw_events, dbt_current, dbt_daily, *funnel_assets, *path_assets],
+        assets=[
+            raw_events,
+            dbt_current,
+            dbt_daily,
+            *funnel_assets,
+            *path_assets,
+            *retention_assets,
+        ],
         asset_checks=[raw_events_fresh],
         jobs=[derive, load_raw_events, check_raw_events, erase_subjects_job],
         schedules=schedules,

@@ -8,13 +8,14 @@ from orchestration.assets.dbt import dbt_current, dbt_daily
 from orchestration.assets.funnels import funnel_assets
 from orchestration.assets.paths import path_assets
 from orchestration.assets.raw import RAW_EVENTS, load_raw_events
+from orchestration.assets.retention import retention_assets
 from orchestration.checks import raw_events_fresh
 
 # dbt's tests of the raw.events source run in the dbt step; they are checks of raw events.
 RAW_EVENTS_DBT_CHECKS = [key for key in dbt_current.check_keys if key.asset_key == RAW_EVENTS]
-DERIVED = dg.AssetSelection.assets(dbt_current, dbt_daily, *funnel_assets, *path_assets) | (
-    dg.AssetSelection.checks(*RAW_EVENTS_DBT_CHECKS)
-)
+DERIVED = dg.AssetSelection.assets(
+    dbt_current, dbt_daily, *funnel_assets, *path_assets, *retention_assets
+) | (dg.AssetSelection.checks(*RAW_EVENTS_DBT_CHECKS))
 
 derive = dg.define_asset_job(
     "derive",

@@ -31,6 +31,12 @@ from orchestration.assets.funnels import (
     funnel_steps,
 )
 from orchestration.assets.paths import path_assets, path_seed_keys
+from orchestration.assets.retention import (
+    retention_asset_keys,
+    retention_assets,
+    retention_events,
+    retention_seed_keys,
+)
 from orchestration.jobs import derive
 from orchestration.partitions import partition_key_for
 from orchestration.project import DEFINITIONS_DIR
@@ -43,9 +49,10 @@ class Changes:
     events: frozenset[str] = field(default_factory=frozenset)
     funnels: frozenset[str] = field(default_factory=frozenset)
     paths: frozenset[str] = field(default_factory=frozenset)
+    retention: frozenset[str] = field(default_factory=frozenset)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.funnels or self.paths)
+        return bool(self.events or self.funnels or self.paths or self.retention)
 
     def describe(self) -> str:
         parts = []
@@ -55,6 +62,8 @@ class Changes:
             parts.append("funnels " + ", ".join(sorted(self.funnels)))
         if self.paths:
             parts.append("paths " + ", ".join(sorted(self.paths)))
+        if self.retention:
+            parts.append("retention " + ", ".join(sorted(self.retention)))
         return "; ".join(parts)
 
 
@@ -85,6 +94,11 @@ def declaration_hashes(definitions_dir: Path) -> Hashes:
 
         known = [d.name for d in catalog.event_definitions]
         hashes["paths"] = {p.name: path_language.content_hash(p, known) for p in catalog.paths}
+    retentions = catalog.declarations.get("retention")
+    if retentions is not None:
+        from retrolytics.language import retention as retention_language
+
+        hashes["retention"] = {r.name: retention_language.content_hash(r) for r in retentions}
     return hashes
 
 
@@ -95,7 +109,12 @@ def changed_declarations(before: Hashes, after: Hashes) -> Changes:
         old, new = before.get(kind, {}), after.get(kind, {})
         return frozenset(name for name in old.keys() | new.keys() if old.get(name) != new.get(name))
 
-    return Changes(events=diff("events"), funnels=diff("funnels"), paths=diff("paths"))
+    return Changes(
+        events=diff("events"),
+        funnels=diff("funnels"),
+        paths=diff("paths"),
+        retention=diff("retention"),
+    )
 
 
 def affected_funnels(changes: Changes, steps: dict[str, frozenset[str]]) -> frozenset[str]:
@@ -104,7 +123,17 @@ def affected_funnels(changes: Changes, steps: dict[str, frozenset[str]]) -> froz
     return frozenset(changes.funnels | using_changed)
 
 
-def affected_selection(changes: Changes, steps: dict[str, frozenset[str]]) -> dg.AssetSelection:
+def affected_retention(changes: Changes, uses: dict[str, frozenset[str]]) -> frozenset[str]:
+    """Retention analyses edited, or whose start or return event is an edited definition."""
+    using_changed = {name for name, used in uses.items() if used & changes.events}
+    return frozenset(changes.retention | using_changed)
+
+
+def affected_selection(
+    changes: Changes,
+    steps: dict[str, frozenset[str]],
+    retention_uses: dict[str, frozenset[str]] | None = None,
+) -> dg.AssetSelection:
     """The seeds the changed kinds compile into, everything downstream, minus other funnels."""
     seeds = set()
     if changes.events:
@@ -113,8 +142,12 @@ def affected_selection(changes: Changes, steps: dict[str, frozenset[str]]) -> dg
         seeds.update(funnel_seed_keys())
     if changes.paths:
         seeds.update(path_seed_keys())
+    if changes.retention:
+        seeds.update(retention_seed_keys())
     keep = affected_funnels(changes, steps)
     untouched = [key for name, key in funnel_asset_keys().items() if name not in keep]
+    keep_retention = affected_retention(changes, retention_uses or {})
+    untouched += [k for name, k in retention_asset_keys().items() if name not in keep_retention]
     return dg.AssetSelection.assets(*seeds).downstream() - dg.AssetSelection.assets(*untouched)
 
 
@@ -123,7 +156,7 @@ def never_materialized_upstream(
 ) -> set[dg.AssetKey]:
     """Upstream assets of the selection this instance has never materialized (a fresh
     deployment): the run builds them too, or it would read tables that do not exist yet."""
-    derived = [dbt_current, dbt_daily, *funnel_assets, *path_assets]
+    derived = [dbt_current, dbt_daily, *funnel_assets, *path_assets, *retention_assets]
     upstream = dg.AssetSelection.assets(*selected).upstream().resolve(derived) - selected
     return {key for key in upstream if instance.get_latest_materialization_event(key) is None}
 
@@ -145,8 +178,8 @@ def build_declaration_sensor(
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Notices edited event definitions and funnels (content hashes) and re-derives only "
-            "what they affect, over all history."
+            "Notices edited event definitions, funnels, paths and retention analyses (content "
+            "hashes) and re-derives only what they affect, over all history."
         ),
     )
     def declarations_changed(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -164,8 +197,11 @@ def build_declaration_sensor(
         if not changes:
             return dg.SensorResult(skip_reason="no declaration changed", cursor=cursor)
         steps = funnel_steps(definitions_dir) if changes.events else {}
-        selection = affected_selection(changes, steps)
-        keys = selection.resolve([dbt_current, dbt_daily, *funnel_assets, *path_assets])
+        uses = retention_events(definitions_dir) if changes.events else {}
+        selection = affected_selection(changes, steps, uses)
+        keys = selection.resolve(
+            [dbt_current, dbt_daily, *funnel_assets, *path_assets, *retention_assets]
+        )
         keys |= never_materialized_upstream(context.instance, keys)
         today = partition_key_for(datetime.now(tz=UTC).date())
         context.log.info(f"changed: {changes.describe()}; re-deriving {len(keys)} assets")

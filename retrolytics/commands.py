@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from ingestion.settings import Settings
-from retrolytics.language import events, paths
+from retrolytics.language import events, paths, retention
 from retrolytics.language.check import DefinitionsInvalid, check, load_catalog
 from retrolytics.language.seeds import compile_seed
 from retrolytics.warehouse import project, runner
@@ -72,6 +72,10 @@ def _show(args: argparse.Namespace) -> int:
     path_declaration = next((p for p in catalog.paths if p.name == args.name), None)
     if definition is None and path_declaration is not None:
         print(paths.describe_compiled(path_declaration, by_name))
+        return 0
+    retentions = {r.name: r for r in catalog.declarations.get("retention", [])}
+    if definition is None and args.name in retentions:
+        print(retention.describe_compiled(retentions[args.name]))
         return 0
     if definition is None:
         known = ", ".join(sorted(by_name)) or "none"

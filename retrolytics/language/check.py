@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ingestion.redaction import Redaction
-from retrolytics.language import events, funnels, paths, privacy
+from retrolytics.language import events, funnels, paths, privacy, retention
 from retrolytics.language.sources import Problem, YamlList, YamlMap, load_yaml
 
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -108,7 +108,17 @@ PATHS = DeclarationKind(
     seeds=paths.seed_files,
 )
 
-KINDS: list[DeclarationKind] = [EVENTS, FUNNELS, PATHS]
+RETENTION = DeclarationKind(
+    folder="retention",
+    key="retention",
+    noun="retention",
+    plural="retention analyses",
+    parse_item=retention.parse_retention,
+    cross_check=retention.check_references,
+    seeds=lambda catalog: retention.seed_files(catalog.declarations.get("retention", [])),
+)
+
+KINDS: list[DeclarationKind] = [EVENTS, FUNNELS, PATHS, RETENTION]
 
 
 def shown_path(path: Path) -> str:

@@ -57,7 +57,12 @@ def test_the_shipped_definitions_pass():
     assert {"viewed_product", "added_to_cart", "clicked_checkout", "completed_purchase"} <= names
     assert all(d.description and d.owner for d in catalog.event_definitions)
     funnel_count = len(catalog.declarations["funnels"])
-    counts = [f"{len(names)} definitions", f"{funnel_count} funnels", f"{len(catalog.paths)} paths"]
+    counts = [
+        f"{len(names)} definitions",
+        f"{funnel_count} funnels",
+        f"{len(catalog.paths)} paths",
+        f"{len(catalog.declarations['retention'])} retention analyses",
+    ]
     file_count = sum(len(files) for files in catalog.files.values())
     assert catalog.summary() == f"ok: {' and '.join(counts)} in {file_count} files"
 

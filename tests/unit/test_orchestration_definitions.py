@@ -324,3 +324,57 @@ def test_sensor_launches_nothing_for_invalid_declarations(
     assert not broken.run_requests
     assert "cart_checkout.yml:" in broken.skip_message
     assert broken.cursor in (None, cursor)  # the last good state stays the baseline
+
+
+def test_every_declared_retention_is_an_asset_downstream_of_its_mart(
+    defs: dg.Definitions,
+) -> None:
+    from orchestration.assets.retention import declared_retentions
+    from orchestration.partitions import daily_partitions
+
+    graph = _graph(defs)
+    retentions = declared_retentions()
+    assert {r.name for r in retentions} >= {"repeat_purchase", "signup_activity"}
+    for retention in retentions:
+        asset = graph.get(dg.AssetKey(["retention", retention.name]))
+        assert asset.group_name == "retention"
+        assert dg.AssetKey(["marts", "mart_retention"]) in asset.parent_keys
+        assert asset.partitions_def == daily_partitions
+        assert asset.metadata["period"] == retention.period
+        assert asset.metadata["declared_in"].endswith(f".yml:{retention.line}")
+    mart = graph.get(dg.AssetKey(["marts", "mart_retention"]))
+    assert mart.partitions_def == daily_partitions  # downstream of the windowed models
+
+
+def test_sensor_rederives_only_the_edited_retention(
+    defs: dg.Definitions, definitions_copy: Path, built_instance: dg.DagsterInstance
+) -> None:
+    from orchestration.sensors import build_declaration_sensor
+
+    sensor = build_declaration_sensor(definitions_copy, name="declarations_changed_test")
+    cursor = _tick(sensor, None, built_instance).cursor
+    _edit(definitions_copy / "retention" / "signup_activity.yml", "periods: 7", "periods: 14")
+    [request] = _tick(sensor, cursor, built_instance).run_requests
+    selected = {key.to_user_string() for key in request.asset_selection}
+    assert {"staging/retentions", "marts/mart_retention", "retention/signup_activity"} <= selected
+    assert not selected & {"retention/repeat_purchase", "marts/defined_events"}
+    assert not any(key.startswith("funnels/") for key in selected)
+    assert "retention signup_activity" in request.tags["retrolytics/changed"]
+
+
+def test_a_retention_report_counts_cohorts_and_shows_unknown_periods_blank() -> None:
+    from orchestration.assets.retention import _report
+
+    monday, tuesday = datetime(2026, 11, 2), datetime(2026, 11, 3)
+    rows = [
+        (monday, 0, 4, 4, 1.0),
+        (monday, 1, 4, 1, 0.25),
+        (tuesday, 0, 2, 2, 1.0),
+        (tuesday, 1, 2, None, None),
+    ]
+    result = _report("signup_activity", rows)
+    assert result.asset_key == dg.AssetKey(["retention", "signup_activity"])
+    assert (result.metadata["cohorts"], result.metadata["units"]) == (2, 6)
+    table = result.metadata["retention_table"].value
+    assert "| 2026-11-02 00:00 | 1 | 4 | 1 | 25.0% |" in table
+    assert "| 2026-11-03 00:00 | 1 | 2 |  |  |" in table
