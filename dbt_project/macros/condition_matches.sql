@@ -44,3 +44,42 @@ end
         when {{ op }} = 'regex' then {{ column }} ~ {{ value }}
     end)
 {%- endmacro %}
+
+
+{#-
+    The (condition, event) pairs where the event meets the condition, for the conditions of CTE
+    `conditions` (with the columns `route` and `hierarchy_like` of defined_events' `conditions`)
+    and the events where `event_filter` holds. Each condition joins the events on its route, the
+    one test an index of raw.events serves (ingestion/schema.py), so a new definition over all
+    history reads only the events that can match it, and the daily run tests an event against
+    the conditions that can apply to it instead of all of them. condition_matches then decides.
+
+    Every branch joins `e` with a small reference table, so Citus still runs each on the shards.
+-#}
+{% macro routed_matches(conditions, event_filter) -%}
+    {%- set branches = [
+        ('selector', 'e.hierarchy like c.hierarchy_like'),
+        ('path', 'e.page_path = c.path_value'),
+        ('name', 'e.name = c.event_name'),
+        ('type', 'e.type = route.event_type'),
+        ('any', 'true'),
+    ] -%}
+    {%- for route, join_test in branches %}
+    {#- The selector branch tests its column itself, not `route`: PostgreSQL estimates a null
+        test from statistics but a CASE at 0.5 % of the rows, and expecting three conditions it
+        would scan the events once per condition instead of probing the trigram index. -#}
+    {%- set route_test = 'c.selector_literal is not null' if route == 'selector'
+        else "c.route = '" ~ route ~ "'" %}
+    {% if not loop.first %}union all{% endif %}
+    select c.definition_name, c.content_hash, e.*
+    from {{ conditions }} as c
+    {%- if route == 'type' %}
+    cross join lateral jsonb_array_elements_text(c.event_types) as route (event_type)
+    {%- endif %}
+    inner join {{ ref('stg_events') }} as e
+        on {{ join_test }}
+        and {{ event_filter }}
+    where {{ route_test }}
+        and {{ condition_matches('e', 'c') }}
+    {%- endfor %}
+{%- endmacro %}

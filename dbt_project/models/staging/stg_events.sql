@@ -1,48 +1,38 @@
-with
+-- raw.events, columns named and ordered for readers. No CTE here, unlike the other models: a
+-- view built on a CTE (even one PostgreSQL inlines) is planned apart from the query that reads
+-- it, so defined_events could not probe raw.events' indexes once per condition (a join of
+-- 500 conditions then scanned the events once per condition: benchmarks/RESULTS.md, section 3).
+select
+    -- ids
+    event_id,
+    anonymous_id,
+    user_id,
+    session_id,
 
-source as (
+    -- what happened
+    type,
+    name,
 
-    select * from {{ source('raw', 'events') }}
+    -- where
+    page_url,
+    page_path,
+    page_title,
+    referrer,
 
-),
+    -- on which element (element events only)
+    target_tag,
+    target_id,
+    target_text,
+    target_href,
+    hierarchy,
 
-renamed as (
+    -- free-form
+    properties,
+    context,
 
-    select
-        -- ids
-        event_id,
-        anonymous_id,
-        user_id,
-        session_id,
+    -- when
+    occurred_at,
+    received_at,
+    loaded_at
 
-        -- what happened
-        type,
-        name,
-
-        -- where
-        page_url,
-        page_path,
-        page_title,
-        referrer,
-
-        -- on which element (element events only)
-        target_tag,
-        target_id,
-        target_text,
-        target_href,
-        hierarchy,
-
-        -- free-form
-        properties,
-        context,
-
-        -- when
-        occurred_at,
-        received_at,
-        loaded_at
-
-    from source
-
-)
-
-select * from renamed
+from {{ source('raw', 'events') }}
