@@ -72,7 +72,8 @@ class Warehouse:
         self.compile()
         return self.dbt("build", *DEFINED_EVENTS, *WITHOUT_TESTS, dbt_vars=dbt_vars)
 
-    def query(self, text: str, params: Any = ()) -> list[tuple]:
+    def query(self, text: str, params: Any = None) -> list[tuple]:
+        """Rows of ``text``; without ``params`` a % in it is a percent sign, not a placeholder."""
         with psycopg.connect(self.database_url) as conn:
             return conn.execute(text, params).fetchall()
 
