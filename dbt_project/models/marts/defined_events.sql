@@ -51,8 +51,8 @@ rederived_conditions as not materialized (
 
     select c.*
     from conditions as c
-    {{ retro_ledger_join('c.definition_name') }}
-    where not {{ retro_is_derived('c.content_hash') }}
+    {{ retro_ledger_join('c.definition_name', 'c.content_hash') }}
+    where {{ retro_is_new() }}
 
 ),
 
