@@ -20,9 +20,12 @@ BENCHMARKS = {
     "freshness": "benchmarks.bench_freshness",
     "definitions": "benchmarks.bench_definitions",
     "funnel_engines": "benchmarks.bench_funnel_engines",
+    "funnel_hourly": "benchmarks.bench_funnel_hourly",
     "funnels": "benchmarks.bench_funnels",
     "bi": "benchmarks.bench_bi",
     "dagster": "benchmarks.bench_dagster",
+    "sessions": "benchmarks.bench_sessions",
+    "dbt_parse": "benchmarks.bench_dbt_parse",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -1,10 +1,12 @@
 """Dagster: how long the code location takes to load with 10, 200 and 500 definitions.
 
-The code location reads its declarations from ``definitions/`` next to the packages (the
-``orchestration.project.DEFINITIONS_DIR`` constant; no setting points it elsewhere). So each size
-gets a copy of the project's packages and dbt project in a temporary folder with a generated
-``definitions/``: N event definitions (the shipped ones, then generated variants) and 20 funnels
-over them. The copy is prepared as a deployment prepares it (compile the seeds, ``dbt parse``
+The code location reads its declarations from the configured folder
+(``orchestration.project.DEFINITIONS_DIR``: ``RETROLYTICS_DEFINITIONS_DIR``, else ``definitions/``
+in the project home). Each size gets a copy of the project's packages and dbt project in a
+temporary folder with a generated ``definitions/``: N event definitions (the shipped ones, then
+generated variants) and 20 funnels over them. Every process runs in that folder, which is then
+its project home, so the seeds and manifest of each size stay out of the checkout's dbt project.
+The copy is prepared as a deployment prepares it (compile the seeds, ``dbt parse``
 into the manifest; timed apart), then every measurement runs in a fresh Python process with the
 copy first on the path:
 
@@ -31,8 +33,8 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_definitions import write_definitions
-from benchmarks.common import Section
-from ingestion.settings import PROJECT_ROOT, state_dir
+from benchmarks.common import REPO, Section
+from ingestion.settings import state_dir
 
 DEFINITION_COUNTS = (10, 200, 500)
 FUNNELS = 20
@@ -52,8 +54,8 @@ def project_copy(root: Path, definitions: int) -> Path:
     """The packages and dbt project under ``root``, with generated declarations."""
     ignore = shutil.ignore_patterns("__pycache__", "target", "logs", "*.csv")
     for name in (*PACKAGES, "dbt_project"):
-        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=ignore)
-    shutil.copy(PROJECT_ROOT / "workspace.yaml", root / "workspace.yaml")
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
+    shutil.copy(REPO / "workspace.yaml", root / "workspace.yaml")
     write_definitions(root / "definitions", definitions, funnels=FUNNELS)
     return root
 

@@ -34,15 +34,15 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from benchmarks.common import Section, Stopwatch, scratch
+from benchmarks.common import REPO, Section, Stopwatch, scratch
 from demo.catalogue import CATEGORIES, PRODUCTS
 from demo.traffic import generate_events
 from ingestion import schema
 from ingestion.loader import store_events
-from ingestion.settings import PROJECT_ROOT
-from retrolytics.language import dbt_runner
+from retrolytics.language.seeds import CompiledSeed, compile_seed
+from retrolytics.warehouse import runner
 
-SHIPPED_DEFINITIONS = PROJECT_ROOT / "definitions"
+SHIPPED_DEFINITIONS = REPO / "definitions"
 HISTORY_DAYS = (1, 7, 30)
 DEFINITION_COUNTS = (10, 100, 500)
 # What Dagster's daily partitions pass (orchestration/assets/dbt.py, WindowConfig).
@@ -69,7 +69,7 @@ def dbt_project_copy(work: Path, name: str = "dbt_project") -> Path:
     """A copy of the dbt project without its generated seeds, target and logs."""
     return Path(
         shutil.copytree(
-            PROJECT_ROOT / "dbt_project",
+            REPO / "dbt_project",
             work / name,
             ignore=shutil.ignore_patterns("target", "logs", "*.csv"),
         )
@@ -88,7 +88,7 @@ GROWTH_COLUMNS = (
 
 
 def without_jit_hook(project: Path) -> Path:
-    """Drop the marts' ``set jit = off`` pre-hook from a project copy, to measure with JIT."""
+    """Drop the models' ``set jit = off`` pre-hook from a project copy, to measure with JIT."""
     config = project / "dbt_project.yml"
     lines = config.read_text().splitlines(keepends=True)
     kept = [line for line in lines if line.strip() != JIT_HOOK]
@@ -115,7 +115,7 @@ def dbt(
     args: list[str],
     *,
     jit: bool | None = None,
-    **dbt_vars: Any,
+    **window: Any,
 ) -> tuple[float, Any]:
     """Run one dbt command quietly; the invocation's wall seconds and dbt's result.
 
@@ -127,11 +127,11 @@ def dbt(
         os.environ["PGOPTIONS"] = f"{options or ''} -c jit={'on' if jit else 'off'}".strip()
     try:
         with Stopwatch() as watch:
-            result = dbt_runner.run_dbt(
+            result = runner.run_dbt(
                 [*args, "--quiet"],
                 database_url=database_url,
                 project_dir=project,
-                dbt_vars=dbt_vars or None,
+                window=window,
             )
     finally:
         if options is None:
@@ -364,10 +364,10 @@ class Warehouse:
         self.days = days  # oldest first; the last one is the new day
         self.new_day = days[-1]
 
-    def use(self, definitions_dir: Path) -> dbt_runner.CompiledSeed:
+    def use(self, definitions_dir: Path) -> CompiledSeed:
         """Compile ``definitions_dir`` into the seeds and load them."""
-        compiled = dbt_runner.compile_seed(definitions_dir, self.project)
-        dbt_runner.compile_seed(definitions_dir, self.project_with_jit)
+        compiled = compile_seed(definitions_dir, self.project)
+        compile_seed(definitions_dir, self.project_with_jit)
         dbt(self.project, self.url, ["seed", "--full-refresh"])
         # Reloading a seed drops the views on it (cascade): build them again.
         dbt(self.project, self.url, ["run", "-s", "+defined_events", "--exclude", "defined_events"])

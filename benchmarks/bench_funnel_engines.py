@@ -2,11 +2,13 @@
 
 Shop traffic is loaded straight into raw.events and defined_events is built (timed, but not part
 of the comparison). Then the shipped ``browse_to_purchase`` funnel (5 ordered steps, 7 days,
-``unit: user``, broken down by utm_source) is built from scratch by dbt: ``fct_funnel_entries``
-plus ``mart_funnel_conversion``. Its step events, with each event's person already resolved
-(``intermediate.int_funnel_step_events``: identity stitching is done once, by us), are exported
-once to CSV and loaded into chDB (a MergeTree table) and DuckDB (a native table). Each engine then
-computes, per person, the furthest step reached:
+``unit: user``, broken down by utm_source) is built from scratch by dbt: its step events
+(``int_funnel_step_events``, from defined_events and the raw `custom` events), then from those
+the attempts (``fct_funnel_entries_user``, with the empty plan and device table) and
+``mart_funnel_conversion``; "ours" is the build from the step events, the step events' own time
+is reported beside it. The step events, with each event's person resolved (identity stitching
+is done once, by us), are exported once to CSV and loaded into chDB (a MergeTree table) and
+DuckDB (a native table). Each engine then computes, per person, the furthest step reached:
 
 - chDB: ``windowFunnel(7 days)(ts, step = 1, ..., step = 5)``, ClickHouse's own funnel function:
   the longest chain of steps in order that fits in 7 days after ANY step-1 event.
@@ -27,7 +29,6 @@ with 10 and 20 conditions over the same export. Each engine query runs three tim
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import tempfile
@@ -43,21 +44,31 @@ from benchmarks.bench_definitions import (
     SHIPPED_DEFINITIONS,
     dbt,
     dbt_project_copy,
-    load_events,
     model_seconds,
 )
+from benchmarks.bulk import event_count, load_scaled
 from benchmarks.common import Section, Stopwatch, scratch
 from demo import traffic
-from retrolytics.language import dbt_runner
+from retrolytics.language.seeds import compile_seed
 
 FUNNEL = "browse_to_purchase"
 STEP_COUNTS = (5, 10, 20)
 WINDOW_SECONDS = 7 * 86_400
 REPEATS = 3
-FUNNEL_MODELS = ("fct_funnel_entries", "mart_funnel_conversion")
+STEP_EVENTS_MODEL = "int_funnel_step_events"
+# The build from the step events on (a full build: the plan is empty).
+ATTEMPTS_MODELS = (
+    "int_funnel_recompute_plan",
+    "fct_funnel_entries_device",
+    "fct_funnel_entries_user",
+    # No session funnel here: built (empty) because the view below reads it.
+    "fct_funnel_entries_session",
+    "fct_funnel_entries",
+)
+MART_MODELS = ("int_funnel_changed_days", "mart_funnel_conversion")
+FUNNEL_MODELS = (STEP_EVENTS_MODEL, *ATTEMPTS_MODELS, *MART_MODELS)
 QUICK_EVENTS = 300_000
-FULL_EVENTS = 5_000_000
-ISSUE_EVENTS = 10_000_000
+ISSUE_EVENTS = 10_000_000  # full mode's size since the bulk path (benchmarks/bulk.py)
 EVENTS_VARIABLE = "RETROLYTICS_BENCH_FUNNEL_EVENTS"  # e.g. 10000000, the issue's size
 
 
@@ -83,12 +94,17 @@ def funnel_definitions(work: Path, steps: int) -> Path:
     return folder
 
 
-def build_ours(project: Path, url: str, definitions: Path) -> tuple[float, float]:
-    """Compile the funnel, rebuild its facts and mart from scratch; model seconds of each."""
-    dbt_runner.compile_seed(definitions, project)
+def build_ours(project: Path, url: str, definitions: Path) -> tuple[float, float, float]:
+    """Compile the funnel, rebuild its step events, attempts and mart from scratch; model
+    seconds of (step events, attempts, mart)."""
+    compile_seed(definitions, project)
     dbt(project, url, ["seed", "-s", "funnels", "funnel_steps"])
     _, result = dbt(project, url, ["run", "-s", *FUNNEL_MODELS, "--full-refresh"])
-    return model_seconds(result, FUNNEL_MODELS[0]), model_seconds(result, FUNNEL_MODELS[1])
+    return (
+        model_seconds(result, STEP_EVENTS_MODEL),
+        sum(model_seconds(result, model) for model in ATTEMPTS_MODELS),
+        sum(model_seconds(result, model) for model in MART_MODELS),
+    )
 
 
 def our_levels(url: str) -> dict[str, int]:
@@ -119,12 +135,18 @@ def _copy_csv(url: str, query: str, path: Path) -> int:
 
 
 def export_steps(url: str, path: Path) -> int:
-    """The funnel's step events (person, time in µs, step) to CSV; returns the rows."""
+    """The funnel's step events (person, time in µs, step; an event matching two steps is two
+    rows) to CSV; returns the rows."""
     return _copy_csv(
         url,
-        "select unit_id, (extract(epoch from occurred_at) * 1000000)::bigint as ts_us, "
-        "position as step from intermediate.int_funnel_step_events "
-        f"where funnel_name = '{FUNNEL}' and role = 'step'",
+        "select coalesce(persons.person_id, 'device:' || events.anonymous_id) as unit_id, "
+        "(extract(epoch from events.occurred_at) * 1000000)::bigint as ts_us, step "
+        "from intermediate.int_funnel_step_events as events "
+        "cross join generate_series(1, 20) as step "
+        "left join intermediate.int_device_persons as persons "
+        "on persons.anonymous_id = events.anonymous_id "
+        "and events.occurred_at >= persons.valid_from and events.occurred_at < persons.valid_until "
+        f"where events.funnel_name = '{FUNNEL}' and events.step_mask & (1 << (step - 1)) <> 0",
         path,
     )
 
@@ -138,6 +160,13 @@ def export_entries(url: str, path: Path) -> int:
         "and outcome <> 'excluded'",
         path,
     )
+
+
+def step_event_count(url: str) -> int:
+    """Rows of the funnel's step events (one per event, whatever steps it matches)."""
+    with psycopg.connect(url) as conn:
+        query = "select count(*) from intermediate.int_funnel_step_events where funnel_name = %s"
+        return conn.execute(query, (FUNNEL,)).fetchone()[0]
 
 
 def _condition_step(k: int) -> int:
@@ -260,44 +289,32 @@ def explained_by_reentry(
     )
 
 
-def event_count(quick: bool) -> int:
-    """The issue asks for 10M events; on a 2-core machine that alone takes longer than the whole
-    suite should (see RESULTS.md), so full mode loads FULL_EVENTS unless the variable says."""
-    if quick:
-        return QUICK_EVENTS
-    value = os.environ.get(EVENTS_VARIABLE, str(FULL_EVENTS))
-    if not value.isdigit() or int(value) < 10_000:
-        raise ValueError(
-            f"{EVENTS_VARIABLE} must be a whole number of events >= 10000; got {value!r}"
-        )
-    return int(value)
-
-
 def run(quick: bool) -> Section:
-    events = event_count(quick)
+    events = QUICK_EVENTS if quick else event_count(EVENTS_VARIABLE, ISSUE_EVENTS)
     days = 30
-    size = f"{EVENTS_VARIABLE}={events} " if not quick and events != FULL_EVENTS else ""
+    size = f"{EVENTS_VARIABLE}={events} " if not quick and events != ISSUE_EVENTS else ""
     section = Section(
-        "4. Funnels: dbt facts and mart against chDB windowFunnel and DuckDB",
+        "4. Funnels: the funnel models against chDB windowFunnel and DuckDB",
         f"{size}python -m benchmarks {'--quick ' if quick else ''}--only funnel_engines",
     )
     with scratch("engines") as settings, tempfile.TemporaryDirectory() as tmp:
         work, url = Path(tmp), settings.database_url
-        with Stopwatch() as loading:
-            stored = load_events(url, traffic.generate_events(events, days, seed=23))
+        stored, how = load_scaled(url, events, lambda n: traffic.generate_events(n, days, seed=23))
         project = dbt_project_copy(work)
-        dbt_runner.compile_seed(funnel_definitions(work, 5), project)
+        compile_seed(funnel_definitions(work, 5), project)
         dbt(project, url, ["seed"])
         _, upstream = dbt(project, url, ["run", "--exclude", *FUNNEL_MODELS])
         defined = model_seconds(upstream, "defined_events")
         identities = model_seconds(upstream, "int_identify_events")
 
-        ours_seconds: dict[int, tuple[float, float]] = {}
+        ours_seconds: dict[int, tuple[float, float, float]] = {}
         ours_levels: dict[int, dict[str, int]] = {}
+        exported_of: dict[int, int] = {}
         for steps in STEP_COUNTS:
             ours_seconds[steps] = build_ours(project, url, funnel_definitions(work, steps))
             ours_levels[steps] = our_levels(url)
             export_entries(url, work / f"entries_{steps}.csv")
+            exported_of[steps] = step_event_count(url)
             if steps == 5:
                 with Stopwatch() as exporting:
                     exported = export_steps(url, work / "steps.csv")
@@ -321,32 +338,27 @@ def run(quick: bool) -> Section:
                 engine.close()
 
         section.add(
-            f"{stored} shop events over {days} days, inserted directly in {loading.seconds:.0f} s "
-            f"({stored / loading.seconds:.0f} events/s: generate, validate, insert). Upstream, "
-            f"not compared: defined_events {defined:.1f} s, int_identify_events "
-            f"{identities:.1f} s. The {exported} step events of the 5-step funnel, with the "
-            f"person resolved, were exported to CSV in {exporting.seconds:.1f} s."
+            f"{stored} shop events over {days} days: {how}. Upstream, not compared: "
+            f"defined_events {defined:.1f} s, int_identify_events {identities:.1f} s. The "
+            f"{exported} step events of the 5-step funnel, with the person resolved, were "
+            f"exported to CSV in {exporting.seconds:.1f} s."
         )
-        if events < ISSUE_EVENTS:
-            section.lines.append("")
-            minutes = ISSUE_EVENTS / (stored / loading.seconds) / 60
-            section.add(
-                f"Scaled down: the issue asks for {ISSUE_EVENTS:,} events. At the rate above, "
-                f"loading them alone would take {minutes:.0f} min on this machine, and the "
-                "whole suite should finish in about 40; "
-                f"`{EVENTS_VARIABLE}={ISSUE_EVENTS}` runs the issue's size."
-            )
         section.lines += ["", "Build time (median of three for the engines):", ""]
         rows = [
             (
-                "ours: fct_funnel_entries + mart_funnel_conversion (dbt, PostgreSQL)",
+                "ours from the step events: attempts + mart (dbt, PostgreSQL)",
                 "—",
                 *(
-                    f"{sum(ours_seconds[s]):.2f} ({ours_seconds[s][0]:.2f} + "
-                    f"{ours_seconds[s][1]:.2f})"
+                    f"{ours_seconds[s][1] + ours_seconds[s][2]:.2f} ({ours_seconds[s][1]:.2f} + "
+                    f"{ours_seconds[s][2]:.2f})"
                     for s in STEP_COUNTS
                 ),
-            )
+            ),
+            (
+                "ours: the step events themselves (int_funnel_step_events, not compared)",
+                "—",
+                *(f"{ours_seconds[s][0]:.2f}" for s in STEP_COUNTS),
+            ),
         ]
         for engine in engines:
             rows.append(
@@ -359,12 +371,19 @@ def run(quick: bool) -> Section:
         section.table(
             ("engine", "load the CSV (s)", *(f"{s} steps (s)" for s in STEP_COUNTS)), rows
         )
-        five = sum(ours_seconds[5])
+        five = ours_seconds[5][1] + ours_seconds[5][2]
         section.lines.append("")
         section.add(
-            "ours ÷ engine at 5 steps: "
+            "ours (from the step events) ÷ engine at 5 steps: "
             + ", ".join(f"{e.name} {five / engine_seconds[e.name, 5]:.1f} times" for e in engines)
             + " (ours writes per-attempt facts and the per-day mart as well)"
+        )
+        section.add(
+            "µs per step event (rows of int_funnel_step_events), ours from the step events: "
+            + ", ".join(
+                f"{s} steps {(ours_seconds[s][1] + ours_seconds[s][2]) / exported_of[s] * 1e6:.2f}"
+                for s in STEP_COUNTS
+            )
         )
         section.lines += ["", "Persons who reached at least step k (5 steps):", ""]
         shapes = [("ours", *at_least(ours_levels[5], 5))]

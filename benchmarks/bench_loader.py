@@ -46,8 +46,9 @@ def postgres_cpu_seconds() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_loader_process(settings: Settings) -> tuple[float, float, int, str]:
-    """Wall seconds, CPU seconds, peak RSS in MiB and the summary line of one drain."""
+def run_loader_process(settings: Settings, workers: int = 1) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds (the workers' included: wait4 counts reaped children), peak RSS
+    in MiB of the biggest process and the summary line of one drain."""
     env = {
         **os.environ,
         "RETROLYTICS_DATABASE_URL": settings.database_url,
@@ -59,7 +60,10 @@ def run_loader_process(settings: Settings) -> tuple[float, float, int, str]:
     }
     with Stopwatch() as watch:
         process = subprocess.Popen(
-            [sys.executable, "-m", "retrolytics.cli", "load", "--drain", "--batch-size", "10000"],
+            [
+                *(sys.executable, "-m", "retrolytics.cli", "load", "--drain"),
+                *("--batch-size", "10000", "--workers", str(workers)),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -124,12 +128,27 @@ def drop_route_indexes(database_url: str) -> None:
             conn.execute(f"drop index raw.{name}")
 
 
+def forget_the_load(database_url: str) -> None:
+    """Empty what a drain wrote, its offsets included, so the next drain reads the topic again."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if conn.execute("select to_regclass('raw.events')").fetchone()[0] is None:
+            return  # the first drain's loader bootstraps the schema
+        conn.execute("truncate raw.events, raw.ingest_offsets, raw.dead_letters")
+
+
+def timed_drain(settings: Settings, workers: int) -> tuple[float, float, float, int, str]:
+    """Wall, loader CPU, PostgreSQL CPU seconds, peak MiB and summary of one fresh drain."""
+    forget_the_load(settings.database_url)
+    cpu_before = postgres_cpu_seconds()
+    wall, cpu, peak_mib, summary = run_loader_process(settings, workers)
+    return wall, cpu, postgres_cpu_seconds() - cpu_before, peak_mib, summary
+
+
 def top_costs(settings: Settings, limit: int = 8) -> list[tuple[str, str]]:
     """Drain the topic again in-process under pyinstrument; the functions with most self time."""
     from pyinstrument import Profiler
 
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute("truncate raw.events, raw.ingest_offsets, raw.dead_letters")
+    forget_the_load(settings.database_url)
     profiler = Profiler(interval=0.005)
     loader = Loader(settings, batch_size=10_000)
     profiler.start()
@@ -162,40 +181,41 @@ def run(quick: bool) -> Section:
     )
     with scratch("loader") as settings:
         section.add(traffic.produce(settings, events=events, days=30, seed=42))
-        cpu_before = postgres_cpu_seconds()
-        wall, cpu, peak_mib, summary = run_loader_process(settings)
-        postgres_cpu = postgres_cpu_seconds() - cpu_before
-        section.add(f"loader: {summary}")
+        drains = {workers: timed_drain(settings, workers) for workers in (1, 2)}
+        for workers, (*_, summary) in drains.items():
+            section.add(f"loader, {workers} worker(s): {summary}")
+        # Last, so the table it empties and refills holds exactly the rows a drain stored.
         copy_seconds, rows = copy_ceiling(settings.database_url)
         per_100k = 100_000 / rows
-        section.table(
-            ("measure", "value"),
-            [
-                ("messages on the topic", events),
-                ("rows in raw.events", rows),
-                ("loader wall time (s)", f"{wall:.1f}"),
-                ("loader events/s", f"{rows / wall:.0f}"),
-                ("plain COPY of the same rows (s)", f"{copy_seconds:.1f}"),
-                ("plain COPY rows/s", f"{rows / copy_seconds:.0f}"),
-                ("**loader time / COPY time**", f"**{wall / copy_seconds:.2f}**"),
-                ("loader CPU per 100k events (s)", f"{cpu * per_100k:.2f}"),
-                (
-                    "PostgreSQL CPU per 100k events during the load (s)",
-                    f"{postgres_cpu * per_100k:.2f}",
-                ),
-                ("loader peak RSS (MiB)", peak_mib),
-            ],
+        rows_of_table: list[tuple] = [
+            ("messages on the topic", events),
+            ("rows in raw.events", rows),
+            ("plain COPY of the same rows (s)", f"{copy_seconds:.1f}"),
+            ("plain COPY rows/s", f"{rows / copy_seconds:.0f}"),
+        ]
+        for workers, (wall, cpu, postgres_cpu, peak_mib, _) in drains.items():
+            label = f"{workers} worker{'s' if workers > 1 else ''}"
+            rows_of_table += [
+                (f"{label}: loader wall time (s)", f"{wall:.1f}"),
+                (f"{label}: loader events/s", f"{rows / wall:.0f}"),
+                (f"**{label}: loader time / COPY time**", f"**{wall / copy_seconds:.2f}**"),
+                (f"{label}: loader CPU per 100k events (s)", f"{cpu * per_100k:.2f}"),
+                (f"{label}: PostgreSQL CPU per 100k events (s)", f"{postgres_cpu * per_100k:.2f}"),
+                (f"{label}: peak RSS of one process (MiB)", peak_mib),
+            ]
+        rows_of_table.append(
+            ("speed-up of 2 workers over 1", f"{drains[1][0] / drains[2][0]:.2f}x")
         )
+        section.table(("measure", "value"), rows_of_table)
         section.lines += ["", "Disk used after the load (MiB, all daily partitions):", ""]
         section.table(("relation", "MiB"), disk_use(settings.database_url))
         drop_route_indexes(settings.database_url)
         bare_copy, _ = copy_ceiling(settings.database_url)
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            conn.execute("truncate raw.events, raw.ingest_offsets, raw.dead_letters")
-        bare_wall, _, _, _ = run_loader_process(settings)
+        bare_wall, *_ = timed_drain(settings, 1)
+        wall = drains[1][0]
         section.lines += [
             "",
-            "The index cost: the same load and COPY without the route indexes "
+            "The index cost: the same COPY and 1-worker load without the route indexes "
             "(ingestion.schema.ROUTE_INDEXES), one after the other:",
             "",
         ]
@@ -232,7 +252,7 @@ def run(quick: bool) -> Section:
             schema.bootstrap(conn)  # the indexes back, for the profile below
         section.lines.append("")
         section.lines.append(
-            "Where the loader's own time goes (pyinstrument, self time, same drain in-process):"
+            "Where the loader's own time goes (pyinstrument, self time, 1 worker, in-process):"
         )
         section.lines.append("")
         section.table(("function", "share of samples"), top_costs(settings))

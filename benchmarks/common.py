@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -16,6 +17,9 @@ from psycopg import sql
 from ingestion import stack
 from ingestion.settings import Settings
 from ingestion.topics import delete_topic, ensure_topic
+
+# The checkout the benchmarks run in: they copy its dbt project and definitions.
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass

@@ -10,9 +10,11 @@ from __future__ import annotations
 import psycopg
 
 from demo import traffic
+from demo.sessions import print_session_summary
 from ingestion import loader, stack
 from ingestion.settings import Settings
-from retrolytics.language import dbt_runner
+from retrolytics.language.check import load_redaction
+from retrolytics.warehouse import project, runner
 
 
 def _print_table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
@@ -83,7 +85,7 @@ def show_funnels(database_url: str) -> None:
         _print_table(f"funnel {funnel}", ("step", "name", "units", "of entered"), table)
 
 
-def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
+def main(events: int = 20_000, days: int = 7, seed: int = 1, definitions: str | None = None) -> int:
     info = stack.up()
     settings = Settings.from_env().with_overrides(
         database_url=info.database_url,
@@ -92,17 +94,22 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1) -> int:
         kafka_bootstrap=info.kafka_bootstrap,
     )
     print(traffic.produce(settings, events=events, days=days, seed=seed))
-    load = loader.Loader(settings)
+    definitions_dir = project.definitions_dir(definitions)
+    load = loader.Loader(settings, redaction=load_redaction(definitions_dir))
     try:
         print(load.drain().summary())
     finally:
         load.close()
     show_raw_events(settings.database_url)
-    seed_file = dbt_runner.compile_seed()
-    print(f"\ncompiled {seed_file.definitions} definitions; running dbt build over all history")
-    dbt_runner.run_dbt(["build", "--quiet"], database_url=settings.dbt_url)
-    show_definitions(settings.database_url)
-    show_funnels(settings.database_url)
+    print(f"\ncompiling the declarations of {definitions_dir}; running dbt build over all history")
+    runner.run_dbt(
+        ["build", "--quiet"], database_url=settings.dbt_url, definitions_dir=definitions_dir
+    )
+    # dbt's login built staging and marts; the owner may not read them (least privilege).
+    show_definitions(settings.dbt_url)
+    show_funnels(settings.dbt_url)
+    print()
+    print_session_summary(settings.dbt_url)
     print(
         "\nNext: `make ui` (or `uv run dagster dev`) starts Dagster at http://127.0.0.1:3000, "
         "where the raw events, every dbt model and each funnel are assets to materialize, "

@@ -73,6 +73,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ingestion.contract import ContractViolation, check_json_depth, parse_message, to_row
+from ingestion.redaction import Redaction, redact
 from ingestion.settings import Settings
 from ingestion.topics import RELIABLE_PRODUCER_CONFIG, ensure_topic
 
@@ -103,6 +104,7 @@ class CollectorConfig:
     max_batch_events: int = MAX_BATCH_EVENTS
     # How long Kafka may take to acknowledge before the browser is told to retry (503).
     delivery_timeout_s: float = DELIVERY_TIMEOUT_S
+    redaction: Redaction = field(default_factory=Redaction)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> CollectorConfig:
@@ -349,30 +351,46 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def stamp_and_validate(document: Any, received_at: datetime) -> tuple[bytes, bytes]:
+def stamp_and_validate(
+    document: Any,
+    received_at: datetime,
+    rules: Redaction = Redaction(),  # noqa: B008 - immutable
+    client_ip: str | None = None,
+) -> tuple[bytes, bytes]:
     """The Kafka (key, value) of one event; ContractViolation names what is wrong.
 
     Validation is the loader's own (``parse_message``, then building the row), so whatever the
     collector acknowledges loads, and nothing the loader would dead-letter is acknowledged.
+    Redaction (``ingestion.redaction``) happens here, so Kafka never holds what it removes.
     """
     if not isinstance(document, dict):
         raise ContractViolation(f"an event must be a JSON object, not a {_json_type(document)}")
     stamped = {**document, "received_at": _iso(received_at)}
+    if rules.ip == "truncated" and client_ip:  # redact() below cuts it to its network
+        context = stamped.get("context")
+        stamped["context"] = {**(context if isinstance(context, dict) else {}), "ip": client_ip}
     text = json.dumps(stamped, ensure_ascii=False, separators=(",", ":"))
     # Only a lone surrogate cannot be UTF-8; backslashreplace writes it back as the JSON escape
     # the client sent (it can only occur inside a JSON string), for the loader to replace.
     value = text.encode("utf-8", "backslashreplace")
     event = parse_message(value)
+    if redact(event, rules):
+        value = event.model_dump_json(exclude_none=True).encode()
     to_row(event, received_at=received_at, partition=None, offset=None)
     return event.anonymous_id.encode(), value
 
 
-def validate_batch(documents: list[Any], received_at: datetime) -> list[tuple[bytes, bytes]]:
+def validate_batch(
+    documents: list[Any],
+    received_at: datetime,
+    rules: Redaction = Redaction(),  # noqa: B008 - immutable
+    client_ip: str | None = None,
+) -> list[tuple[bytes, bytes]]:
     """All events' (key, value), or RequestRejected(400) listing every bad event."""
     messages, problems = [], []
     for index, document in enumerate(documents):
         try:
-            messages.append(stamp_and_validate(document, received_at))
+            messages.append(stamp_and_validate(document, received_at, rules, client_ip))
         except ContractViolation as violation:
             event_id = document.get("event_id") if isinstance(document, dict) else None
             problems.append({"index": index, "event_id": event_id, "reason": violation.reason})
@@ -458,7 +476,8 @@ def create_app(config: CollectorConfig) -> Starlette:
             check_content_type(request)
             body = await read_body(request, config.max_body_bytes)
             documents = decode_events(body, config.max_batch_events)
-            messages = validate_batch(documents, datetime.now(UTC))
+            client_ip = request.client.host if request.client else None
+            messages = validate_batch(documents, datetime.now(UTC), config.redaction, client_ip)
         except RequestRejected as rejected:
             return rejected.response()
         assert state.sink is not None
@@ -562,7 +581,11 @@ def serving_in_background(
 
 
 def main(
-    settings: Settings, host: str, port: int, allow_origins: Sequence[str] | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    allow_origins: Sequence[str] | None = None,
+    redaction: Redaction | None = None,
 ) -> int:
     """``retrolytics collect``: make sure the topic exists, then serve until interrupted.
 
@@ -576,7 +599,9 @@ def main(
         log.warning(
             "cannot prepare topic %s at %s: %s", settings.topic, settings.kafka_bootstrap, exc
         )
-    config = CollectorConfig.from_settings(settings, allow_origins=allow_origins)
+    config = CollectorConfig.from_settings(
+        settings, allow_origins=allow_origins, redaction=redaction or Redaction()
+    )
     print(
         f"collector on http://{host}:{port}{EVENTS_PATH} → Kafka {settings.kafka_bootstrap} "
         f"topic {settings.topic}; snippet at http://{host}:{port}/retrolytics.js; "

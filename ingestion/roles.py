@@ -1,7 +1,7 @@
 """Database roles: each process gets the privileges its job needs, none is a superuser.
 
 - ``retrolytics_loader`` (``retrolytics load``): insert into ``raw``, move its offsets, add daily
-  partitions (through ``raw.create_day_partitions``); nothing else.
+  partitions (through ``raw.create_day_partitions``), read the erasure list; nothing else.
 - ``retrolytics_transform`` (dbt: ``retrolytics dbt``, Dagster): read ``raw``, create and own the
   schemas dbt builds.
 - ``retrolytics_bi`` (BI tools): read ``marts`` (granted by dbt's ``create_bi_role``).
@@ -26,8 +26,9 @@ do $grants$
 begin
     if exists (select 1 from pg_roles where rolname = '{LOADER}') then
         grant usage on schema raw, retrolytics to {LOADER};
-        grant select, insert on raw.events, raw.dead_letters to {LOADER};
+        grant select, insert on raw.events, raw.dead_letters, raw.user_agents to {LOADER};
         grant select, insert, update on raw.ingest_offsets to {LOADER};
+        grant select on raw.erasures to {LOADER};
         grant execute on function raw.create_day_partitions(date[]) to {LOADER};
         execute format('grant connect, temporary on database %I to {LOADER}', current_database());
     end if;

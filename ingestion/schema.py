@@ -17,6 +17,7 @@ import psycopg
 
 from ingestion import roles
 from ingestion.contract import MAX_LATENESS
+from ingestion.erasure import ERASURES_SQL
 from ingestion.settings import Settings
 
 # The youngest partitions that may become columnar: the contract accepts events up to
@@ -193,8 +194,26 @@ begin
     return created;
 end $$;
 
+-- One row per distinct User-Agent header, parsed by the loader (ingestion/user_agents.py). The
+-- key is md5(user_agent)::uuid: a header may be longer than a btree entry can hold.
+create table if not exists raw.user_agents (
+    user_agent_md5  uuid        primary key,
+    user_agent      text        not null,
+    browser_family  text,
+    browser_version text,
+    os_family       text,
+    os_version      text,
+    device_family   text,
+    device_brand    text,
+    device_model    text,
+    is_bot          boolean     not null,
+    parser          text        not null,
+    parsed_at       timestamptz not null default now()
+);
+
 select retrolytics.distribute('raw.events');
 select retrolytics.make_reference('raw.dead_letters');
+select retrolytics.make_reference('raw.user_agents');
 """
     + ROUTE_INDEXES_SQL
     + """
@@ -210,7 +229,7 @@ select retrolytics.make_reference('raw.dead_letters');
 _BOOTSTRAP_LOCK = 7_264_112_001  # an arbitrary advisory-lock key owned by this bootstrap
 # Changes whenever the bootstrap's SQL does, so a database built by an older version is updated.
 SCHEMA_VERSION = hashlib.sha256(
-    (CITUS_SWITCH_SQL + RAW_SCHEMA_SQL + roles.GRANTS_SQL).encode()
+    (CITUS_SWITCH_SQL + RAW_SCHEMA_SQL + ERASURES_SQL + roles.GRANTS_SQL).encode()
 ).hexdigest()[:16]
 _VERSION_SQL = f"""
 create or replace function retrolytics.schema_version() returns text
@@ -229,6 +248,7 @@ def bootstrap(conn: psycopg.Connection) -> None:
         conn.execute("select pg_advisory_xact_lock(%s)", (_BOOTSTRAP_LOCK,))
         conn.execute(CITUS_SWITCH_SQL)
         conn.execute(RAW_SCHEMA_SQL)
+        conn.execute(ERASURES_SQL)
         conn.execute(roles.GRANTS_SQL)
         conn.execute(_VERSION_SQL)
 

@@ -9,10 +9,12 @@ here, so a user with their own Kafka and PostgreSQL/Citus sets these variables a
 | RETROLYTICS_KAFKA_BOOTSTRAP     | the local stack's Kafka broker                      |
 | RETROLYTICS_TOPIC               | ``retrolytics.events``                              |
 | RETROLYTICS_CONSUMER_GROUP      | ``retrolytics-loader``                              |
+| RETROLYTICS_HOME                | the project folder (see ``project_home``)           |
 | RETROLYTICS_STATE_DIR           | ``.retrolytics`` in the project folder              |
 | RETROLYTICS_LOADER_DATABASE_URL | the loader's login (else RETROLYTICS_DATABASE_URL)  |
 | RETROLYTICS_DBT_DATABASE_URL    | dbt's login (else RETROLYTICS_DATABASE_URL)         |
 | RETROLYTICS_BI_DATABASE_URL     | a BI login (read by tests and BI set-up only)       |
+| RETROLYTICS_ERASURE_KEY         | the key erased identities are hashed with           |
 
 RETROLYTICS_DATABASE_URL is the database owner's: it runs the bootstrap. Each job's own URL
 carries a login with just that job's privileges (``ingestion.roles``); the local stack sets all.
@@ -28,7 +30,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TOPIC = "retrolytics.events"
 DEFAULT_CONSUMER_GROUP = "retrolytics-loader"
 FALLBACK_POSTGRES_PORT = 54329
@@ -37,9 +38,23 @@ LOCAL_DATABASE = "retrolytics"
 LOCAL_USER = "retrolytics"
 
 
+def project_home() -> Path:
+    """The folder of the Retrolytics project in use: ``RETROLYTICS_HOME``, else the nearest
+    folder from the working directory up that holds a ``definitions/`` folder (as git finds its
+    repository), else the working directory."""
+    chosen = os.environ.get("RETROLYTICS_HOME")
+    if chosen:
+        return Path(chosen)
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "definitions").is_dir():
+            return folder
+    return here
+
+
 def state_dir() -> Path:
     """The git-ignored folder holding the local stack's data, logs and chosen ports."""
-    return Path(os.environ.get("RETROLYTICS_STATE_DIR", PROJECT_ROOT / ".retrolytics"))
+    return Path(os.environ.get("RETROLYTICS_STATE_DIR") or project_home() / ".retrolytics")
 
 
 def stack_env_file() -> Path:
@@ -74,6 +89,7 @@ class Settings:
     consumer_group: str = DEFAULT_CONSUMER_GROUP
     loader_database_url: str | None = None
     dbt_database_url: str | None = None
+    erasure_key: str | None = None  # RETROLYTICS_ERASURE_KEY (ingestion.erasure)
 
     @property
     def loader_url(self) -> str:
@@ -88,6 +104,9 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         stack = read_stack_env()
+        if os.environ.get("RETROLYTICS_DATABASE_URL"):
+            # The job logins of the stack belong to the stack's database, not to this one.
+            stack = {k: v for k, v in stack.items() if not k.endswith("_DATABASE_URL")}
 
         def pick(name: str, default: str) -> str:
             return os.environ.get(name) or stack.get(name) or default
@@ -101,6 +120,7 @@ class Settings:
             consumer_group=pick("RETROLYTICS_CONSUMER_GROUP", DEFAULT_CONSUMER_GROUP),
             loader_database_url=pick("RETROLYTICS_LOADER_DATABASE_URL", "") or None,
             dbt_database_url=pick("RETROLYTICS_DBT_DATABASE_URL", "") or None,
+            erasure_key=pick("RETROLYTICS_ERASURE_KEY", "") or None,
         )
 
     def with_overrides(self, **changes: str | None) -> Settings:

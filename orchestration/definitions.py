@@ -8,6 +8,7 @@ from orchestration.assets.dbt import dbt_current, dbt_daily
 from orchestration.assets.funnels import funnel_assets
 from orchestration.assets.raw import raw_events
 from orchestration.checks import raw_events_fresh
+from orchestration.erasure import erase_subjects_job
 from orchestration.jobs import check_raw_events, derive, load_raw_events
 from orchestration.resources import RetrolyticsResource, dbt_resource
 from orchestration.schedules import schedules
@@ -19,7 +20,7 @@ def build_definitions(retrolytics: RetrolyticsResource | None = None) -> dg.Defi
     return dg.Definitions(
         assets=[raw_events, dbt_current, dbt_daily, *funnel_assets],
         asset_checks=[raw_events_fresh],
-        jobs=[derive, load_raw_events, check_raw_events],
+        jobs=[derive, load_raw_events, check_raw_events, erase_subjects_job],
         schedules=schedules,
         sensors=[declarations_changed],
         resources={"dbt": dbt_resource(), "retrolytics": retrolytics or RetrolyticsResource()},

@@ -38,8 +38,9 @@ def utc_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00:00")
 
 
-def window_vars(window: dg.TimeWindow, lookback_hours: int | None) -> dict[str, str | int]:
-    """The dbt variables of one partition window (or of a single-run backfill's whole range)."""
+def dbt_window(window: dg.TimeWindow, lookback_hours: int | None) -> dict[str, str | int]:
+    """The dbt window of one partition (or of a single-run backfill's whole range), as
+    ``retrolytics.warehouse.runner.window_environment`` takes it."""
     variables: dict[str, str | int] = {
         "start": utc_timestamp(window.start),
         "end": utc_timestamp(window.end),

@@ -16,29 +16,25 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 from dagster_dbt.dbt_project import DagsterDbtProjectPreparer
 from dagster_shared.record import replace
 
-from ingestion.settings import PROJECT_ROOT, Settings
+from ingestion.settings import Settings
+from retrolytics.language.seeds import compile_seed
+from retrolytics.warehouse import project, runner
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-# The declarations: the project's own folder, or another checkout (a benchmark, a fork).
-DEFINITIONS_DIR = Path(
-    os.environ.get("RETROLYTICS_DEFINITIONS_DIR") or PROJECT_ROOT / "definitions"
-)
+# Where the settings point (retrolytics.warehouse.project), as when the code location loads.
+DBT_PROJECT_DIR = project.dbt_project_dir()
+DEFINITIONS_DIR = project.definitions_dir()
 PREPARE_COMMAND = "uv run dagster-dbt project prepare-and-package --file orchestration/project.py"
 
 
 def dbt_environment(settings: Settings) -> dict[str, str | None]:
-    """What ``dbt_project/profiles.yml`` reads, from the loader's own database URL."""
-    from retrolytics.language import dbt_runner
-
-    return dbt_runner.dbt_environment(settings.dbt_url)
+    """What ``dbt_project/profiles.yml`` reads, for dbt's login (``runner.dbt_environment``)."""
+    return runner.dbt_environment(settings.dbt_url)
 
 
 def compile_definitions(definitions_dir: Path = DEFINITIONS_DIR) -> str:
@@ -47,32 +43,8 @@ def compile_definitions(definitions_dir: Path = DEFINITIONS_DIR) -> str:
     Raises ``DefinitionsInvalid`` listing ``file:line: problem`` when a declaration is bad, so a
     run fails before dbt touches the warehouse.
     """
-    from retrolytics.language import dbt_runner
-
-    seed = dbt_runner.compile_seed(definitions_dir, DBT_PROJECT_DIR)
+    seed = compile_seed(definitions_dir, DBT_PROJECT_DIR)
     return f"{seed.definitions} definitions ({seed.conditions} conditions) into {seed.path.name}"
-
-
-@contextmanager
-def environment(values: Mapping[str, str | None]) -> Iterator[None]:
-    """Set (or, for None, unset) variables for the block, then restore them.
-
-    dbt runs as a subprocess that inherits this process's environment.
-    """
-    saved = {key: os.environ.get(key) for key in values}
-    try:
-        _apply(values)
-        yield
-    finally:
-        _apply(saved)
-
-
-def _apply(values: Mapping[str, str | None]) -> None:
-    for key, value in values.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def dbt_executable() -> str:
@@ -86,7 +58,7 @@ class RetrolyticsPreparer(DagsterDbtProjectPreparer):
     def prepare(self, project: DbtProject) -> None:
         compile_definitions()
         path = os.pathsep.join([str(Path(dbt_executable()).parent), os.environ.get("PATH", "")])
-        with environment({**dbt_environment(Settings.from_env()), "PATH": path}):
+        with runner.environment({**dbt_environment(Settings.from_env()), "PATH": path}):
             super().prepare(project)
 
 

@@ -18,7 +18,9 @@ from dagster_dbt import DbtCliResource
 
 from ingestion.loader import Loader, LoadStats
 from ingestion.settings import Settings
-from orchestration.project import dbt_environment, dbt_executable, dbt_project, environment
+from orchestration.project import DEFINITIONS_DIR, dbt_environment, dbt_executable, dbt_project
+from retrolytics.language.check import load_redaction
+from retrolytics.warehouse.runner import environment
 
 
 class RetrolyticsResource(dg.ConfigurableResource):
@@ -42,8 +44,13 @@ class RetrolyticsResource(dg.ConfigurableResource):
         return psycopg.connect(self.settings().dbt_url, autocommit=True)
 
     def drain(self) -> LoadStats:
-        """Load the topic up to its current end into ``raw.events``, exactly once, then return."""
-        loader = Loader(self.settings(), batch_size=self.loader_batch_size)
+        """Load the topic up to its current end into ``raw.events``, exactly once, then return;
+        under the privacy rules of the code location's declarations, as ``retrolytics load``."""
+        loader = Loader(
+            self.settings(),
+            batch_size=self.loader_batch_size,
+            redaction=load_redaction(DEFINITIONS_DIR),
+        )
         try:
             return loader.drain()
         finally:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
+from ingestion.redaction import Redaction
 from ingestion.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -20,21 +22,56 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from demo import traffic
 
-    summary = traffic.produce(settings, events=args.events, days=args.days, seed=args.seed)
+    def report(line: str) -> None:  # on stderr: stdout carries only the summary
+        print(line, file=sys.stderr, flush=True)
+
+    summary = traffic.produce(
+        settings, events=args.events, days=args.days, seed=args.seed, report=report
+    )
     print(summary)
     return 0
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> int:
-    from ingestion import loader
+    from ingestion import loader, workers
 
+    retry = loader.RetryPolicy(max_failures=args.max_failures, max_delay_s=args.max_backoff_s)
+    if args.kafka_timeout_s is not None:
+        retry = dataclasses.replace(retry, kafka_timeout_s=args.kafka_timeout_s)
+    rules = _redaction(args)
+    if rules is None:
+        return 2
+    options = {
+        "redaction": rules,
+        "batch_size": args.batch_size,
+        "max_batch_seconds": args.max_wait_ms / 1000,
+        "report_every_seconds": args.report_every,
+    }
+    if args.workers > 1:
+        return workers.main(
+            settings, workers=args.workers, drain=args.drain, loader_options=options, retry=retry
+        )
     return loader.main(
         settings,
         drain=args.drain,
         batch_size=args.batch_size,
         max_wait=args.max_wait_ms / 1000,
         report_every=args.report_every,
-        retry=loader.RetryPolicy(max_failures=args.max_failures, max_delay_s=args.max_backoff_s),
+        retry=retry,
+        redaction=rules,
+    )
+
+
+def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from retrolytics import erase
+
+    return erase.main(
+        settings,
+        user=args.user,
+        device=args.device,
+        reason=args.reason,
+        rederive_models=not args.no_rederive,
+        definitions=args.definitions,
     )
 
 
@@ -49,10 +86,26 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _redaction(args: argparse.Namespace) -> Redaction | None:
+    """The rules of the declarations' privacy.yml; None (after saying why) when it is invalid."""
+    from retrolytics.language.check import DefinitionsInvalid, load_redaction
+    from retrolytics.warehouse import project
+
+    try:
+        return load_redaction(project.definitions_dir(args.definitions))
+    except DefinitionsInvalid as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
 def _collect(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import collector
 
-    return collector.main(settings, args.host, args.port, args.allow_origin)
+    rules = _redaction(args)
+    if rules is None:
+        return 2
+    return collector.main(settings, args.host, args.port, args.allow_origin, rules)
 
 
 def _shop(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,21 +121,35 @@ def _maintain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dbt(args: argparse.Namespace, settings: Settings) -> int:
-    from retrolytics.language import commands
+    from retrolytics import commands
 
-    return commands.dbt_main(args.dbt_args, settings)
+    return commands.dbt_main(args, settings)
 
 
 def _definitions(args: argparse.Namespace, settings: Settings) -> int:
-    from retrolytics.language import commands
+    from retrolytics import commands
 
-    return commands.main(args)
+    return commands.main(args, settings)
+
+
+def _add_definitions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--definitions",
+        "--path",
+        dest="definitions",
+        default=None,
+        metavar="DIR",
+        help="the declarations folder (default: $RETROLYTICS_DEFINITIONS_DIR, else definitions/ "
+        "of the project)",
+    )
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from demo import job
 
-    return job.main(events=args.events, days=args.days, seed=args.seed)
+    return job.main(
+        events=args.events, days=args.days, seed=args.seed, definitions=args.definitions
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--drain", action="store_true", help="stop at the current end of the topic")
     load.add_argument("--batch-size", type=int, default=5000)
     load.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="loader processes side by side (at most the topic's partition count is useful)",
+    )
+    load.add_argument(
         "--max-wait-ms", type=int, default=1000, help="longest a batch waits to fill up"
     )
     load.add_argument("--report-every", type=float, default=10.0, help="seconds between logs")
@@ -116,7 +189,26 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--max-backoff-s", type=float, default=30.0, help="longest wait between retries"
     )
+    load.add_argument(
+        "--kafka-timeout-s",
+        type=float,
+        help="how long one start attempt waits for Kafka to answer",
+    )
+    _add_definitions_option(load)
     load.set_defaults(handler=_load)
+
+    erase = commands.add_parser(
+        "erase", help="forget a person or a device everywhere, and through replays"
+    )
+    subject = erase.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--user", help="a user_id: the person and every device they used")
+    subject.add_argument("--device", help="an anonymous_id")
+    erase.add_argument("--reason", default=None, help="kept in the erasure log (no personal data)")
+    erase.add_argument(
+        "--no-rederive", action="store_true", help="leave the models' rebuild to the next run"
+    )
+    _add_definitions_option(erase)
+    erase.set_defaults(handler=_erase)
 
     bootstrap = commands.add_parser(
         "bootstrap", help="create or update the raw schema and grants (as the database's owner)"
@@ -132,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="an origin whose pages may send events (repeatable; default: none)",
     )
+    _add_definitions_option(collect)
     collect.set_defaults(handler=_collect)
 
     shop = commands.add_parser("shop", help="serve the demo shop, wired with the snippet")
@@ -153,28 +246,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=20_000)
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--seed", type=int, default=1)
+    _add_definitions_option(demo)
     demo.set_defaults(handler=_demo)
 
     definitions = commands.add_parser("definitions", help="check, show and compile definitions")
     actions = definitions.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="validate definitions and funnels")
-    check.add_argument("path", nargs="?", default=None)
+    check.add_argument("path", nargs="?", default=None, help="the declarations folder")
+    _add_definitions_option(check)
     show = actions.add_parser("show", help="print a definition's compiled SQL predicate")
     show.add_argument("name")
-    show.add_argument("--path", default=None)
+    _add_definitions_option(show)
     compile_seeds = actions.add_parser("compile", help="write the dbt seeds from the definitions")
-    compile_seeds.add_argument("--path", default=None)
+    _add_definitions_option(compile_seeds)
     compile_seeds.add_argument("--project-dir", default=None)
     pr_check = actions.add_parser(
         "pr-check", help="build what a change touches into a scratch schema; compare with prod"
     )
     pr_check.add_argument("--state", required=True, help="folder with production's manifest.json")
     pr_check.add_argument("--scratch-schema", default="pr_check", help="prefix of scratch schemas")
-    pr_check.add_argument("--path", default=None)
+    _add_definitions_option(pr_check)
     pr_check.add_argument("--project-dir", default=None)
     definitions.set_defaults(handler=_definitions)
 
     dbt = commands.add_parser("dbt", help="compile the definitions, then run dbt on dbt_project/")
+    _add_definitions_option(dbt)
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="a dbt command and its options")
     dbt.set_defaults(handler=_dbt)
     return parser

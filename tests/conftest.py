@@ -72,6 +72,15 @@ def settings(stack, database_url: str, topic: str) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def prepared_dbt_project() -> Path:
+    """The code location's build-time step, once per session: the declarations compiled into the
+    seeds and the dbt manifest parsed (``orchestration.project.prepare``); returns the manifest."""
+    from orchestration.project import prepare
+
+    return prepare()
+
+
 @pytest.fixture
 def dagster_home(tmp_path: Path) -> Path:
     """An empty Dagster instance folder whose SQLite storage already exists.

@@ -19,15 +19,24 @@
          `retro_in_window()` for the window);
       4. the ledger becomes the current versions.
 
+    A model whose rows depend on more than the window's events (a session spans the window's
+    edges, and a late event may merge two sessions) names a `plan_model` instead: a table with
+    one row per device to recompute, `anonymous_id`, `recompute_from`, `recompute_until`
+    (inclusive), written earlier in the same run. Step 2 then forgets those devices' rows whose
+    time_column lies in that range, and the model derives exactly that range again.
+
     So rerunning a window changes nothing, a new or edited declaration is re-derived over all
-    history and only it, and a removed one disappears. Without the vars `start` and `end` the
-    window is all history. The first run (or --full-refresh) builds everything from scratch.
+    history and only it, and a removed one disappears. Without a window
+    (vars `start` and `end`, or the variables of retro_window_env) the run is all history. The first run (or --full-refresh) builds everything from scratch.
     The ledger exists so a declaration that matches nothing is not re-derived on every run.
 -#}
 
 
 {% macro retro_timestamp(name) -%}
     {%- set raw = var(name, none) -%}
+    {%- if raw is none -%}
+        {%- set raw = env_var(retro_window_env(name), '') -%}
+    {%- endif -%}
     {%- if raw is none or (raw | string | trim) == '' -%}
         {{- return(none) -}}
     {%- endif -%}
@@ -35,7 +44,8 @@
     {%- set iso = '[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,6})?)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?' -%}
     {%- if not modules.re.fullmatch(iso, text) -%}
         {{- exceptions.raise_compiler_error(
-            "The var '" ~ name ~ "' must be an ISO 8601 timestamp such as "
+            "The window's " ~ name ~ " (var '" ~ name ~ "' or " ~ retro_window_env(name)
+            ~ ") must be an ISO 8601 timestamp such as "
             ~ "2026-11-20T00:00:00Z; got '" ~ text ~ "'") -}}
     {%- endif -%}
     {%- set moment = modules.datetime.datetime.fromisoformat(text.replace('Z', '+00:00')) -%}
@@ -43,6 +53,17 @@
         {%- set moment = modules.pytz.utc.localize(moment) -%}
     {%- endif -%}
     {{- return(moment) -}}
+{%- endmacro %}
+
+
+{#-
+    The window's environment variable (RETROLYTICS_WINDOW_START, _END, _LOOKBACK_HOURS): how
+    Dagster and `retrolytics` pass it, because a changed `--vars` makes dbt parse the whole
+    project again while a changed environment variable re-parses only the models that read it.
+    `--vars` still wins when given.
+-#}
+{% macro retro_window_env(name) -%}
+    {{- return('RETROLYTICS_WINDOW_' ~ (name | upper)) -}}
 {%- endmacro %}
 
 
@@ -55,16 +76,24 @@
     {%- endif -%}
     {%- if start is none or end is none -%}
         {{- exceptions.raise_compiler_error(
-            "Give both vars 'start' and 'end' (the partition window), or neither for all history") -}}
+            "Give both the window's start and end (vars 'start' and 'end', or "
+            ~ retro_window_env('start') ~ " and " ~ retro_window_env('end')
+            ~ "), or neither for all history") -}}
     {%- endif -%}
     {%- if start >= end -%}
         {{- exceptions.raise_compiler_error(
             "The window is empty: start " ~ start.isoformat() ~ " is not before end " ~ end.isoformat()) -}}
     {%- endif -%}
-    {%- set lookback = var('lookback_hours', 0) | string | trim -%}
+    {%- set lookback = var('lookback_hours', none) -%}
+    {%- if lookback is none -%}
+        {%- set lookback = env_var(retro_window_env('lookback_hours'), '0') -%}
+    {%- endif -%}
+    {%- set lookback = lookback | string | trim -%}
     {%- if not modules.re.fullmatch('[0-9]+(\\.[0-9]+)?', lookback) -%}
         {{- exceptions.raise_compiler_error(
-            "The var 'lookback_hours' must be a number of hours >= 0; got '" ~ lookback ~ "'") -}}
+            "The window's lookback_hours (var 'lookback_hours' or "
+            ~ retro_window_env('lookback_hours') ~ ") must be a number of hours >= 0; got '"
+            ~ lookback ~ "'") -}}
     {%- endif -%}
     {%- set since = start - modules.datetime.timedelta(hours=(lookback | float)) -%}
     {{- return({'since': since.isoformat(), 'end': end.isoformat()}) -}}
@@ -113,7 +142,9 @@
     declaration of hundreds (then scans the window once per declaration instead of probing an
     index), so the derived ones are joined on the name and compare the hash in a coalesce
     (estimated at half); the new ones are an anti-join on both, which PostgreSQL does first and
-    expects few of, so each is probed for over all history instead of reading it.
+    expects few of, so each is probed for over all history instead of reading it. After a join
+    on name and hash, `retro_is_derived()` without a column tells the two apart in one select
+    (the funnel and session models do).
 -#}
 {% macro retro_ledger_join(name_column, hash_column=none) -%}
     {%- if retro_is_incremental() -%}
@@ -126,11 +157,13 @@
 {%- endmacro %}
 
 
-{% macro retro_is_derived(hash_column) -%}
-    {%- if retro_is_incremental() -%}
-        coalesce(retro_ledger.content_hash = {{ hash_column }}, false)
-    {%- else -%}
+{% macro retro_is_derived(hash_column=none) -%}
+    {%- if not retro_is_incremental() -%}
         false
+    {%- elif hash_column is none -%}
+        (retro_ledger.name is not null)
+    {%- else -%}
+        coalesce(retro_ledger.content_hash = {{ hash_column }}, false)
     {%- endif -%}
 {%- endmacro %}
 
@@ -160,7 +193,7 @@
 
 
 {#- SQL for steps 1 and 2: forget what this run recomputes. -#}
-{% macro retro_forget(target, versions, version_column, hash_column, time_column) -%}
+{% macro retro_forget(target, versions, version_column, hash_column, time_column, plan=none) -%}
     {%- set ledger = retro_ledger_relation(target) -%}
     delete from {{ target }}
     where {{ version_column }} in (
@@ -170,8 +203,17 @@
             on derived.name = current_version.{{ version_column }}
         where derived.content_hash is distinct from current_version.{{ hash_column }}
     );
+    {%- if plan is none or retro_window() is none %}
     delete from {{ target }}
     where {{ retro_in_window(time_column) }}
+    {%- else %}
+    {#- Joined on the distribution column: on Citus each shard deletes its own rows. #}
+    delete from {{ target }} as stored
+    using {{ plan }} as planned
+    where stored.anonymous_id = planned.anonymous_id
+        and stored.{{ time_column }} >= planned.recompute_from
+        and stored.{{ time_column }} <= planned.recompute_until
+    {%- endif %}
 {%- endmacro %}
 
 

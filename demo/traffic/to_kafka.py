@@ -10,6 +10,7 @@ from datetime import date
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from demo.traffic.schedule import TrafficStats, check_arguments, generate
+from ingestion.progress import Progress
 from ingestion.settings import Settings
 from ingestion.topics import RELIABLE_PRODUCER_CONFIG, ensure_topic
 
@@ -23,10 +24,17 @@ def _delivery_report(failures: list[KafkaError]) -> Callable[[KafkaError | None,
 
 
 def produce(
-    settings: Settings, events: int, days: int = 7, seed: int = 1, until: date | None = None
+    settings: Settings,
+    events: int,
+    days: int = 7,
+    seed: int = 1,
+    until: date | None = None,
+    report: Callable[[str], None] | None = None,
+    report_every_s: float = 10.0,
 ) -> str:
     """Generate ``events`` events and produce them to ``settings.topic``, keyed by device.
 
+    ``report``, if given, receives a progress line (rate and ETA) every ``report_every_s``.
     Raises RuntimeError naming the Kafka error if the topic cannot be reached or any message is
     not acknowledged. Returns a one-line summary.
     """
@@ -44,7 +52,9 @@ def produce(
     failures: list[KafkaError] = []
     on_delivery = _delivery_report(failures)
     stats = TrafficStats()
-    for event in generate(events, days, seed, until, stats):
+    progress = Progress(events)
+    last_report = progress.started
+    for sent, event in enumerate(generate(events, days, seed, until, stats), start=1):
         value = json.dumps(event, separators=(",", ":")).encode()
         key = event["anonymous_id"].encode()
         while True:
@@ -56,6 +66,11 @@ def produce(
         producer.poll(0)
         if failures:
             break
+        if report is not None and sent % 1000 == 0:
+            now = time.monotonic()
+            if now - last_report >= report_every_s:
+                report(f"generate: {progress.line(sent, now)}")
+                last_report = now
     undelivered = producer.flush(120)
     if failures:
         raise RuntimeError(

@@ -57,9 +57,12 @@ class StackInfo:
     loader_database_url: str | None = None
     dbt_database_url: str | None = None
     bi_database_url: str | None = None
+    erasure_key: str | None = None
 
     @classmethod
-    def from_ports(cls, ports: Ports, passwords: Mapping[str, str]) -> StackInfo:
+    def from_ports(
+        cls, ports: Ports, passwords: Mapping[str, str], erasure_key: str | None = None
+    ) -> StackInfo:
         def url(login: credentials.Login) -> str:
             return local_database_url(
                 ports.postgres, user=login.name, password=passwords[login.name]
@@ -73,6 +76,7 @@ class StackInfo:
             loader_database_url=url(credentials.LOADER),
             dbt_database_url=url(credentials.DBT),
             bi_database_url=url(credentials.BI_READER),
+            erasure_key=erasure_key,
         )
 
     def env_lines(self) -> list[str]:
@@ -87,6 +91,8 @@ class StackInfo:
         ):
             if url:
                 lines.append(f"RETROLYTICS_{name}_DATABASE_URL={url}")
+        if self.erasure_key:
+            lines.append(f"RETROLYTICS_ERASURE_KEY={self.erasure_key}")
         return lines
 
 
@@ -133,7 +139,8 @@ def up(citus: bool = False) -> StackInfo:
                 ensure_free(ports.postgres, "PostgreSQL", paths.ports_file)
             passwords = credentials.passwords(paths)
             start_databases = partial(_start_postgres, paths, ports, running, passwords)
-            info, env_file = StackInfo.from_ports(ports, passwords), paths.env_file
+            info = StackInfo.from_ports(ports, passwords, credentials.erasure_key(paths))
+            env_file = paths.env_file
         else:
             cluster = citus_nodes.load_or_pick_ports(paths, avoid=astuple(ports))
             citus_nodes.ensure_ports_free(paths, cluster)
@@ -259,7 +266,7 @@ def status(citus: bool = False) -> StackInfo | None:
         return CitusStackInfo.from_cluster(ports, cluster)
     if not postgres.is_running(paths):
         return None
-    return StackInfo.from_ports(ports, credentials.passwords(paths))
+    return StackInfo.from_ports(ports, credentials.passwords(paths), credentials.erasure_key(paths))
 
 
 def main(action: str, citus: bool = False) -> int:

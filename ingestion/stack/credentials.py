@@ -47,3 +47,15 @@ def passwords(paths: StackPaths) -> dict[str, str]:
         partial.write_text(json.dumps(known, indent=2) + "\n")
         os.replace(partial, path)
     return known
+
+
+def erasure_key(paths: StackPaths) -> str:
+    """The key erased identities are hashed with (``ingestion.erasure``), made once."""
+    path = paths.root / "erasure.key"
+    if not path.exists():
+        partial = path.with_name(f".{path.name}.partial")
+        partial.touch(mode=0o600)
+        partial.chmod(0o600)
+        partial.write_text(secrets.token_urlsafe(32))
+        os.replace(partial, path)
+    return path.read_text().strip()

@@ -4,9 +4,9 @@ Two multi-assets over one manifest:
 
 - ``dbt_daily``: the windowed, retroactive models (``defined_events``, the funnel facts) and
   what is built from them (the funnel mart), partitioned by day. A run receives its partition
-  window as the dbt vars ``start``/``end`` plus ``lookback_hours``; a backfill of a date range
-  is one run over the whole range (``BackfillPolicy.single_run()``), which the models handle
-  like any window.
+  window (``start``/``end`` plus ``lookback_hours``) through ``runner.window_environment``; a
+  backfill of a date range is one run over the whole range (``BackfillPolicy.single_run()``),
+  which the models handle like any window.
 - ``dbt_current``: everything upstream of those (the compiled-declaration seeds, staging and
   versions views), not partitioned: they hold the current state, not a slice of time. The
   declarations are compiled into the seeds right before ``dbt build``, so the warehouse always
@@ -16,7 +16,6 @@ dbt runs against one warehouse take turns (a PostgreSQL advisory lock held for t
 invocation), so two partition runs launched together queue instead of racing on the same tables.
 """
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -34,26 +33,31 @@ from dagster_dbt import (
 )
 
 from ingestion import schema
-from orchestration.partitions import daily_partitions, window_vars
+from orchestration.partitions import daily_partitions, dbt_window
 from orchestration.project import (
     compile_definitions,
     dbt_project,
-    environment,
     require_manifest,
 )
 from orchestration.resources import RetrolyticsResource
+from retrolytics.warehouse import runner
 
-# The materializations that take a time window (macros/retroactive.sql, macros/funnels/), and
-# everything downstream of them (the funnel mart, views over windowed tables): they run in the
-# partitioned step, in one dbt invocation, after the current-state step they read.
-WINDOWED_MATERIALIZATIONS = ("distributed_incremental", "funnel_facts", "funnel_mart")
+# The materializations that take a time window (macros/retroactive.sql, macros/funnels/; the
+# sessions plan, a distributed_table, reads the window too), and everything downstream of them
+# (the funnel mart, the person and device dimensions, views over windowed tables): they run in
+# the partitioned step, in one dbt invocation, after the current-state step they read.
+WINDOWED_MATERIALIZATIONS = (
+    "distributed_incremental",
+    "distributed_table",
+    "funnel_attempts",
+    "funnel_mart",
+)
 WINDOWED = " ".join(f"config.materialized:{name}+" for name in WINDOWED_MATERIALIZATIONS)
 DBT_POOL = "retrolytics_dbt"
 # A test runs with the models it reads once they are all built, not with the first of them: a
 # relationships test from a windowed model to a staging view belongs to the windowed run.
 # (dagster-dbt still switches to "empty" when it selects individual checks.)
 DBT_RUN_ENV = {"DBT_INDIRECT_SELECTION": "buildable"}
-WAREHOUSE_LOCK_KEY = 7_264_112_002  # advisory lock: one dbt invocation per warehouse at a time
 
 
 class RetrolyticsTranslator(DagsterDbtTranslator):
@@ -92,23 +96,17 @@ class WindowConfig(dg.Config):
 
 @contextmanager
 def warehouse_turn(retrolytics: RetrolyticsResource, log: dg.DagsterLogManager) -> Iterator[None]:
-    """Hold the warehouse's dbt lock (and the dbt environment) for the block.
+    """Hold the warehouse's dbt lock (``warehouse.runner``, as every dbt caller does) and the
+    dbt environment for the block.
 
     Also makes sure the raw schema exists, so deriving an empty warehouse gives empty tables
     rather than an error about a missing source.
     """
-    with retrolytics.connect() as conn, retrolytics.dbt_env(), environment(DBT_RUN_ENV):
+    database_url = retrolytics.settings().dbt_url
+    with runner.warehouse_lock(database_url, on_wait=log.info) as conn:
         schema.ensure_ready(conn)
-        got_it = conn.execute("select pg_try_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,)).fetchone()[
-            0
-        ]
-        if not got_it:
-            log.info("another dbt run is using this warehouse; waiting for it to finish")
-            conn.execute("select pg_advisory_lock(%s)", (WAREHOUSE_LOCK_KEY,))
-        try:
+        with retrolytics.dbt_env(), runner.environment(DBT_RUN_ENV):
             yield
-        finally:
-            conn.execute("select pg_advisory_unlock(%s)", (WAREHOUSE_LOCK_KEY,))
 
 
 @contextmanager
@@ -158,11 +156,14 @@ def dbt_daily(
     retrolytics: RetrolyticsResource,
     config: WindowConfig,
 ) -> Iterator[Any]:
-    variables = window_vars(context.partition_time_window, config.lookback_hours)
-    context.log.info(f"dbt window: {variables}")
-    with warehouse_turn(retrolytics, context.log), scratch_target(context) as target:
-        arguments = ["build", "--vars", json.dumps(variables)]
-        yield from dbt.cli(arguments, context=context, target_path=target).stream()
+    window = dbt_window(context.partition_time_window, config.lookback_hours)
+    context.log.info(f"dbt window: {window}")
+    with (
+        warehouse_turn(retrolytics, context.log),
+        runner.environment(runner.window_environment(window)),
+        scratch_target(context) as target,
+    ):
+        yield from dbt.cli(["build"], context=context, target_path=target).stream()
 
 
 # The seed `retrolytics definitions compile` writes from definitions/events/*.yml.

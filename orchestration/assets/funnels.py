@@ -14,25 +14,25 @@ naming ``file:line`` and what is wrong.
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
+import psycopg
 
 from orchestration.assets.dbt import dbt_daily
 from orchestration.partitions import daily_partitions
 from orchestration.project import DEFINITIONS_DIR
 from orchestration.resources import RetrolyticsResource
+from retrolytics.language.check import check
+from retrolytics.language.funnels import Funnel
 
 FUNNEL_SEEDS = ("funnels", "funnel_steps")
 MART_MODEL = "mart_funnel_conversion"
 MART_TABLE = "marts.mart_funnel_conversion"
 
 
-def declared_funnels(definitions_dir: Path = DEFINITIONS_DIR) -> list[Any]:
-    """The valid funnels of the declarations folder (``retrolytics.language.funnels.Funnel``)."""
-    from retrolytics.language.check import check
-
-    return sorted(check(definitions_dir).declarations.get("funnels", []), key=lambda f: f.name)
+def declared_funnels(definitions_dir: Path = DEFINITIONS_DIR) -> list[Funnel]:
+    """The valid funnels of the declarations folder."""
+    return sorted(check(definitions_dir).funnels, key=lambda f: f.name)
 
 
 def funnel_steps(definitions_dir: Path = DEFINITIONS_DIR) -> dict[str, frozenset[str]]:
@@ -67,15 +67,13 @@ def _owner(owner: str) -> str:
     return owner if "@" in owner else f"team:{owner}"
 
 
-def _step_labels(funnel: Any) -> list[str]:
+def _step_labels(funnel: Funnel) -> list[str]:
     return [step.event.label for step in funnel.steps]
 
 
-def funnel_spec(funnel: Any, mart: dg.AssetKey) -> dg.AssetSpec:
+def funnel_spec(funnel: Funnel, mart: dg.AssetKey) -> dg.AssetSpec:
     steps = _step_labels(funnel)
-    from retrolytics.language.funnels import format_duration
-
-    window = format_duration(funnel.conversion_window_seconds)
+    window = funnel.window_label
     return dg.AssetSpec(
         key=funnel_key(funnel.name),
         deps=[mart],
@@ -99,11 +97,14 @@ def funnel_spec(funnel: Any, mart: dg.AssetKey) -> dg.AssetSpec:
     )
 
 
-def _step_totals(conn: Any, name: str, window: dg.TimeWindow) -> list[tuple]:
-    """Per step over the window's entry days and every breakdown value: attempts, units."""
+def _step_totals(conn: psycopg.Connection, name: str, window: dg.TimeWindow) -> list[tuple]:
+    """Per step over the window's entry days, all breakdown values together: attempts, units.
+    The mart's `(all)` rows hold every attempt once; summing the breakdown rows as well would
+    count each twice."""
     return conn.execute(
         f"select step_number, min(step_name), sum(entries), sum(units) from {MART_TABLE} "
         "where funnel_name = %s and entry_day >= %s and entry_day < %s "
+        "and breakdown_value = '(all)' "
         "group by step_number order by step_number",
         (name, window.start.date(), window.end.date()),
     ).fetchall()
@@ -130,7 +131,7 @@ def _report(name: str, steps: list[str], rows: list[tuple]) -> dg.MaterializeRes
     )
 
 
-def build_funnel_assets(funnels: list[Any]) -> list[dg.AssetsDefinition]:
+def build_funnel_assets(funnels: list[Funnel]) -> list[dg.AssetsDefinition]:
     """One multi-asset holding every funnel's asset (one query per funnel, one step per run)."""
     mart = _dbt_key(MART_MODEL)
     if mart is None or not funnels:

@@ -5,7 +5,7 @@
 ``funnels/`` later). A kind says how to read one list item and, optionally, how to check the
 whole catalogue at once (a funnel step must name an event definition that exists). Adding a kind
 is adding a ``DeclarationKind`` to ``KINDS``; names are unique within a kind, across files. A
-kind also names the dbt seeds it compiles to; ``dbt_runner.compile_seed`` writes them all.
+kind also names the dbt seeds it compiles to; ``seeds.compile_seed`` writes them all.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retrolytics.language import events, funnels
+from ingestion.redaction import Redaction
+from retrolytics.language import events, funnels, privacy
 from retrolytics.language.sources import Problem, YamlList, YamlMap, load_yaml
 
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -46,6 +47,7 @@ class Catalog:
     files: dict[str, list[str]] = field(default_factory=dict)  # kind folder -> files
     declarations: dict[str, list[Any]] = field(default_factory=dict)  # kind folder -> parsed
     problems: list[Problem] = field(default_factory=list)
+    redaction: Redaction = field(default_factory=Redaction)  # privacy.yml, compiled
 
     @property
     def ok(self) -> bool:
@@ -54,6 +56,10 @@ class Catalog:
     @property
     def event_definitions(self) -> list[events.EventDefinition]:
         return self.declarations.get("events", [])
+
+    @property
+    def funnels(self) -> list[funnels.Funnel]:
+        return self.declarations.get("funnels", [])
 
     def summary(self) -> str:
         counts = [
@@ -85,7 +91,7 @@ FUNNELS = DeclarationKind(
     plural="funnels",
     parse_item=funnels.parse_funnel,
     cross_check=funnels.check_references,
-    seeds=lambda catalog: funnels.seed_files(catalog.declarations.get("funnels", [])),
+    seeds=lambda catalog: funnels.seed_files(catalog.funnels),
 )
 
 KINDS: list[DeclarationKind] = [EVENTS, FUNNELS]
@@ -118,6 +124,8 @@ def check(root: Path) -> Catalog:
     for kind in KINDS:
         if kind.cross_check is not None and kind.folder in catalog.files:
             catalog.problems.extend(kind.cross_check(catalog))
+    catalog.redaction, problems = privacy.check(root, shown_path(root / privacy.FILE_NAME))
+    catalog.problems.extend(problems)
     catalog.problems.sort()
     return catalog
 
@@ -205,3 +213,14 @@ def load_catalog(root: Path) -> Catalog:
     if catalog.problems:
         raise DefinitionsInvalid(catalog.problems)
     return catalog
+
+
+def load_redaction(root: Path) -> Redaction:
+    """The privacy rules of ``root/privacy.yml`` (the defaults without one), for every path that
+    stores events (``retrolytics load`` and ``collect``, Dagster's load job, the demo): raises
+    ``DefinitionsInvalid`` on any problem, so nothing is stored under rules that were meant
+    otherwise."""
+    rules, problems = privacy.check(root, shown_path(root / privacy.FILE_NAME))
+    if problems:
+        raise DefinitionsInvalid(problems)
+    return rules

@@ -33,7 +33,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import cssselect
@@ -44,6 +44,13 @@ from retrolytics.language import sql
 from retrolytics.language.regex import RegexProblem, check_regex, like_pattern
 from retrolytics.language.selectors import SelectorError, compile_selector
 from retrolytics.language.sources import Problem, YamlList, YamlMap
+from retrolytics.language.validation import (
+    Report,
+    describe,
+    required_text,
+    start_report,
+    unknown_keys,
+)
 
 EVENT_TYPES = tuple(t.value for t in EventType)
 ELEMENT_TYPES = frozenset(t.value for t in ELEMENT_EVENT_TYPES)
@@ -59,8 +66,6 @@ VALUE_FIELDS = {
 DEFINITION_KEYS = ("name", "description", "owner", "match")
 CONDITION_KEYS = ("type", "name", "selector", "text", "href", "path", "url", "properties")
 ELEMENT_ONLY_KEYS = ("selector", "text", "href")
-NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
-MAX_NAME_LENGTH = 63
 MAX_VALUE_LENGTH = 2048
 
 Scalar = str | int | float | bool | None
@@ -100,56 +105,21 @@ class EventDefinition:
 # -- parsing --------------------------------------------------------------------------------
 
 
-@dataclass
-class _Report:
-    """Collects problems for one file; ``label`` prefixes messages with the definition."""
-
-    path: str
-    label: str
-    problems: list[Problem] = field(default_factory=list)
-
-    def add(self, line: int, message: str) -> None:
-        self.problems.append(Problem(self.path, line, f"{self.label}: {message}"))
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
 def parse_event_definition(
     item: Any, path: str, line: int, index: int
 ) -> tuple[EventDefinition | None, list[Problem]]:
     """Validate one entry of an ``events:`` list; return the definition or the problems."""
-    report = _Report(path, f"events[{index}]")
+    report = start_report(item, path, f"events[{index}]", "event definition")
     if not isinstance(item, YamlMap):
         report.add(
-            line, f"must be a mapping with keys {', '.join(DEFINITION_KEYS)}; got {_describe(item)}"
+            line, f"must be a mapping with keys {', '.join(DEFINITION_KEYS)}; got {describe(item)}"
         )
         return None, report.problems
-    name = item.get("name")
-    if isinstance(name, str) and name:
-        report.label = f"event definition {name!r}"
-        if not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
-            report.add(
-                item.line_of("name"),
-                "the name must be snake_case: lower-case letters and digits in words joined by "
-                f"single underscores, starting with a letter, at most {MAX_NAME_LENGTH} "
-                "characters",
-            )
-    _unknown_keys(item, DEFINITION_KEYS, "an event definition", report)
-    texts = {key: _required_text(item, key, report) for key in ("name", "description", "owner")}
+    unknown_keys(item, DEFINITION_KEYS, "an event definition", report)
+    texts = {
+        key: required_text(item, key, report, MAX_VALUE_LENGTH)
+        for key in ("name", "description", "owner")
+    }
     conditions = _conditions(item, report)
     if report.problems or conditions is None:
         return None, report.problems
@@ -164,32 +134,7 @@ def parse_event_definition(
     return definition, []
 
 
-def _unknown_keys(mapping: YamlMap, allowed: Sequence[str], what: str, report: _Report) -> None:
-    for key in mapping:
-        if key not in allowed:
-            report.add(
-                mapping.key_lines.get(key, mapping.line),
-                f"unknown key {key!r} in {what} (allowed: {', '.join(allowed)})",
-            )
-
-
-def _required_text(mapping: YamlMap, key: str, report: _Report) -> str:
-    if key not in mapping:
-        report.add(mapping.line, f"missing required key {key!r}")
-        return ""
-    value = mapping[key]
-    if not isinstance(value, str) or not value.strip():
-        report.add(
-            mapping.line_of(key), f"{key!r} must be a non-empty string; got {_describe(value)}"
-        )
-        return ""
-    if "\x00" in value:
-        report.add(mapping.line_of(key), f"{key!r} holds a NUL character")
-        return ""
-    return value.strip()
-
-
-def _conditions(item: YamlMap, report: _Report) -> tuple[Condition, ...] | None:
+def _conditions(item: YamlMap, report: Report) -> tuple[Condition, ...] | None:
     if "match" not in item:
         report.add(item.line, "missing required key 'match' (a list of conditions)")
         return None
@@ -198,7 +143,7 @@ def _conditions(item: YamlMap, report: _Report) -> tuple[Condition, ...] | None:
         match = _single_condition_list(match)  # one condition without the list dash
     if not isinstance(match, YamlList):
         report.add(
-            item.line_of("match"), f"'match' must be a list of conditions; got {_describe(match)}"
+            item.line_of("match"), f"'match' must be a list of conditions; got {describe(match)}"
         )
         return None
     if not match:
@@ -217,16 +162,16 @@ def _single_condition_list(condition: YamlMap) -> YamlList:
     return items
 
 
-def _condition(raw: Any, where: str, line: int, report: _Report) -> Condition | None:
+def _condition(raw: Any, where: str, line: int, report: Report) -> Condition | None:
     before = len(report.problems)
     if not isinstance(raw, YamlMap):
         report.add(
             line,
             f"{where} must be a mapping of condition keys "
-            f"({', '.join(CONDITION_KEYS)}); got {_describe(raw)}",
+            f"({', '.join(CONDITION_KEYS)}); got {describe(raw)}",
         )
         return None
-    _unknown_keys(raw, CONDITION_KEYS, f"{where}", report)
+    unknown_keys(raw, CONDITION_KEYS, f"{where}", report)
     if not raw:
         report.add(
             raw.line,
@@ -259,7 +204,7 @@ def _condition(raw: Any, where: str, line: int, report: _Report) -> Condition | 
     )
 
 
-def _types(raw: YamlMap, where: str, report: _Report) -> tuple[str, ...]:
+def _types(raw: YamlMap, where: str, report: Report) -> tuple[str, ...]:
     if "type" not in raw:
         return ()
     value = raw["type"]
@@ -273,7 +218,7 @@ def _types(raw: YamlMap, where: str, report: _Report) -> tuple[str, ...]:
         if not isinstance(item, str) or item not in EVENT_TYPES:
             report.add(
                 line,
-                f"{where}.type: unknown event type {_describe(item)} "
+                f"{where}.type: unknown event type {describe(item)} "
                 f"(known: {', '.join(EVENT_TYPES)})",
             )
         elif item not in types:
@@ -281,19 +226,19 @@ def _types(raw: YamlMap, where: str, report: _Report) -> tuple[str, ...]:
     return tuple(sorted(types))
 
 
-def _plain_text(raw: YamlMap, key: str, where: str, report: _Report) -> str | None:
+def _plain_text(raw: YamlMap, key: str, where: str, report: Report) -> str | None:
     if key not in raw:
         return None
     value = raw[key]
     if not isinstance(value, str) or not value:
         report.add(
-            raw.line_of(key), f"{where}.{key} must be a non-empty string; got {_describe(value)}"
+            raw.line_of(key), f"{where}.{key} must be a non-empty string; got {describe(value)}"
         )
         return None
     return value if _storable(value, f"{where}.{key}", raw.line_of(key), report) else None
 
 
-def _storable(value: str, where: str, line: int, report: _Report) -> bool:
+def _storable(value: str, where: str, line: int, report: Report) -> bool:
     if "\x00" in value:
         report.add(line, f"{where} holds a NUL character, which PostgreSQL cannot store")
         return False
@@ -303,7 +248,7 @@ def _storable(value: str, where: str, line: int, report: _Report) -> bool:
     return True
 
 
-def _selector(raw: YamlMap, where: str, report: _Report) -> str | None:
+def _selector(raw: YamlMap, where: str, report: Report) -> str | None:
     selector = _plain_text(raw, "selector", where, report)
     if selector is None:
         return None
@@ -315,7 +260,7 @@ def _selector(raw: YamlMap, where: str, report: _Report) -> str | None:
     return selector
 
 
-def _value_match(raw: YamlMap, key: str, where: str, report: _Report) -> ValueMatch | None:
+def _value_match(raw: YamlMap, key: str, where: str, report: Report) -> ValueMatch | None:
     if key not in raw:
         return None
     value = raw[key]
@@ -326,7 +271,7 @@ def _value_match(raw: YamlMap, key: str, where: str, report: _Report) -> ValueMa
     if isinstance(value, int | float) and not isinstance(value, bool):
         report.add(
             line,
-            f"{where}.{key} must be text; got {_describe(value)}: quote it "
+            f"{where}.{key} must be text; got {describe(value)}: quote it "
             f'("{value}") to match that text',
         )
         return None
@@ -334,7 +279,7 @@ def _value_match(raw: YamlMap, key: str, where: str, report: _Report) -> ValueMa
         report.add(
             line,
             f"{where}.{key} must be a string (meaning equals) or a mapping with one "
-            f"operator ({', '.join(allowed)}); got {_describe(value)}",
+            f"operator ({', '.join(allowed)}); got {describe(value)}",
         )
         return None
     if len(value) != 1:
@@ -353,7 +298,7 @@ def _value_match(raw: YamlMap, key: str, where: str, report: _Report) -> ValueMa
         )
         return None
     if not isinstance(operand, str) or not operand:
-        report.add(line, f"{where}.{key}.{op} must be a non-empty string; got {_describe(operand)}")
+        report.add(line, f"{where}.{key}.{op} must be a non-empty string; got {describe(operand)}")
         return None
     if not _storable(operand, f"{where}.{key}.{op}", line, report):
         return None
@@ -366,7 +311,7 @@ def _value_match(raw: YamlMap, key: str, where: str, report: _Report) -> ValueMa
     return ValueMatch(op, operand)
 
 
-def _properties(raw: YamlMap, where: str, report: _Report) -> tuple[tuple[str, Scalar], ...]:
+def _properties(raw: YamlMap, where: str, report: Report) -> tuple[tuple[str, Scalar], ...]:
     if "properties" not in raw:
         return ()
     value = raw["properties"]
@@ -375,7 +320,7 @@ def _properties(raw: YamlMap, where: str, report: _Report) -> tuple[tuple[str, S
         report.add(
             line,
             f"{where}.properties must be a non-empty mapping of property names to "
-            f"values; got {_describe(value)}",
+            f"values; got {describe(value)}",
         )
         return ()
     pairs = []
@@ -384,7 +329,7 @@ def _properties(raw: YamlMap, where: str, report: _Report) -> tuple[tuple[str, S
         if not isinstance(key, str) or not key:
             report.add(
                 item_line,
-                f"{where}.properties: the key {_describe(key)} must be a non-empty string",
+                f"{where}.properties: the key {describe(key)} must be a non-empty string",
             )
         elif isinstance(item, dict | list):
             report.add(

@@ -15,17 +15,28 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
         conversion_window: 7d               # from entering (step 1) to the last step
         order: ordered                      # ordered (default) | strict | unordered
         unit: user                          # device (default) | user (after identity stitching)
+                                            # | session (an attempt never leaves its session)
         breakdown:                          # optional: one value per entry
-          field: utm_source                 # an event field, or `property: <name>`
-          attribution: first_touch          # first_touch (default) | last_touch | step_N
+          field: utm_source                 # an event field, `property: <name>`,
+                                            # `session: <fct_sessions column>` or
+                                            # `person: <trait>` (as of the event's time)
+          attribution: first_touch          # first_touch (default) | last_touch | step_N |
+                                            # all_events: the first / last non-empty value of
+                                            # the attempt's steps, step N's event's value, or
+                                            # each value's events walked apart
+          unreached: keep                   # step_N only: keep (default: under `(none)`) |
+                                            # leave_out (units short of step N in no value's row)
         exclusions:                         # optional: disqualify an attempt
           - event: removed_from_cart
             between: [added_to_cart, 3]     # steps by name or number; default first and last
         hold_constant: [category]           # optional: properties equal on every step
 
 Durations are a whole number and a unit: ``s``, ``m``, ``h``, ``d`` or ``w`` (``30m``, ``7d``).
+``conversion_window`` also takes calendar months, ``1mo`` to ``12mo`` (PostHog's ``month``
+conversion window unit): the deadline is the entry's UTC date and time that many months later,
+on the month's last day when it is shorter (Jan 31 + 1mo = Feb 28 or 29, same time of day).
 What a funnel *means* (entries, re-entry, ties, windows, exclusions) is written down once, in
-``tests/funnel_reference.py`` and the description of ``fct_funnel_entries``.
+``retrolytics/semantics/funnels.py`` and the description of ``fct_funnel_entries``.
 
 Compiling writes two dbt seeds, ``funnels`` (one row per funnel) and ``funnel_steps`` (one row
 per step and per exclusion): data that generic SQL reads, never SQL text.
@@ -39,12 +50,23 @@ import hashlib
 import io
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ingestion.contract import EventType
 from retrolytics.language import sql
 from retrolytics.language.sources import Problem, YamlList, YamlMap
+from retrolytics.language.validation import (
+    Report,
+    describe,
+    is_name,
+    required_text,
+    start_report,
+    unknown_keys,
+)
+
+if TYPE_CHECKING:  # the catalogue is built by check.py, which imports this module
+    from retrolytics.language.check import Catalog
 
 FUNNEL_KEYS = (
     "name",
@@ -60,9 +82,13 @@ FUNNEL_KEYS = (
 )
 STEP_KEYS = ("event", "type", "name", "within")
 EXCLUSION_KEYS = ("event", "type", "name", "between")
-BREAKDOWN_KEYS = ("field", "property", "attribution")
+BREAKDOWN_SOURCES = ("field", "property", "session", "person")
+BREAKDOWN_KEYS = (*BREAKDOWN_SOURCES, "attribution", "unreached")
+# For step_N attribution, what becomes of attempts that never reached step N: counted under
+# `(none)` (keep), or in no breakdown value's row, only in `(all)` (leave_out, PostHog's rule).
+UNREACHED = ("keep", "leave_out")
 ORDERS = ("ordered", "strict", "unordered")
-UNITS = ("device", "user")
+UNITS = ("device", "user", "session")
 EVENT_TYPES = tuple(t.value for t in EventType)
 # Event columns a breakdown may read (the entry event's, or the attributed step's).
 BREAKDOWN_FIELDS = (
@@ -78,16 +104,30 @@ BREAKDOWN_FIELDS = (
     "utm_medium",
     "utm_campaign",
 )
+# Columns of fct_sessions a breakdown may read (of the session of the attributed event).
+BREAKDOWN_SESSION_COLUMNS = (
+    "landing_page",
+    "exit_page",
+    "referrer",
+    "referrer_host",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "browser_family",
+    "os_family",
+    "device_family",
+)
 MIN_STEPS = 2
 MAX_STEPS = 20
 MAX_HOLD_CONSTANT = 5
 MAX_WINDOW_SECONDS = 366 * 86_400
 MAX_TEXT_LENGTH = 2048
-NAME_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
-MAX_NAME_LENGTH = 63
 DURATION_PATTERN = re.compile(r"([0-9]{1,9})\s*([smhdw])")
+MONTHS_PATTERN = re.compile(r"([0-9]{1,9})\s*mo")
+MAX_WINDOW_MONTHS = 12
+SHORTEST_MONTH_SECONDS = 28 * 86_400
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-ATTRIBUTION_PATTERN = re.compile(r"first_touch|last_touch|step_([0-9]{1,2})")
+ATTRIBUTION_PATTERN = re.compile(r"first_touch|last_touch|all_events|step_([0-9]{1,2})")
 
 
 # -- the declarations -----------------------------------------------------------------------
@@ -129,13 +169,25 @@ class Exclusion:
 class Breakdown:
     field: str | None = None
     property_name: str | None = None
-    attribution: str = "first_touch"  # first_touch | last_touch | step
+    session_column: str | None = None  # of the event's session (fct_sessions)
+    person_trait: str | None = None  # of the event's person, as of the event's time
+    attribution: str = "first_touch"  # first_touch | last_touch | all_events | step
     attribution_step: int | None = None  # for attribution "step"
+    unreached: str = "keep"  # for attribution "step": keep | leave_out
 
     @property
     def label(self) -> str:
-        what = self.field if self.field is not None else f"property {self.property_name}"
+        if self.field is not None:
+            what = self.field
+        elif self.session_column is not None:
+            what = f"session {self.session_column}"
+        elif self.person_trait is not None:
+            what = f"person {self.person_trait}"
+        else:
+            what = f"property {self.property_name}"
         how = f"step_{self.attribution_step}" if self.attribution == "step" else self.attribution
+        if self.unreached != "keep":
+            how += f", unreached: {self.unreached}"
         return f"{what} ({how})"
 
 
@@ -145,7 +197,7 @@ class Funnel:
     description: str
     owner: str
     steps: tuple[Step, ...]
-    conversion_window_seconds: int
+    conversion_window_seconds: int  # 0 when the window is in calendar months
     order: str = "ordered"
     unit: str = "device"
     breakdown: Breakdown | None = None
@@ -153,6 +205,13 @@ class Funnel:
     hold_constant: tuple[str, ...] = ()
     path: str = ""
     line: int = 0
+    conversion_window_months: int = 0  # a calendar window (``1mo``): replaces the seconds
+
+    @property
+    def window_label(self) -> str:
+        if self.conversion_window_months:
+            return f"{self.conversion_window_months}mo"
+        return format_duration(self.conversion_window_seconds)
 
     def definitions_used(self) -> frozenset[str]:
         """The event definitions the funnel reads (steps and exclusions)."""
@@ -163,34 +222,8 @@ class Funnel:
 # -- parsing --------------------------------------------------------------------------------
 
 
-@dataclass
-class _Report:
-    path: str
-    label: str
-    problems: list[Problem] = field(default_factory=list)
-
-    def add(self, line: int, message: str) -> None:
-        self.problems.append(Problem(self.path, line, f"{self.label}: {message}"))
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
 def _shown(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else _describe(value)
+    return repr(value) if isinstance(value, str) else describe(value)
 
 
 def parse_funnel(
@@ -201,36 +234,25 @@ def parse_funnel(
     References to event definitions are checked later, against the whole catalogue
     (``check_references``), because definitions live in other files.
     """
-    report = _Report(path, f"funnels[{index}]")
+    report = start_report(item, path, f"funnels[{index}]", "funnel")
     if not isinstance(item, YamlMap):
         report.add(
-            line, f"must be a mapping with keys {', '.join(FUNNEL_KEYS)}; got {_describe(item)}"
+            line, f"must be a mapping with keys {', '.join(FUNNEL_KEYS)}; got {describe(item)}"
         )
         return None, report.problems
-    name = item.get("name")
-    if isinstance(name, str) and name:
-        report.label = f"funnel {name!r}"
-        if not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME_LENGTH:
-            report.add(
-                item.line_of("name"),
-                "the name must be snake_case: lower-case letters and digits in words joined by "
-                f"single underscores, starting with a letter, at most {MAX_NAME_LENGTH} characters",
-            )
-    for key in item:
-        if key not in FUNNEL_KEYS:
-            report.add(
-                item.key_lines.get(key, item.line),
-                f"unknown key {key!r} in a funnel (allowed: {', '.join(FUNNEL_KEYS)})",
-            )
-    texts = {key: _required_text(item, key, report) for key in ("name", "description", "owner")}
+    unknown_keys(item, FUNNEL_KEYS, "a funnel", report)
+    texts = {
+        key: required_text(item, key, report, MAX_TEXT_LENGTH)
+        for key in ("name", "description", "owner")
+    }
     order = _choice(item, "order", ORDERS, "ordered", report)
     unit = _choice(item, "unit", UNITS, "device", report)
-    window = _conversion_window(item, report)
-    steps = _steps(item, order, window, report)
+    window, window_months = _conversion_window(item, report)
+    steps = _steps(item, order, window, window_months, report)
     exclusions = _exclusions(item, steps, order, report) if steps else ()
     breakdown = _breakdown(item, len(steps or ()), report)
     hold_constant = _hold_constant(item, report)
-    if report.problems or steps is None or window is None:
+    if report.problems or steps is None or window is None or window_months is None:
         return None, report.problems
     funnel = Funnel(
         name=texts["name"],
@@ -245,31 +267,13 @@ def parse_funnel(
         hold_constant=hold_constant,
         path=path,
         line=item.line,
+        conversion_window_months=window_months,
     )
     return funnel, []
 
 
-def _required_text(mapping: YamlMap, key: str, report: _Report) -> str:
-    if key not in mapping:
-        report.add(mapping.line, f"missing required key {key!r}")
-        return ""
-    value = mapping[key]
-    if not isinstance(value, str) or not value.strip():
-        report.add(
-            mapping.line_of(key), f"{key!r} must be a non-empty string; got {_describe(value)}"
-        )
-        return ""
-    if "\x00" in value or len(value) > MAX_TEXT_LENGTH:
-        report.add(
-            mapping.line_of(key),
-            f"{key!r} must be at most {MAX_TEXT_LENGTH} characters without NUL characters",
-        )
-        return ""
-    return value.strip()
-
-
 def _choice(
-    mapping: YamlMap, key: str, allowed: Sequence[str], default: str, report: _Report
+    mapping: YamlMap, key: str, allowed: Sequence[str], default: str, report: Report
 ) -> str:
     if key not in mapping:
         return default
@@ -277,7 +281,7 @@ def _choice(
     if value not in allowed:
         report.add(
             mapping.line_of(key),
-            f"{key!r} must be one of {', '.join(allowed)}; got {_describe(value)}",
+            f"{key!r} must be one of {', '.join(allowed)}; got {describe(value)}",
         )
         return default
     return value
@@ -286,7 +290,7 @@ def _choice(
 def parse_duration(text: Any) -> int:
     """Seconds in a duration such as ``30m`` or ``7d``; ``ValueError`` says what is wrong."""
     if not isinstance(text, str):
-        raise ValueError(f"must be a duration such as 30m, 2h or 7d; got {_describe(text)}")
+        raise ValueError(f"must be a duration such as 30m, 2h or 7d; got {describe(text)}")
     match = DURATION_PATTERN.fullmatch(text.strip())
     if match is None:
         raise ValueError(
@@ -308,18 +312,37 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _conversion_window(item: YamlMap, report: _Report) -> int | None:
+def parse_months(text: Any) -> int | None:
+    """Months in a calendar window such as ``1mo``; None when ``text`` is not one.
+    ``ValueError`` when it is written as months but is not a whole number from 1 to 12."""
+    if not isinstance(text, str) or not text.strip().endswith("mo"):
+        return None
+    match = MONTHS_PATTERN.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a number of months: write a whole number, as in 1mo")
+    months = int(match.group(1))
+    if not 1 <= months <= MAX_WINDOW_MONTHS:
+        raise ValueError(f"{text!r}: a calendar window is 1mo to {MAX_WINDOW_MONTHS}mo")
+    return months
+
+
+def _conversion_window(item: YamlMap, report: Report) -> tuple[int | None, int | None]:
+    """(seconds, months) of the conversion window: one of them is 0; None where invalid."""
     if "conversion_window" not in item:
         report.add(item.line, "missing required key 'conversion_window' (a duration such as 7d)")
-        return None
+        return None, None
+    raw = item["conversion_window"]
     try:
-        return parse_duration(item["conversion_window"])
+        months = parse_months(raw)
+        if months is not None:
+            return 0, months
+        return parse_duration(raw), 0
     except ValueError as exc:
         report.add(item.line_of("conversion_window"), f"conversion_window: {exc}")
-        return None
+        return None, None
 
 
-def _event_ref(raw: Any, where: str, line: int, report: _Report) -> EventRef | None:
+def _event_ref(raw: Any, where: str, line: int, report: Report) -> EventRef | None:
     """A step or exclusion's event: ``name``, ``{event: name}`` or ``{type: t[, name: n]}``."""
     if isinstance(raw, str):
         return _definition_ref(raw, where, line, report)
@@ -327,7 +350,7 @@ def _event_ref(raw: Any, where: str, line: int, report: _Report) -> EventRef | N
         report.add(
             line,
             f"{where} must be an event definition name or a mapping with 'event' or 'type'; "
-            f"got {_describe(raw)}",
+            f"got {describe(raw)}",
         )
         return None
     has_event, has_type = "event" in raw, "type" in raw
@@ -366,21 +389,17 @@ def _event_ref(raw: Any, where: str, line: int, report: _Report) -> EventRef | N
     return EventRef(event_type=event_type, event_name=name)
 
 
-def _definition_ref(value: Any, where: str, line: int, report: _Report) -> EventRef | None:
-    if (
-        not isinstance(value, str)
-        or not NAME_PATTERN.fullmatch(value)
-        or len(value) > MAX_NAME_LENGTH
-    ):
+def _definition_ref(value: Any, where: str, line: int, report: Report) -> EventRef | None:
+    if not is_name(value):
         report.add(
-            line, f"{where} must name an event definition (snake_case); got {_describe(value)}"
+            line, f"{where} must name an event definition (snake_case); got {describe(value)}"
         )
         return None
     return EventRef(definition=value)
 
 
 def _steps(
-    item: YamlMap, order: str, window: int | None, report: _Report
+    item: YamlMap, order: str, window: int | None, window_months: int | None, report: Report
 ) -> tuple[Step, ...] | None:
     if "steps" not in item:
         report.add(item.line, f"missing required key 'steps' ({MIN_STEPS} to {MAX_STEPS} steps)")
@@ -391,7 +410,7 @@ def _steps(
         report.add(
             line,
             f"'steps' must be a list of {MIN_STEPS} to {MAX_STEPS} steps; "
-            f"got {_describe(raw_steps)}",
+            f"got {describe(raw_steps)}",
         )
         return None
     if not MIN_STEPS <= len(raw_steps) <= MAX_STEPS:
@@ -413,7 +432,7 @@ def _steps(
                         f"unknown key {key!r} in {where} (allowed: {', '.join(STEP_KEYS)})",
                     )
             if "within" in raw:
-                within = _step_window(raw, index, order, window, where, report)
+                within = _step_window(raw, index, order, window, window_months, where, report)
         ref = _event_ref(raw, where, step_line, report)
         if ref is not None:
             steps.append(Step(event=ref, within_seconds=within, line=step_line))
@@ -423,7 +442,13 @@ def _steps(
 
 
 def _step_window(
-    raw: YamlMap, index: int, order: str, window: int | None, where: str, report: _Report
+    raw: YamlMap,
+    index: int,
+    order: str,
+    window: int | None,
+    window_months: int | None,
+    where: str,
+    report: Report,
 ) -> int | None:
     line = raw.line_of("within")
     if index == 0:
@@ -435,11 +460,24 @@ def _step_window(
         )
         return None
     try:
+        if parse_months(raw["within"]) is not None:
+            raise ValueError(
+                "months are for conversion_window only; write a step's bound in s, m, h, d or w"
+            )
         seconds = parse_duration(raw["within"])
     except ValueError as exc:
         report.add(line, f"{where}.within: {exc}")
         return None
-    if window is not None and seconds > window:
+    if window_months:  # a calendar window is at least its months of 28 days
+        shortest = window_months * SHORTEST_MONTH_SECONDS
+        if seconds > shortest:
+            report.add(
+                line,
+                f"{where}.within ({format_duration(seconds)}) is longer than the conversion_window "
+                f"({window_months}mo) in a short month ({format_duration(shortest)})",
+            )
+            return None
+    elif window is not None and seconds > window:
         report.add(
             line,
             f"{where}.within ({format_duration(seconds)}) is longer than the conversion_window "
@@ -450,7 +488,7 @@ def _step_window(
 
 
 def _exclusions(
-    item: YamlMap, steps: tuple[Step, ...], order: str, report: _Report
+    item: YamlMap, steps: tuple[Step, ...], order: str, report: Report
 ) -> tuple[Exclusion, ...]:
     if "exclusions" not in item:
         return ()
@@ -462,7 +500,7 @@ def _exclusions(
         )
         return ()
     if not isinstance(raw_list, YamlList) or not raw_list:
-        report.add(line, f"'exclusions' must be a non-empty list; got {_describe(raw_list)}")
+        report.add(line, f"'exclusions' must be a non-empty list; got {describe(raw_list)}")
         return ()
     exclusions = []
     for index, raw in enumerate(raw_list):
@@ -499,7 +537,7 @@ def _exclusions(
 
 
 def _between(
-    raw: YamlMap, steps: tuple[Step, ...], where: str, report: _Report
+    raw: YamlMap, steps: tuple[Step, ...], where: str, report: Report
 ) -> tuple[int, int] | None:
     if "between" not in raw:
         return 1, len(steps)
@@ -509,7 +547,7 @@ def _between(
         report.add(
             line,
             f"{where}.between must be two steps, [from, to], by name or number; "
-            f"got {_describe(value)}",
+            f"got {describe(value)}",
         )
         return None
     numbers = [_step_number(v, steps, f"{where}.between", line, report) for v in value]
@@ -524,7 +562,7 @@ def _between(
 
 
 def _step_number(
-    value: Any, steps: tuple[Step, ...], where: str, line: int, report: _Report
+    value: Any, steps: tuple[Step, ...], where: str, line: int, report: Report
 ) -> int | None:
     if isinstance(value, bool):
         value = None
@@ -542,18 +580,20 @@ def _step_number(
         else:
             report.add(line, f"{where}: {value!r} is not one of the funnel's steps")
         return None
-    report.add(line, f"{where}: a step is a name or a number; got {_describe(value)}")
+    report.add(line, f"{where}: a step is a name or a number; got {describe(value)}")
     return None
 
 
-def _breakdown(item: YamlMap, step_count: int, report: _Report) -> Breakdown | None:
+def _breakdown(item: YamlMap, step_count: int, report: Report) -> Breakdown | None:
     if "breakdown" not in item:
         return None
     raw = item["breakdown"]
     line = item.line_of("breakdown")
     if not isinstance(raw, YamlMap):
         report.add(
-            line, f"'breakdown' must be a mapping with 'field' or 'property'; got {_describe(raw)}"
+            line,
+            "'breakdown' must be a mapping with 'field', 'property', 'session' or 'person'; "
+            f"got {describe(raw)}",
         )
         return None
     for key in raw:
@@ -562,33 +602,22 @@ def _breakdown(item: YamlMap, step_count: int, report: _Report) -> Breakdown | N
                 raw.key_lines[key],
                 f"unknown key {key!r} in breakdown (allowed: {', '.join(BREAKDOWN_KEYS)})",
             )
-    if ("field" in raw) == ("property" in raw):
+    if sum(key in raw for key in BREAKDOWN_SOURCES) != 1:
         report.add(
-            raw.line, "breakdown needs exactly one of 'field' (an event field) and 'property'"
+            raw.line,
+            "breakdown needs exactly one of 'field' (an event field), 'property', 'session' "
+            "(a session column) and 'person' (a person trait)",
         )
         return None
-    breakdown_field = raw.get("field")
-    prop = raw.get("property")
-    if "field" in raw and breakdown_field not in BREAKDOWN_FIELDS:
-        report.add(
-            raw.line_of("field"),
-            f"breakdown.field: unknown field {_shown(breakdown_field)} "
-            f"(known: {', '.join(BREAKDOWN_FIELDS)})",
-        )
-        return None
-    if "property" in raw and not _property_name(prop):
-        report.add(
-            raw.line_of("property"),
-            f"breakdown.property must be a property name; got {_describe(prop)}",
-        )
+    if not _breakdown_source_valid(raw, report):
         return None
     attribution = raw.get("attribution", "first_touch")
     match = ATTRIBUTION_PATTERN.fullmatch(attribution) if isinstance(attribution, str) else None
     if match is None:
         report.add(
             raw.line_of("attribution"),
-            "breakdown.attribution must be first_touch, last_touch or step_N; "
-            f"got {_describe(attribution)}",
+            "breakdown.attribution must be first_touch, last_touch, all_events or step_N; "
+            f"got {describe(attribution)}",
         )
         return None
     step = int(match.group(1)) if match.group(1) else None
@@ -598,19 +627,66 @@ def _breakdown(item: YamlMap, step_count: int, report: _Report) -> Breakdown | N
             f"breakdown.attribution: there is no step {step} (steps are 1 to {step_count})",
         )
         return None
+    unreached = _unreached(raw, step, report)
+    if unreached is None:
+        return None
     return Breakdown(
-        field=breakdown_field,
-        property_name=prop,
+        field=raw.get("field"),
+        property_name=raw.get("property"),
+        session_column=raw.get("session"),
+        person_trait=raw.get("person"),
         attribution="step" if step is not None else attribution,
         attribution_step=step,
+        unreached=unreached,
     )
+
+
+def _unreached(raw: YamlMap, step: int | None, report: Report) -> str | None:
+    """``breakdown.unreached``: only beside step_N attribution; None when invalid."""
+    if "unreached" not in raw:
+        return "keep"
+    value = raw["unreached"]
+    line = raw.line_of("unreached")
+    if value not in UNREACHED:
+        report.add(
+            line,
+            f"breakdown.unreached must be one of {', '.join(UNREACHED)}; got {describe(value)}",
+        )
+        return None
+    if step is None:
+        report.add(
+            line,
+            "breakdown.unreached goes with attribution step_N (the other attributions always "
+            "have a step to read)",
+        )
+        return None
+    return value
+
+
+def _breakdown_source_valid(raw: YamlMap, report: Report) -> bool:
+    """The one source key present names something a breakdown can read."""
+    for key, known in (("field", BREAKDOWN_FIELDS), ("session", BREAKDOWN_SESSION_COLUMNS)):
+        if key in raw and raw[key] not in known:
+            what = "field" if key == "field" else "session column"
+            report.add(
+                raw.line_of(key),
+                f"breakdown.{key}: unknown {what} {_shown(raw[key])} (known: {', '.join(known)})",
+            )
+            return False
+    for key, what in (("property", "a property name"), ("person", "a trait name")):
+        if key in raw and not _property_name(raw[key]):
+            report.add(
+                raw.line_of(key), f"breakdown.{key} must be {what}; got {describe(raw[key])}"
+            )
+            return False
+    return True
 
 
 def _property_name(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 200 and "\x00" not in value
 
 
-def _hold_constant(item: YamlMap, report: _Report) -> tuple[str, ...]:
+def _hold_constant(item: YamlMap, report: Report) -> tuple[str, ...]:
     if "hold_constant" not in item:
         return ()
     value = item["hold_constant"]
@@ -619,7 +695,7 @@ def _hold_constant(item: YamlMap, report: _Report) -> tuple[str, ...]:
     if not isinstance(names, list) or not names or not all(_property_name(n) for n in names):
         report.add(
             line,
-            f"'hold_constant' must be a property name or a list of them; got {_describe(value)}",
+            f"'hold_constant' must be a property name or a list of them; got {describe(value)}",
         )
         return ()
     if len(set(names)) != len(names):
@@ -631,7 +707,7 @@ def _hold_constant(item: YamlMap, report: _Report) -> tuple[str, ...]:
     return tuple(names)
 
 
-def check_references(catalog: Any) -> list[Problem]:
+def check_references(catalog: Catalog) -> list[Problem]:
     """Every step and exclusion must name an event definition of the catalogue."""
     known = {d.name for d in catalog.declarations.get("events", [])}
     problems = []
@@ -663,12 +739,16 @@ FUNNEL_COLUMNS = (
     "owner",
     "step_count",
     "conversion_window_seconds",
+    "conversion_window_months",
     "order_mode",
     "unit",
     "breakdown_field",
     "breakdown_property",
+    "breakdown_session",
+    "breakdown_person",
     "attribution",
     "attribution_step",
+    "attribution_unreached",
     "hold_constant",
 )
 STEP_COLUMNS = (
@@ -701,18 +781,36 @@ def _semantics(funnel: Funnel) -> dict[str, Any]:
         "steps": [[ref(s.event), s.within_seconds] for s in funnel.steps],
         "window": funnel.conversion_window_seconds,
         "order": funnel.order,
+        # Only when used, so the hashes of funnels declared before months existed stay.
+        **(
+            {"window_months": funnel.conversion_window_months}
+            if funnel.conversion_window_months
+            else {}
+        ),
         "unit": funnel.unit,
-        "breakdown": None
-        if breakdown is None
-        else [
-            breakdown.field,
-            breakdown.property_name,
-            breakdown.attribution,
-            breakdown.attribution_step,
-        ],
+        "breakdown": None if breakdown is None else _breakdown_semantics(breakdown),
         "exclusions": [[ref(x.event), x.from_step, x.to_step] for x in funnel.exclusions],
         "hold_constant": list(funnel.hold_constant),
     }
+
+
+def _breakdown_semantics(breakdown: Breakdown) -> list[Any]:
+    described = [
+        breakdown.field,
+        breakdown.property_name,
+        breakdown.attribution,
+        breakdown.attribution_step,
+    ]
+    # Appended only when used, so the hashes of funnels declared before these existed stay.
+    if breakdown.session_column is not None or breakdown.person_trait is not None:
+        described += [breakdown.session_column, breakdown.person_trait]
+    if breakdown.attribution in ("first_touch", "last_touch"):
+        # Their rule changed (the first / last non-empty value, no longer the entry's or the
+        # last step's own): the facts of funnels declared before must re-derive.
+        described.append("non_empty")
+    if breakdown.unreached != "keep":
+        described.append({"unreached": breakdown.unreached})
+    return described
 
 
 def content_hash(funnel: Funnel) -> str:
@@ -737,14 +835,18 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
         "owner": _json(funnel.owner),
         "step_count": str(len(funnel.steps)),
         "conversion_window_seconds": str(funnel.conversion_window_seconds),
+        "conversion_window_months": str(funnel.conversion_window_months),
         "order_mode": funnel.order,
         "unit": funnel.unit,
         "breakdown_field": breakdown.field or "",
         "breakdown_property": _json(breakdown.property_name),
+        "breakdown_session": breakdown.session_column or "",
+        "breakdown_person": _json(breakdown.person_trait),
         "attribution": breakdown.attribution if funnel.breakdown else "",
         "attribution_step": ""
         if breakdown.attribution_step is None
         else str(breakdown.attribution_step),
+        "attribution_unreached": breakdown.unreached if breakdown.attribution == "step" else "",
         "hold_constant": _json(list(funnel.hold_constant)),
     }
 

@@ -11,7 +11,7 @@ import psycopg
 
 from ingestion.loader import Loader, LoadStats
 from ingestion.settings import Settings
-from tests.factories import encode, produce
+from tests.support.factories import encode, produce
 
 
 def drain(settings: Settings, batch_size: int = 500) -> LoadStats:

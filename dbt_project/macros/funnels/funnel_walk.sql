@@ -1,9 +1,11 @@
 {#-
-    funnel_walk(): one unit's attempts at one funnel, from its stream of events. It lives in the
-    schema of the intermediate models (`intermediate`, or the pull-request check's prefixed one),
-    so a check never replaces the function production runs.
+    The PostgreSQL functions the funnel attempts call, created by the project's on-run-start hook
+    (dbt_project.yml: `funnel_functions_ddl()`) before any model runs, in the schema of the
+    intermediate models (`intermediate`, or the pull-request check's prefixed one), so a check
+    never replaces the functions production runs.
 
-    The semantics are written down once, in tests/funnel_reference.py (and summarised in the
+    funnel_walk(): one unit's attempts at one funnel, from its stream of events.
+    The semantics are written down once, in retrolytics/semantics/funnels.py (and summarised in the
     description of fct_funnel_entries); this function implements them for the SQL models. It is
     generic: the funnel arrives as arguments (from the compiled seeds), never as SQL text.
 
@@ -15,9 +17,18 @@
     (element k bounds step k; null for none), the exclusions' from/to steps, the breakdown's
     attribution), then the stream as parallel arrays: times, the bit mask of steps each event
     matches (bit k-1 = step k), the bit mask of exclusions it matches, its hold_constant group
-    (equal groups = equal values), and its id, device, user_id and breakdown value. Returns one
+    (equal groups = equal values), and its id, device, user_id and breakdown value; last, the
+    end of the data (funnel_data_end()), after which a live attempt's deadline makes it
+    `in_progress` rather than `dropped_off`. Returns one
     row per attempt, in stream order; nothing needs joining back to the events afterwards.
 -#}
+{% macro funnel_functions_ddl() -%}
+    create schema if not exists {{ adapter.quote(generate_schema_name('intermediate', none)) }};
+    {{ funnel_walk_function(funnel_walk_name()) }};
+    {{ funnel_hold_values_function(funnel_hold_values_name()) }}
+{%- endmacro %}
+
+
 {% macro funnel_walk_name() -%}
     {{- return(adapter.quote(generate_schema_name('intermediate', none)) ~ '.funnel_walk') -}}
 {%- endmacro %}
@@ -28,11 +39,20 @@
         event_ids[entry], event_devices[entry], event_users[entry], event_times[entry], entered_step,
         times, filled
 {%- endset -%}
+{#- First / last touch: the first / last value neither null nor '' among the events that filled
+    the steps (they filled them in stream order, so by their index in the stream). -#}
 {%- set breakdown -%}
         case attribution
-            when 'first_touch' then event_breakdowns[entry]
-            when 'last_touch' then event_breakdowns[latest]
+            when 'first_touch' then (
+                select event_breakdowns[filler] from unnest(indexes) as filler
+                where event_breakdowns[filler] <> '' order by filler limit 1
+            )
+            when 'last_touch' then (
+                select event_breakdowns[filler] from unnest(indexes) as filler
+                where event_breakdowns[filler] <> '' order by filler desc limit 1
+            )
             when 'step' then event_breakdowns[indexes[attribution_step]]
+            when 'all_events' then event_breakdowns[entry]
         end
 {%- endset -%}
 create or replace function {{ name }}(
@@ -51,7 +71,8 @@ create or replace function {{ name }}(
     event_ids uuid[],
     event_devices text[],
     event_users text[],
-    event_breakdowns text[]
+    event_breakdowns text[],
+    data_end timestamptz default null
 ) returns table (
     entry_event_id uuid,
     entry_device text,
@@ -82,129 +103,160 @@ declare
     deadline timestamptz;
     indexes integer[];
     times timestamptz[];
-    latest integer;
     event_time timestamptz;
     mask integer;
     candidates integer;
     step integer;
     did_fill boolean;
     excluded boolean;
+    all_events boolean := attribution = 'all_events';
+    stream_values text[];
+    stream_value text;
 begin
-    while i <= event_count loop
-        event_time := event_times[i];
-        mask := event_steps[i];
-
-        -- The first event after the deadline ends the attempt; the event is then looked at again.
-        if alive and event_time > deadline then
-            return query select
-{{ attempt }}, 'dropped_off'::text, deadline, deadline,
-{{ breakdown }};
-            alive := false;
-        end if;
-
-        -- Which step would the event fill? Idle: step 1 (unordered: its lowest step) enters the
-        -- funnel. Alive: the next step (unordered: its lowest step not filled yet), provided the
-        -- hold_constant values equal the entry's.
-        step := 0;
-        if not alive then
-            candidates := case when unordered then mask else mask & 1 end;
-        elsif event_holds[i] is distinct from hold then
-            candidates := 0;
-        elsif unordered then
-            candidates := mask & ~filled_mask;
-        else
-            candidates := mask & (1 << filled);
-        end if;
-        if candidates <> 0 then
-            for s in 1 .. step_count loop
-                if candidates & (1 << (s - 1)) <> 0 then
-                    step := s;
-                    exit;
-                end if;
-            end loop;
-        end if;
-
-        if not alive then
-            if step > 0 then
-                alive := true;
-                entry := i;
-                entered_step := step;
-                hold := event_holds[i];
-                indexes := array_fill(null::integer, array[step_count]);
-                times := array_fill(null::timestamptz, array[step_count]);
-                filled := 0;
-                filled_mask := 0;
-            else
+    -- all_events (PostHog's "all events" attribution): one walk per breakdown value, over the
+    -- events of that value only, the values in the order they first appear in the stream; any
+    -- other attribution: one walk over every event.
+    stream_values := case when all_events then coalesce((
+        select array_agg(value_seen order by first_seen)
+        from (
+            select value_seen, min(position_seen) as first_seen
+            from unnest(event_breakdowns) with ordinality as seen (value_seen, position_seen)
+            group by value_seen
+        ) as firsts
+    ), '{}') else array[null::text] end;
+    foreach stream_value in array stream_values loop
+        i := 1;
+        alive := false;
+        while i <= event_count loop
+            -- all_events: only this value's events (the event is another value's).
+            if all_events and event_breakdowns[i] is distinct from stream_value then
                 i := i + 1;
                 continue;
             end if;
-        end if;
 
-        did_fill := step > 0;
-        if did_fill then
-            indexes[step] := i;
-            times[step] := event_time;
-            filled := filled + 1;
-            filled_mask := filled_mask | (1 << (step - 1));
-            latest := i;
-            deadline := event_times[entry] + conversion_window;
-            if not unordered and filled < step_count and step_within[filled + 1] is not null then
-                deadline := least(deadline, event_time + step_within[filled + 1]);
-            end if;
-            if entry = i then
-                i := i + 1;
-                continue;
-            end if;
-        end if;
+            event_time := event_times[i];
+            mask := event_steps[i];
 
-        if did_fill and filled = step_count then
-            return query select
-{{ attempt }}, 'converted'::text, event_time, deadline,
-{{ breakdown }};
-            alive := false;
-            i := i + 1;
-            continue;
-        end if;
-
-        if not did_fill and strict_order and mask <> 0 then
-            return query select
-{{ attempt }}, 'broken_order'::text, event_time, deadline,
-{{ breakdown }};
-            alive := false;
-            continue;  -- the same event, looked at again by an idle unit
-        end if;
-
-        if event_exclusions[i] <> 0 then
-            excluded := false;
-            for x in 1 .. exclusion_count loop
-                if event_exclusions[i] & (1 << (x - 1)) <> 0
-                    and exclusion_from[x] <= filled and filled < exclusion_to[x]
-                    and event_time > times[exclusion_from[x]]
-                then
-                    excluded := true;
-                    exit;
-                end if;
-            end loop;
-            if excluded then
+            -- The first event after the deadline ends the attempt; the event is then looked at again.
+            if alive and event_time > deadline then
                 return query select
-{{ attempt }}, 'excluded'::text, event_time, deadline,
+{{ attempt }}, 'dropped_off'::text, deadline, deadline,
 {{ breakdown }};
                 alive := false;
-                if did_fill then
-                    i := i + 1;
-                end if;
-                continue;  -- unless it filled a step, looked at again by an idle unit
             end if;
-        end if;
 
-        i := i + 1;
-    end loop;
+            -- Which step would the event fill? Idle: step 1 (unordered: its lowest step) enters the
+            -- funnel. Alive: the next step (unordered: its lowest step not filled yet), provided the
+            -- hold_constant values equal the entry's.
+            step := 0;
+            if not alive then
+                candidates := case when unordered then mask else mask & 1 end;
+            elsif event_holds[i] is distinct from hold then
+                candidates := 0;
+            elsif unordered then
+                candidates := mask & ~filled_mask;
+            else
+                candidates := mask & (1 << filled);
+            end if;
+            if candidates <> 0 then
+                for s in 1 .. step_count loop
+                    if candidates & (1 << (s - 1)) <> 0 then
+                        step := s;
+                        exit;
+                    end if;
+                end loop;
+            end if;
 
-    if alive then
-        return query select
-{{ attempt }}, 'dropped_off'::text, deadline, deadline,
+            if not alive then
+                if step > 0 then
+                    alive := true;
+                    entry := i;
+                    entered_step := step;
+                    hold := event_holds[i];
+                    indexes := array_fill(null::integer, array[step_count]);
+                    times := array_fill(null::timestamptz, array[step_count]);
+                    filled := 0;
+                    filled_mask := 0;
+                else
+                    i := i + 1;
+                    continue;
+                end if;
+            end if;
+
+            did_fill := step > 0;
+            if did_fill then
+                indexes[step] := i;
+                times[step] := event_time;
+                filled := filled + 1;
+                filled_mask := filled_mask | (1 << (step - 1));
+                -- In UTC: months and days follow the UTC calendar whatever the session's time zone
+                -- (in a zone with summer time, a day added across the change is 23 or 25 hours).
+                deadline := (event_times[entry] at time zone 'UTC' + conversion_window)
+                    at time zone 'UTC';
+                if not unordered and filled < step_count and step_within[filled + 1] is not null then
+                    deadline := least(
+                        deadline,
+                        (event_time at time zone 'UTC' + step_within[filled + 1]) at time zone 'UTC'
+                    );
+                end if;
+                if entry = i then
+                    i := i + 1;
+                    continue;
+                end if;
+            end if;
+
+            if did_fill and filled = step_count then
+                return query select
+{{ attempt }}, 'converted'::text, event_time, deadline,
 {{ breakdown }};
-    end if;
+                alive := false;
+                i := i + 1;
+                continue;
+            end if;
+
+            if not did_fill and strict_order and mask <> 0 then
+                return query select
+{{ attempt }}, 'broken_order'::text, event_time, deadline,
+{{ breakdown }};
+                alive := false;
+                continue;  -- the same event, looked at again by an idle unit
+            end if;
+
+            if event_exclusions[i] <> 0 then
+                excluded := false;
+                for x in 1 .. exclusion_count loop
+                    if event_exclusions[i] & (1 << (x - 1)) <> 0
+                        and exclusion_from[x] <= filled and filled < exclusion_to[x]
+                        and event_time > times[exclusion_from[x]]
+                    then
+                        excluded := true;
+                        exit;
+                    end if;
+                end loop;
+                if excluded then
+                    return query select
+{{ attempt }}, 'excluded'::text, event_time, deadline,
+{{ breakdown }};
+                    alive := false;
+                    if did_fill then
+                        i := i + 1;
+                    end if;
+                    continue;  -- unless it filled a step, looked at again by an idle unit
+                end if;
+            end if;
+
+            i := i + 1;
+        end loop;
+
+        -- Still alive when the stream ends: in progress if the deadline is after the end of the data.
+        if alive then
+            return query select
+{{ attempt }},
+            case when deadline > data_end then 'in_progress' else 'dropped_off' end::text,
+            deadline, deadline,
+{{ breakdown }};
+        end if;
+    end loop;
 end
 $walk$;
 {%- endmacro %}

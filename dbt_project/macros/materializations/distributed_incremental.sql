@@ -8,8 +8,8 @@
     with `create table ... as (...) with no data`; `retrolytics.distribute()` is the single Citus
     switch and a no-op on plain PostgreSQL.
 
-    Configs: time_column, version_column, hash_column, versions_model (see retroactive.sql),
-    plus dbt's `indexes` and `contract`.
+    Configs: time_column, version_column, hash_column, versions_model, and optionally
+    plan_model (see retroactive.sql), plus dbt's `indexes` and `contract`.
 -#}
 {% materialization distributed_incremental, adapter='postgres' -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -19,6 +19,10 @@
     {%- set hash_column = config.require('hash_column') -%}
     {%- set time_column = config.require('time_column') -%}
     {%- set incremental = retro_is_incremental() -%}
+    {%- set plan = ref(config.get('plan_model')) if config.get('plan_model') else none -%}
+    {%- if plan is not none and incremental and retro_window() is not none -%}
+        {{ retro_require_plan(config.get('plan_model')) }}
+    {%- endif -%}
 
     {{ run_hooks(pre_hooks, inside_transaction=False) }}
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
@@ -29,7 +33,7 @@
             lock table {{ target_relation }} in share row exclusive mode
         {%- endcall -%}
         {%- call statement('forget') -%}
-            {{ retro_forget(target_relation, versions, version_column, hash_column, time_column) }}
+            {{ retro_forget(target_relation, versions, version_column, hash_column, time_column, plan) }}
         {%- endcall -%}
         {%- call statement('main') -%}
             {{ distributed_insert(target_relation, sql) }}
@@ -61,12 +65,19 @@
         {{ retro_record_versions(target_relation, versions, version_column, hash_column) }}
     {%- endcall -%}
 
+    {{ return(distributed_finish(target_relation, post_hooks)) }}
+{%- endmaterialization %}
+
+
+{#- The ending every materialization of this project shares: the post-hooks that run inside the
+    transaction, the docs, the commit, the hooks that run after it; returns the relations. -#}
+{% macro distributed_finish(relation, post_hooks) -%}
     {{ run_hooks(post_hooks, inside_transaction=True) }}
-    {%- do persist_docs(target_relation, model) -%}
+    {%- do persist_docs(relation, model) -%}
     {{ adapter.commit() }}
     {{ run_hooks(post_hooks, inside_transaction=False) }}
-    {{ return({'relations': [target_relation]}) }}
-{%- endmaterialization %}
+    {{ return({'relations': [relation]}) }}
+{%- endmacro %}
 
 
 {% macro distributed_create_empty(relation, sql) -%}
@@ -90,5 +101,17 @@
         select * from (
             {{ sql }}
         ) as model_subq
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- A windowed run follows the plan written earlier in the same invocation; a plan left by an
+    earlier run would silently miss this window's events, so refuse to run without it. -#}
+{% macro retro_require_plan(plan_model) -%}
+    {%- set plan_id = 'model.' ~ project_name ~ '.' ~ plan_model -%}
+    {%- if plan_id not in selected_resources -%}
+        {{ exceptions.raise_compiler_error(
+            this.identifier ~ ": a windowed run needs its plan " ~ plan_model ~ " built in the same "
+            ~ "invocation; select it too, e.g. --select " ~ plan_model ~ "+") }}
     {%- endif -%}
 {%- endmacro %}

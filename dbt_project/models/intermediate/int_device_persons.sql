@@ -1,5 +1,5 @@
 -- Which person each device belongs to, and when. The identity rules (the same words as
--- tests/funnel_reference.py): a device's identify events, in order of time then event_id, each
+-- retrolytics/semantics/funnels.py): a device's identify events, in order of time then event_id, each
 -- start a period in which the device belongs to that user, until an identify of a different
 -- user; the first period reaches back to the device's first event (valid_from = -infinity).
 -- Devices never identified have no row: each is a person of its own, 'device:<anonymous_id>'.

@@ -5,6 +5,7 @@
         version_column='identity_rules',
         hash_column='content_hash',
         versions_model='int_identity_rules',
+        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_identity_rules') }}
@@ -27,7 +28,7 @@ rules as (
 
 identifies as (
 
-    select anonymous_id, event_id, occurred_at, user_id
+    select anonymous_id, event_id, occurred_at, user_id, properties as traits
     from {{ ref('stg_events') }}
     where type = 'identify' and user_id is not null
 
@@ -40,6 +41,7 @@ final as (
         identifies.event_id,
         identifies.occurred_at,
         identifies.user_id,
+        identifies.traits,
         rules.identity_rules,
         rules.content_hash,
         now() as derived_at,

@@ -107,9 +107,9 @@ final as (
         target_text,
         target_href,
         properties,
-        context #>> '{utm,source}' as utm_source,
-        context #>> '{utm,medium}' as utm_medium,
-        context #>> '{utm,campaign}' as utm_campaign,
+        utm_source,
+        utm_medium,
+        utm_campaign,
         now() as derived_at,
         '{{ invocation_id }}'::text as invocation_id
 

@@ -18,6 +18,19 @@ select
     page_path,
     page_title,
     referrer,
+    -- the referrer's host (lower case, no port or credentials): where a visit came from
+    lower(substring(
+        referrer from '^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(\[[^]]*\]|[^/?#:]+)'
+    )) as referrer_host,
+
+    -- campaign (the snippet copies the page URL's utm_* parameters into context.utm): the
+    -- one place UTM fields are read; every model that needs them reads these columns
+    context #>> '{utm,source}' as utm_source,
+    context #>> '{utm,medium}' as utm_medium,
+    context #>> '{utm,campaign}' as utm_campaign,
+
+    -- the browser's User-Agent header (parsed once per distinct value: stg_user_agents)
+    context ->> 'user_agent' as user_agent,
 
     -- on which element (element events only)
     target_tag,

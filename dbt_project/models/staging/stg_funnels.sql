@@ -16,12 +16,19 @@ decoded as (
         owner #>> '{}' as owner,
         step_count,
         conversion_window_seconds,
+        conversion_window_months,
+        -- The window as an interval: add it to a UTC timestamp (calendar months clamp the day).
+        conversion_window_seconds * interval '1 second'
+            + conversion_window_months * interval '1 month' as conversion_window,
         order_mode,
         unit,
         breakdown_field,
         breakdown_property #>> '{}' as breakdown_property,
+        breakdown_session,
+        breakdown_person #>> '{}' as breakdown_person,
         attribution,
         attribution_step,
+        attribution_unreached,
         -- A JSON array of names, kept as JSON: decoding it takes a subquery, which Citus cannot
         -- run next to a reference table inside the funnel facts' pushed-down INSERT ... SELECT.
         hold_constant

@@ -8,7 +8,7 @@ attempts as (
         facts.*,
         funnels.order_mode,
         funnels.step_count,
-        funnels.conversion_window_seconds,
+        funnels.conversion_window,
         (select count(*) from unnest(facts.step_reached_at) as reached (at) where at is not null)
             as filled,
         (select max(at) from unnest(facts.step_reached_at) as reached (at)) as last_at
@@ -23,7 +23,7 @@ from attempts
 where filled <> furthest_step
     or cardinality(step_reached_at) <> step_count
     or converted <> (furthest_step = step_count)
-    or last_at > entered_at + conversion_window_seconds * interval '1 second'
+    or last_at > (entered_at at time zone 'UTC' + conversion_window) at time zone 'UTC'
     or last_at > deadline_at
     or step_reached_at[entry_step] <> entered_at
     or (

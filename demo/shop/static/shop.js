@@ -3,7 +3,7 @@
  * would send (product_viewed, search_performed, signup_completed, purchase_completed).
  * Autocapture (clicks, submits, changes, pageviews) is retrolytics.js's job, not this file's.
  * It never changes the DOM above or before the elements a visitor clicks, so the captured
- * hierarchies stay those documented in demo/traffic.
+ * hierarchies stay those of demo/pages.py, which the traffic generator sends.
  */
 (function () {
   "use strict";

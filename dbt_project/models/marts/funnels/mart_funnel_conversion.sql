@@ -1,20 +1,18 @@
-{{
-    config(
-        materialized='funnel_mart',
-        changes_of='fct_funnel_entries',
-    )
-}}
+{{ config(materialized='funnel_mart') }}
+-- depends_on: {{ ref('int_funnel_versions') }}
+-- depends_on: {{ ref('int_funnel_changed_days') }}
 -- Per funnel, entry day and breakdown value, one row per step: units, attempts, conversion and
 -- timing, ready for BI tools (filter by funnel_name). Semantics: the model's description and
--- tests/funnel_reference.py. An incremental run recomputes only the queued (funnel, day) pairs.
+-- retrolytics/semantics/funnels.py. A windowed run recomputes only the (funnel, day) pairs whose facts
+-- changed (int_funnel_changed_days) and the funnels whose version changed.
 {%- set incremental = funnel_mart_incremental() %}
 
 with
 
 funnels as (
 
-    select funnel_name, unit, step_count, breakdown_field, breakdown_property, attribution,
-        attribution_step, order_mode
+    select funnel_name, unit, step_count, breakdown_field, breakdown_property, breakdown_session,
+        breakdown_person, attribution, attribution_step, attribution_unreached, order_mode
     from {{ ref('stg_funnels') }}
 
 ),
@@ -27,6 +25,50 @@ steps as (
 
 ),
 
+{% if incremental %}
+-- Funnels whose rows in the mart are of another version (edited, new): all their days.
+rebuilt_funnels as (
+
+    select versions.funnel_name
+    from {{ ref('int_funnel_versions') }} as versions
+    where not exists (
+        select 1 from {{ this }} as mart
+        where mart.funnel_name = versions.funnel_name
+            and mart.content_hash = versions.content_hash
+    )
+
+),
+
+-- The facts of the groups this run recomputes, each changed day read as a range of entered_at
+-- (the facts' index), so a run costs what changed, not the history.
+recomputed_facts as (
+
+    select facts.*
+    from {{ ref('int_funnel_changed_days') }} as changed
+    inner join {{ ref('fct_funnel_entries') }} as facts
+        on facts.funnel_name = changed.funnel_name
+        and facts.entered_at >= changed.entry_day::timestamp at time zone 'UTC'
+        and facts.entered_at < (changed.entry_day + 1)::timestamp at time zone 'UTC'
+    where changed.funnel_name not in (select funnel_name from rebuilt_funnels)
+
+    union all
+
+    select facts.*
+    from {{ ref('fct_funnel_entries') }} as facts
+    where facts.funnel_name in (select funnel_name from rebuilt_funnels)
+
+),
+{% else %}
+recomputed_facts as (
+
+    select * from {{ ref('fct_funnel_entries') }}
+
+),
+{% endif %}
+
+-- Each attempt in the overall group `(all)` and, for a funnel with a breakdown, in that of its
+-- value (`(none)` for null; a value that is the text `(all)` counts in the overall group only,
+-- and so does an attempt short of the attribution step of a funnel that leaves those out).
 -- Materialized: on Citus the percentiles then run over an intermediate result.
 facts as materialized (
 
@@ -38,29 +80,30 @@ facts as materialized (
         facts.entry_day,
         facts.entered_at,
         facts.step_reached_at,
-        case
-            when funnels.breakdown_field is null and funnels.breakdown_property is null
-                then '(all)'
-            else coalesce(facts.breakdown_value, '(none)')
-        end as breakdown_value
+        facts.outcome = 'in_progress' as in_progress,
+        grouped.breakdown_value
 
-    from {{ ref('fct_funnel_entries') }} as facts
+    from recomputed_facts as facts
     inner join funnels on funnels.funnel_name = facts.funnel_name
-    where facts.outcome <> 'excluded'
-    {% if incremental %}
-        and (
-            exists (select 1 from {{ funnel_mart_changes_relation() }} where funnel_name is null)
-            or exists (
-                select 1 from {{ funnel_mart_changes_relation() }} as changed
-                where changed.funnel_name = facts.funnel_name
-                    and changed.entry_day = facts.entry_day
+    cross join lateral (
+        select '(all)'::text as breakdown_value
+        union all
+        select coalesce(facts.breakdown_value, '(none)')
+        where num_nonnulls(funnels.breakdown_field, funnels.breakdown_property,
+                funnels.breakdown_session, funnels.breakdown_person) > 0
+            and coalesce(facts.breakdown_value, '(none)') <> '(all)'
+            and not coalesce(
+                funnels.attribution_unreached = 'leave_out'
+                and facts.step_reached_at[funnels.attribution_step] is null,
+                false
             )
-        )
-    {% endif %}
+    ) as grouped
+    where facts.outcome <> 'excluded'
 
 ),
 
--- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k).
+-- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k):
+-- seconds since entry, and since the (k-1)-th step (null at k = 1).
 progress as (
 
     select
@@ -70,14 +113,18 @@ progress as (
         facts.unit_id,
         facts.entered_at,
         facts.attempt_number,
+        facts.in_progress,
         filled.step_number,
-        extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds
+        extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds,
+        extract(epoch from filled.since_previous)::float8 as seconds_from_previous
 
     from facts
     cross join lateral (
         select
             row_number() over (order by reached.at, reached.step) as step_number,
-            reached.at as reached_at
+            reached.at as reached_at,
+            reached.at - lag(reached.at) over (order by reached.at, reached.step)
+                as since_previous
         from unnest(facts.step_reached_at) with ordinality as reached (at, step)
         where reached.at is not null
     ) as filled
@@ -102,17 +149,32 @@ per_step as (
         breakdown_value,
         step_number,
         count(*) as units,
+        avg(seconds) as avg_seconds_to_step,
         percentile_cont(0.5) within group (order by seconds) as median_seconds_to_step,
-        percentile_cont(0.9) within group (order by seconds) as p90_seconds_to_step
+        percentile_cont(0.9) within group (order by seconds) as p90_seconds_to_step,
+        avg(seconds_from_previous) as avg_seconds_from_previous,
+        percentile_cont(0.5) within group (order by seconds_from_previous)
+            as median_seconds_from_previous,
+        percentile_cont(0.9) within group (order by seconds_from_previous)
+            as p90_seconds_from_previous
 
     from first_per_unit
     group by funnel_name, entry_day, breakdown_value, step_number
 
 ),
 
+-- Attempts, and the units whose attempts are settled (not in progress: the conversion rates
+-- count only those) or in progress.
 attempts_per_step as (
 
-    select funnel_name, entry_day, breakdown_value, step_number, count(*) as entries
+    select
+        funnel_name,
+        entry_day,
+        breakdown_value,
+        step_number,
+        count(*) as entries,
+        count(distinct unit_id) filter (where not in_progress) as settled_units,
+        count(distinct unit_id) filter (where in_progress) as units_in_progress
     from progress
     group by funnel_name, entry_day, breakdown_value, step_number
 
@@ -136,6 +198,10 @@ grid as (
             when funnels.breakdown_field is not null then funnels.breakdown_field
             when funnels.breakdown_property is not null
                 then 'property ' || funnels.breakdown_property
+            when funnels.breakdown_session is not null
+                then 'session ' || funnels.breakdown_session
+            when funnels.breakdown_person is not null
+                then 'person ' || funnels.breakdown_person
             else '(none)'
         end as breakdown_by,
         funnels.attribution,
@@ -149,8 +215,14 @@ grid as (
         funnels.step_count,
         coalesce(per_step.units, 0) as units,
         coalesce(attempts_per_step.entries, 0) as entries,
+        coalesce(attempts_per_step.settled_units, 0) as settled_units,
+        coalesce(attempts_per_step.units_in_progress, 0) as units_in_progress,
+        per_step.avg_seconds_to_step,
         per_step.median_seconds_to_step,
-        per_step.p90_seconds_to_step
+        per_step.p90_seconds_to_step,
+        per_step.avg_seconds_from_previous,
+        per_step.median_seconds_from_previous,
+        per_step.p90_seconds_from_previous
 
     from groups
     inner join funnels on funnels.funnel_name = groups.funnel_name
@@ -182,10 +254,19 @@ final as (
         step_count,
         units::integer as units,
         entries::integer as entries,
-        units::float8 / nullif(lag(units) over funnel_group, 0) as conversion_from_previous,
-        units::float8 / nullif(first_value(units) over funnel_group, 0) as conversion_overall,
+        units_in_progress::integer as units_in_progress,
+        settled_units::float8 / nullif(lag(settled_units) over funnel_group, 0)
+            as conversion_from_previous,
+        settled_units::float8 / nullif(first_value(settled_units) over funnel_group, 0)
+            as conversion_overall,
+        avg_seconds_to_step,
         median_seconds_to_step,
         p90_seconds_to_step,
+        avg_seconds_from_previous,
+        median_seconds_from_previous,
+        p90_seconds_from_previous,
+        max(avg_seconds_to_step) filter (where step_number = step_count)
+            over whole_group as avg_seconds_to_convert,
         max(median_seconds_to_step) filter (where step_number = step_count)
             over whole_group as median_seconds_to_convert,
         max(p90_seconds_to_step) filter (where step_number = step_count)

@@ -1,0 +1,167 @@
+"""Funnels: the hourly run of every shipped funnel, as history grows, beside a full rebuild.
+
+For 7, 30 and 90 days of history at the same traffic per day, a fresh database gets the shop's
+history and everything is built once. Then one hour of new traffic arrives (generated as a
+day, its times compressed into the hour after the history, so sessions keep their order) and
+the hourly run builds that hour: every model, with the window [hour, hour + 1 h) and a 1-hour
+lookback, as Dagster's partition runs do. Its funnel part (the step events, identity snapshot,
+plan, attempts, changed days and mart) should stay flat as history grows: it reads the window's
+step events and the planned units' attempts, never all history. Last, the funnel models are
+rebuilt from scratch over the same data (`--full-refresh`), which does grow with history.
+Times are dbt's own per model (no parsing), one run each.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_definitions import (
+    SHIPPED_DEFINITIONS,
+    dbt,
+    dbt_project_copy,
+    load_events,
+    model_seconds,
+)
+from benchmarks.common import Section, scratch
+from demo import traffic
+from retrolytics.language.seeds import compile_seed
+
+HISTORY_DAYS = tuple(
+    int(days) for days in os.environ.get("RETROLYTICS_BENCH_HOURLY_DAYS", "7,30,90").split(",")
+)
+LAST_HISTORY_DAY = date(2026, 11, 20)
+LOOKBACK_HOURS = 1
+FUNNEL_MODELS = (
+    "int_funnel_step_events",
+    "int_identity_snapshots",
+    "int_funnel_recompute_plan",
+    "fct_funnel_entries_device",
+    "fct_funnel_entries_user",
+    "fct_funnel_entries_session",
+    "fct_funnel_entries",
+    "int_funnel_changed_days",
+    "mart_funnel_conversion",
+)
+# Rebuilt from scratch for the comparison (the snapshot keeps its history: not a funnel stage).
+REBUILT_MODELS = tuple(m for m in FUNNEL_MODELS if m != "int_identity_snapshots")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def hour_of_traffic(events: int, hour: datetime, seed: int) -> list[dict]:
+    """``events`` events of one generated day, their times compressed into ``hour``."""
+    day = datetime(hour.year, hour.month, hour.day, tzinfo=UTC)
+    squeezed = []
+    for document in traffic.generate_events(events, 1, seed, until=hour.date()):
+        moved = dict(document)
+        for key in ("occurred_at", "received_at"):
+            if moved.get(key):
+                moved[key] = _iso(hour + (_parse(moved[key]) - day) / 24)
+        squeezed.append(moved)
+    return squeezed
+
+
+def funnel_seconds(result: Any, models: tuple[str, ...]) -> float:
+    return sum(model_seconds(result, model) for model in models)
+
+
+def measure(history_days: int, per_day: int, hour_events: int, work: Path) -> dict[str, Any]:
+    with scratch(f"hourly{history_days}") as settings:
+        url = settings.database_url
+        stored = load_events(
+            url,
+            traffic.generate_events(
+                per_day * history_days, history_days, seed=31, until=LAST_HISTORY_DAY
+            ),
+        )
+        project = dbt_project_copy(work, f"dbt_project_{history_days}")
+        compile_seed(SHIPPED_DEFINITIONS, project)
+        dbt(project, url, ["seed"])
+        dbt(project, url, ["run"])
+        hour = datetime(
+            LAST_HISTORY_DAY.year, LAST_HISTORY_DAY.month, LAST_HISTORY_DAY.day, 0, 0, tzinfo=UTC
+        ) + timedelta(days=1)
+        added = load_events(url, hour_of_traffic(hour_events, hour, seed=37))
+        window = {
+            "start": _iso(hour),
+            "end": _iso(hour + timedelta(hours=1)),
+            "lookback_hours": LOOKBACK_HOURS,
+        }
+        hourly_wall, hourly = dbt(project, url, ["run"], **window)
+        _, rebuilt = dbt(project, url, ["run", "-s", *REBUILT_MODELS, "--full-refresh"])
+        return {
+            "history": stored,
+            "added": added,
+            "hourly_funnels": funnel_seconds(hourly, FUNNEL_MODELS),
+            "hourly_by_model": {m: model_seconds(hourly, m) for m in FUNNEL_MODELS},
+            "hourly_defined_events": model_seconds(hourly, "defined_events"),
+            "hourly_wall": hourly_wall,
+            "rebuild_funnels": funnel_seconds(rebuilt, REBUILT_MODELS),
+        }
+
+
+def run(quick: bool) -> Section:
+    per_day, hour_events = (2_000, 5_000) if quick else (20_000, 50_000)
+    section = Section(
+        "4c. Funnels: the hourly run of all shipped funnels as history grows",
+        f"python -m benchmarks {'--quick ' if quick else ''}--only funnel_hourly",
+    )
+    rows = []
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for days in HISTORY_DAYS:
+            figures[days] = found = measure(days, per_day, hour_events, Path(tmp))
+            rows.append(
+                (
+                    days,
+                    found["history"],
+                    found["added"],
+                    f"{found['hourly_funnels']:.2f}",
+                    f"{found['hourly_defined_events']:.2f}",
+                    f"{found['hourly_wall']:.2f}",
+                    f"{found['rebuild_funnels']:.2f}",
+                )
+            )
+    section.add(
+        f"History at {per_day} shop events per day; then {hour_events} events in the hour after "
+        f"it; the hourly run's window is that hour with a {LOOKBACK_HOURS}-hour lookback."
+    )
+    section.lines.append("")
+    section.table(
+        (
+            "history (days)",
+            "history events",
+            "new events",
+            "hourly run: funnel models (s)",
+            "hourly run: defined_events (s)",
+            "hourly run: whole dbt run (s)",
+            "full rebuild: funnel models (s)",
+        ),
+        rows,
+    )
+    section.lines += ["", "The hourly run's funnel models, seconds each:", ""]
+    section.table(
+        ("history (days)", *FUNNEL_MODELS),
+        [
+            (days, *(f"{figures[days]['hourly_by_model'][m]:.2f}" for m in FUNNEL_MODELS))
+            for days in HISTORY_DAYS
+        ],
+    )
+    first, last = figures[HISTORY_DAYS[0]], figures[HISTORY_DAYS[-1]]
+    section.lines.append("")
+    section.add(
+        f"Hourly funnel models, {HISTORY_DAYS[-1]} ÷ {HISTORY_DAYS[0]} days of history: "
+        f"{last['hourly_funnels'] / first['hourly_funnels']:.2f} times; full rebuild: "
+        f"{last['rebuild_funnels'] / first['rebuild_funnels']:.2f} times."
+    )
+    return section

@@ -1,0 +1,256 @@
+{#-
+    Fragments the funnel models share: column lists, predicates, and the lookups of the
+    attempts tables' previous state. The logic lives in the models (models/intermediate/funnels,
+    models/marts/funnels); these only spell out what would otherwise be written twice.
+-#}
+
+
+{#- The event columns the funnel models carry, from defined_events or stg_events. -#}
+{% macro funnel_event_columns(alias, raw=false) -%}
+    {{ alias }}.anonymous_id,
+    {{ alias }}.event_id,
+    {{ alias }}.occurred_at,
+    {{ alias }}.user_id,
+    {{ alias }}.properties,
+    {{ alias }}.type,
+    {{ alias }}.name,
+    {{ alias }}.page_url,
+    {{ alias }}.page_path,
+    {{ alias }}.page_title,
+    {{ alias }}.referrer,
+    {{ alias }}.target_text,
+    {{ alias }}.target_href,
+    {#- stg_events extracts the UTM fields once; defined_events carries them. -#}
+    {{ alias }}.utm_source,
+    {{ alias }}.utm_medium,
+    {{ alias }}.utm_campaign
+{%- endmacro %}
+
+
+{#- An event column (of funnel_event_columns) chosen by name, data from the seed, never SQL
+    built from it. A searched CASE: Citus mis-plans `case x when ...` on the shards. -#}
+{% macro funnel_breakdown_field(field, events) -%}
+    case
+    {%- for name in ['type', 'name', 'page_url', 'page_path', 'page_title', 'referrer',
+                     'target_text', 'target_href', 'utm_source', 'utm_medium', 'utm_campaign'] %}
+        when {{ field }} = '{{ name }}' then {{ events }}.{{ name }}
+    {%- endfor %}
+    end
+{%- endmacro %}
+
+
+{#- The position of an event in its unit's stream, as a row value to compare with. -#}
+{% macro funnel_stream_key(alias) -%}
+    ({{ alias }}.occurred_at, {{ alias }}.sort_step, {{ alias }}.event_id, {{ alias }}.anonymous_id collate "C")
+{%- endmacro %}
+
+
+{#- The plan's resume point (int_funnel_recompute_plan) as a row value of the same shape. -#}
+{% macro funnel_resume_key(plan) -%}
+    ({{ plan }}.resume_at, {{ plan }}.resume_step, {{ plan }}.resume_event_id, {{ plan }}.resume_anonymous_id collate "C")
+{%- endmacro %}
+
+
+{#- Predicate: the attempt `facts` is one that the plan row `plan` recomputes. Attempts of a unit
+    end in stream order, so those that ended at or after the point form the unit's tail. -#}
+{% macro funnel_replaced_by_plan(facts, plan) -%}
+    {{ plan }}.funnel_name = {{ facts }}.funnel_name
+    and {{ plan }}.unit_id = {{ facts }}.unit_id
+    and {{ facts }}.ended_at >= {{ plan }}.recompute_from
+{%- endmacro %}
+
+
+{#- The attempts table of a unit, as built by an earlier run (none before the first). The plan
+    reads it (and its ledger) to know where each unit's recomputation resumes: the feedback of an incremental
+    model on itself, like dbt's {{ this }}, not an input in the lineage. -#}
+{% macro funnel_attempts_relation(unit) -%}
+    {%- if not execute -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set schema = generate_schema_name('marts', none) -%}
+    {%- set table = adapter.get_relation(this.database, schema, 'fct_funnel_entries_' ~ unit) -%}
+    {%- if table is none or adapter.get_relation(this.database, schema, table.identifier ~ '__versions') is none -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(table) -}}
+{%- endmacro %}
+
+
+{#- SQL: funnel names whose rows the attempts table `target` drops (new, changed and removed
+    versions, against its ledger). -#}
+{% macro funnel_changed_versions(target, versions) -%}
+    select coalesce(current_version.funnel_name, derived.name)
+    from {{ versions }} as current_version
+    full join {{ retro_ledger_relation(target) }} as derived
+        on derived.name = current_version.funnel_name
+    where derived.content_hash is distinct from current_version.content_hash
+{%- endmacro %}
+
+
+{#- Column list: one unit's stream of one funnel as the parallel arrays funnel_walk() takes. -#}
+{% macro funnel_stream_arrays(numbered) -%}
+    array_agg({{ numbered }}.occurred_at order by {{ numbered }}.stream_position) as times,
+    array_agg({{ numbered }}.step_mask order by {{ numbered }}.stream_position) as steps,
+    array_agg({{ numbered }}.exclusion_mask order by {{ numbered }}.stream_position) as exclusions,
+    array_agg({{ numbered }}.hold_group order by {{ numbered }}.stream_position) as holds,
+    array_agg({{ numbered }}.event_id order by {{ numbered }}.stream_position) as event_ids,
+    array_agg({{ numbered }}.anonymous_id order by {{ numbered }}.stream_position) as devices,
+    array_agg({{ numbered }}.user_id order by {{ numbered }}.stream_position) as users,
+    array_agg({{ numbered }}.context_breakdown order by {{ numbered }}.stream_position) as breakdowns
+{%- endmacro %}
+
+
+{#- The call of funnel_walk() on a stream (funnel_stream_arrays) of a funnel (int_funnels). -#}
+{% macro funnel_walk_call(funnels, streams) -%}
+    {{ funnel_walk_name() }}(
+        {{ funnels }}.step_count,
+        {{ funnels }}.order_mode,
+        {{ funnels }}.conversion_window,
+        {{ funnels }}.step_within,
+        {{ funnels }}.exclusion_from,
+        {{ funnels }}.exclusion_to,
+        {{ funnels }}.attribution,
+        {{ funnels }}.attribution_step,
+        {{ streams }}.times,
+        {{ streams }}.steps,
+        {{ streams }}.exclusions,
+        {{ streams }}.holds,
+        {{ streams }}.event_ids,
+        {{ streams }}.devices,
+        {{ streams }}.users,
+        {{ streams }}.breakdowns,
+        {{ funnel_data_end() }}
+    )
+{%- endmacro %}
+
+
+{#- SQL: the end of the data, a literal read when the model compiles: the latest occurred_at of
+    the step events (int_funnel_step_events: every declared funnel's step and exclusion events).
+    An attempt alive at the end of its stream whose deadline is later is `in_progress`. -#}
+{% macro funnel_data_end() -%}
+    {%- if not execute -%}
+        {{- return("null::timestamptz") -}}
+    {%- endif -%}
+    {#- In microseconds since the epoch: a number, which the query's result keeps exactly. -#}
+    {%- set latest = run_query(
+        "select (extract(epoch from max(occurred_at)) * 1000000)::bigint from "
+        ~ ref('int_funnel_step_events')).columns[0].values()[0] -%}
+    {%- if latest is none -%}
+        null::timestamptz
+    {%- else -%}
+        (timestamptz 'epoch' + {{ latest | int }} * interval '1 microsecond')
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Column list: a fact row (the contract of fct_funnel_entries) from a walked attempt (with its
+    funnel's content_hash and unit), numbered
+    from `first_attempt` (1, or the plan's first_attempt) on. -#}
+{% macro funnel_attempt_columns(attempts, first_attempt, user_id) -%}
+    {{ attempts }}.funnel_name,
+    {{ attempts }}.content_hash,
+    {{ attempts }}.unit,
+    {{ attempts }}.unit_id,
+    {{ user_id }} as user_id,
+    {{ attempts }}.entry_device as anonymous_id,
+    ({{ first_attempt }} + {{ attempts }}.ordinality - 1)::integer as attempt_number,
+    {{ attempts }}.entry_event_id,
+    {{ attempts }}.entered_at,
+    ({{ attempts }}.entered_at at time zone 'UTC')::date as entry_day,
+    {{ attempts }}.entry_step,
+    {{ attempts }}.step_reached_at,
+    {{ attempts }}.furthest_step,
+    {{ attempts }}.outcome = 'converted' as converted,
+    case when {{ attempts }}.outcome = 'converted' then {{ attempts }}.ended_at end as converted_at,
+    case
+        when {{ attempts }}.outcome = 'converted'
+            then extract(epoch from {{ attempts }}.ended_at - {{ attempts }}.entered_at)::float8
+    end as seconds_to_convert,
+    {{ attempts }}.outcome,
+    {{ attempts }}.ended_at,
+    {{ attempts }}.deadline_at,
+    {{ attempts }}.breakdown_value,
+    now() as derived_at,
+    '{{ invocation_id }}'::text as invocation_id
+{%- endmacro %}
+
+
+{#- SQL: the earliest resume point of the planned device units, a constant so that the scan of
+    the step events is an index range (a literal read when the model compiles: Citus plans a
+    scalar subquery apart and then pulls the INSERT to the coordinator). Usually the window
+    start, or the entry of an attempt still open at it; but a unit whose identity or sessions
+    changed, or of an `all_events` funnel, resumes at the beginning ('-infinity'), and an
+    attempt whose deadline has passed at its entry. Device funnels only: the user attempts read
+    their planned persons' devices instead. Without planned device units: the window start. -#}
+{% macro funnel_plan_lower_bound() -%}
+    {%- set earliest = run_query(
+        "select min(resume_at)::text from " ~ ref('int_funnel_recompute_plan')
+        ~ " where unit = 'device'").columns[0].values()[0] -%}
+    '{{ earliest if earliest is not none else retro_window().since }}'::timestamptz
+{%- endmacro %}
+
+
+{#- Which breakdowns read beyond the step event, among the funnels of `unit` (from the seeds,
+    when the model compiles): {'session': ..., 'person': ...}. An attempts model joins the
+    sessions or the trait history only when one of its funnels needs them, so the statements of
+    the other funnels stay as they were (on Citus: on the shards). -#}
+{% macro funnel_breakdown_needs(unit) -%}
+    {%- if not execute -%}
+        {{- return({'session': false, 'person': false}) -}}
+    {%- endif -%}
+    {%- set row = run_query(
+        "select coalesce(bool_or(breakdown_session is not null), false),"
+        ~ " coalesce(bool_or(breakdown_person is not null), false) from " ~ ref('int_funnels')
+        ~ " where unit = '" ~ unit ~ "'").rows[0] -%}
+    {{- return({'session': row[0], 'person': row[1]}) -}}
+{%- endmacro %}
+
+
+{#- Joins: the session of each step event `step_events` (fct_sessions: same device, between the
+    session's start and end) as `sessions`, when `with_session`; and, for person breakdowns,
+    the event's person at its time (int_device_persons) and the trait the funnel breaks down by
+    as it was then (dim_person_traits) as `traits`. `funnels` carries breakdown_person. -#}
+{% macro funnel_context_joins(step_events, funnels, with_session, with_person) -%}
+    {%- if with_session %}
+    left join {{ ref('fct_sessions') }} as sessions
+        on ({{ funnels }}.unit = 'session' or {{ funnels }}.breakdown_session is not null)
+        and sessions.anonymous_id = {{ step_events }}.anonymous_id
+        and {{ step_events }}.occurred_at >= sessions.session_start
+        and {{ step_events }}.occurred_at <= sessions.session_end
+    {%- endif %}
+    {%- if with_person %}
+    left join {{ ref('int_device_persons') }} as event_persons
+        on {{ funnels }}.breakdown_person is not null
+        and event_persons.anonymous_id = {{ step_events }}.anonymous_id
+        and {{ step_events }}.occurred_at >= event_persons.valid_from
+        and {{ step_events }}.occurred_at < event_persons.valid_until
+    left join {{ ref('dim_person_traits') }} as traits
+        on traits.person_id = event_persons.person_id
+        and traits.trait = {{ funnels }}.breakdown_person
+        and {{ step_events }}.occurred_at >= traits.valid_from
+        and {{ step_events }}.occurred_at < traits.valid_to
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- An event's breakdown value in context (with funnel_context_joins): its session's column,
+    its person's trait as text, or what int_funnel_step_events derived (field, property). -#}
+{% macro funnel_context_breakdown(step_events, funnels, with_session, with_person) -%}
+    {%- if not with_session and not with_person -%}
+    {{ step_events }}.breakdown_value
+    {%- else -%}
+    case
+        {%- if with_session %}
+        {%- for name in ['landing_page', 'exit_page', 'referrer', 'referrer_host', 'utm_source',
+                         'utm_medium', 'utm_campaign', 'browser_family', 'os_family',
+                         'device_family'] %}
+        when {{ funnels }}.breakdown_session = '{{ name }}' then sessions.{{ name }}
+        {%- endfor %}
+        {%- endif %}
+        {%- if with_person %}
+        when {{ funnels }}.breakdown_person is not null then traits.value #>> '{}'
+        {%- endif %}
+        else {{ step_events }}.breakdown_value
+    end
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,165 @@
+{{
+    config(
+        materialized='funnel_attempts',
+        indexes=[{'columns': ['funnel_name', 'entered_at']}, {'columns': ['outcome', 'ended_at']}],
+        post_hook=after_commit('analyze {{ this }}'),
+    )
+}}
+-- depends_on: {{ ref('int_funnel_versions') }}
+-- depends_on: {{ ref('int_funnel_recompute_plan') }}
+-- depends_on: {{ ref('fct_sessions') }}
+-- depends_on: {{ ref('int_device_persons') }}
+-- depends_on: {{ ref('dim_person_traits') }}
+-- The attempts at `unit: user` funnels: one row per person per attempt. A person is a user
+-- after identity stitching (int_device_persons; `device:<anonymous_id>` for a device never
+-- identified), whose events lie on the shards of all their devices: on Citus this statement
+-- gathers them through the coordinator, a price only user funnels pay.
+-- Semantics: retrolytics/semantics/funnels.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
+{%- set planned = funnel_attempts_planned() %}
+{%- set needs = funnel_breakdown_needs('user') %}
+{%- set in_context = needs.session or needs.person %}
+
+with
+
+-- The funnels of this unit, and whether this run derives them over all history (a new or edited
+-- version: not in the table's ledger).
+funnels as not materialized (
+
+    select funnels.*, not {{ retro_is_derived() }} as rebuilt
+    from {{ ref('int_funnels') }} as funnels
+    {{ retro_ledger_join('funnels.funnel_name', 'funnels.content_hash') }}
+    where funnels.unit = 'user'
+
+),
+
+-- Materialized: the identity periods are computed once, however the planner joins them.
+persons as materialized (
+
+    select anonymous_id, person_id, valid_from, valid_until
+    from {{ ref('int_device_persons') }}
+
+),
+
+step_events as not materialized (
+
+    select
+        step_events.*,
+        coalesce(persons.person_id, 'device:' || step_events.anonymous_id) as unit_id,
+        {{ funnel_context_breakdown('step_events', 'context_funnels', needs.session, needs.person) }}
+            as context_breakdown
+
+    from {{ ref('int_funnel_step_events') }} as step_events
+    left join persons
+        on persons.anonymous_id = step_events.anonymous_id
+        and step_events.occurred_at >= persons.valid_from
+        and step_events.occurred_at < persons.valid_until
+    {% if in_context -%}
+    inner join {{ ref('int_funnels') }} as context_funnels
+        on context_funnels.funnel_name = step_events.funnel_name
+    {{ funnel_context_joins('step_events', 'context_funnels', needs.session, needs.person) }}
+    {%- endif %}
+    where step_events.unit = 'user'
+
+),
+
+{% if planned %}
+-- A windowed run: new and edited funnels over all history, and the planned units of the others
+-- from their resume points on.
+in_scope as (
+
+    select step_events.*
+    from step_events
+    inner join funnels on funnels.funnel_name = step_events.funnel_name
+    where funnels.rebuilt and exists (select 1 from funnels where rebuilt)
+
+    union all
+
+    select step_events.*
+    from step_events
+    inner join funnels
+        on funnels.funnel_name = step_events.funnel_name
+        and not funnels.rebuilt
+    inner join {{ ref('int_funnel_recompute_plan') }} as plan
+        on plan.funnel_name = step_events.funnel_name
+        and plan.unit_id = step_events.unit_id
+    where {{ funnel_stream_key('step_events') }} >= {{ funnel_resume_key('plan') }}
+        -- The planned persons' devices: their step events are read by device (an index).
+        and (step_events.funnel_name, step_events.anonymous_id) in (
+            select plan.funnel_name, persons.anonymous_id
+            from {{ ref('int_funnel_recompute_plan') }} as plan
+            inner join persons on persons.person_id = plan.unit_id
+            union
+            select plan.funnel_name, substr(plan.unit_id, 8)
+            from {{ ref('int_funnel_recompute_plan') }} as plan
+            where starts_with(plan.unit_id, 'device:')
+        )
+
+),
+{% else %}
+in_scope as (
+
+    select step_events.*
+    from step_events
+    inner join funnels on funnels.funnel_name = step_events.funnel_name
+
+),
+{% endif %}
+
+-- Each unit's stream in order, and its hold_constant groups (equal groups, equal values).
+numbered as (
+
+    select
+        in_scope.*,
+        row_number() over (
+            partition by funnel_name, unit_id
+            order by occurred_at, sort_step, event_id, anonymous_id collate "C"
+        ) as stream_position,
+        dense_rank() over (partition by funnel_name, unit_id order by hold_values)::integer
+            as hold_group
+
+    from in_scope
+
+),
+
+streams as (
+
+    select funnel_name, unit_id, {{ funnel_stream_arrays('numbered') }}
+    from numbered
+    group by funnel_name, unit_id
+
+),
+
+attempts as (
+
+    select
+        streams.funnel_name,
+        streams.unit_id,
+        funnels.content_hash,
+        funnels.unit,
+        funnels.rebuilt,
+        walk.*
+
+    from streams
+    inner join funnels on funnels.funnel_name = streams.funnel_name
+    cross join lateral {{ funnel_walk_call('funnels', 'streams') }} with ordinality as walk
+
+),
+
+final as (
+
+    select
+        {{ funnel_attempt_columns(
+            'attempts',
+            'case when attempts.rebuilt then 1 else plan.first_attempt end' if planned else '1',
+            "case when starts_with(attempts.unit_id, 'user:') then substr(attempts.unit_id, 6) end") }}
+
+    from attempts
+    {% if planned %}
+    left join {{ ref('int_funnel_recompute_plan') }} as plan
+        on plan.funnel_name = attempts.funnel_name
+        and plan.unit_id = attempts.unit_id
+    {% endif %}
+
+)
+
+select * from final

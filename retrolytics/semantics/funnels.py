@@ -1,0 +1,735 @@
+"""The funnel semantics, written down once, and a plain-Python reference that follows them.
+
+The dbt models (``fct_funnel_entries``, ``mart_funnel_conversion``) must produce exactly what
+this module computes from the same events; the tests compare the two row by row. This is the
+one place that says what a funnel means (the models' YAML points here and repeats the summary).
+
+Identity (``unit: user``)
+-------------------------
+Only ``identify`` events tie a device (``anonymous_id``) to a user. Take a device's identify
+events in order of ``occurred_at`` (then ``event_id``). Each starts a period in which the device
+belongs to that user, until the next identify of a *different* user; the first period reaches
+back to the device's very first event, so what a visitor did before logging in belongs to them.
+A device never identified is a person of its own. Person ids: ``user:<user_id>`` and
+``device:<anonymous_id>``. For ``unit: device`` the unit is the ``anonymous_id`` itself.
+
+Sessions (``unit: session``)
+----------------------------
+The unit is the event's session as ``retrolytics/semantics/sessions.py`` defines it (and
+``fct_sessions`` stores it): the device's events, *all* of them, not only the funnel's, split
+where 30 minutes pass without one. Unit id: ``session:<the session's first event_id>``. So an
+attempt never leaves its session: a step in the device's next session belongs to another unit,
+and the attempt ends ``dropped_off`` at its deadline as usual (the conversion window still
+applies inside a session). PostHog's "unique sessions" aggregation of a funnel counts the same
+way: an entry and its steps within one ``$session_id``. A late event that merges or splits
+sessions changes the units, and a later run re-derives them.
+
+The unit's stream
+-----------------
+The events of one unit that match a step or an exclusion of the funnel, in this total order:
+``occurred_at``, then the lowest step the event matches (events that only match exclusions come
+after all steps), then ``event_id``, then ``anonymous_id``. So two events at the same instant
+count as in funnel order, and an exclusion at the same instant as a step counts after it.
+An event matching several steps is one element of the stream and fills at most one step.
+
+Attempts
+--------
+A unit is *idle* or in one *attempt*. Walking the stream:
+
+- Idle: an event matching step 1 (any step, for ``unordered``) enters the funnel: a new attempt
+  whose entry time is the event's time. It fills step 1 (``unordered``: the lowest step it
+  matches). Other events are ignored while idle.
+- Deadline: an attempt is alive while the event time is at most its deadline: entry time +
+  ``conversion_window`` (``window_end``: a calendar window of n months adds n months to the
+  entry's UTC date, keeping the time of day, on the month's last day when that day does not
+  exist: Jan 31 10:00 + 1mo = Feb 28 (or 29) 10:00, as PostgreSQL's ``timestamp + interval``
+  does in UTC), and, when the next step has ``within``, at most that long after the
+  step reached last. Both bounds are inclusive: a step exactly at the deadline counts. The first
+  event after the deadline ends the attempt (``dropped_off``, ended at the deadline); that event
+  is then looked at again by an idle unit, so it may enter a new attempt.
+- ``ordered``: an event matching the next step fills it (the step's time is the event's time)
+  if the ``hold_constant`` properties equal those of the entry event. Any other event in between
+  is ignored, including repeats of earlier steps and step-1 events (no re-entry while alive).
+- ``strict``: as ``ordered``, but an event that matches any step of the funnel and does not fill
+  the next one ends the attempt (``broken_order``, ended at that event), which is then looked at
+  by an idle unit (so a repeated step 1 restarts the funnel).
+- ``unordered``: an event fills the lowest not-yet-filled step it matches (hold_constant as
+  above). ``furthest_step`` is the number of steps filled; steps may be filled in any order.
+- Filling the last step converts the attempt (``converted``, ended at that event); the event is
+  used up.
+- Exclusions (``ordered`` and ``strict``): after an event is processed as a step, if it matches
+  an exclusion ``between: [i, j]`` while the attempt has reached step i but not step j, and it
+  happened strictly later than step i's time, the attempt is disqualified (``excluded``, ended
+  at that event). Unless the event filled a step, it is then looked at by an idle unit.
+  Excluded attempts stay in the facts but count nowhere in the mart.
+- When the stream ends, an attempt still alive is ``in_progress`` if its deadline is later
+  than the end of the data (``data_end``: the latest ``occurred_at`` among the step and
+  exclusion events of all declared funnels when the facts are built), so events still to come
+  may fill its steps; a later run re-derives it. Otherwise it ends ``dropped_off``. Either way
+  ``ended_at`` is its deadline. Without ``data_end`` nothing is in progress.
+
+So a unit enters again only after its previous attempt converted, expired, broke or was
+excluded. A consequence: a unit's furthest step can be lower than that of the best window from
+*any* step-1 event (ClickHouse's ``windowFunnel``): a step-1 event inside a live attempt starts
+nothing, even when the steps after it would fit in a window of its own but come after the
+attempt's deadline. Values of ``hold_constant`` properties compare as JSON values; a missing
+property and JSON null are the same value (null equals null).
+
+Facts: one row per attempt: entry time and event, the time each step was filled (null when
+not), the furthest step, converted yes/no, time to convert, the outcome, and the breakdown value:
+the event field or property (as text, like ``->>``) of the events that filled the attempt's
+steps, taken in the order they filled them: the first value that is neither null nor the empty
+text (``first_touch``), the last such value (``last_touch``), null when every one is empty (so a
+step without the property never hides a later step's value, as PostHog's first and last touch
+skip empty values); or step N's event's own value (``step_N``, null when step N was not reached
+or its event has no value). ``all_events`` (PostHog's "All events" attribution) walks each
+breakdown value apart: the unit's stream is split by the value of each event (step and exclusion
+events alike; null is a value of its own, apart from the empty text), each part is walked as a
+stream of its own as above, and each attempt has its part's value; so a unit counts under every
+value whose events enter the funnel, and its steps under a value are only those of that value.
+``session: <column>`` reads that column of the event's session (its
+landing page, referrer host, UTM fields, browser...); ``person: <trait>`` reads the trait of the
+event's person (identity as above) as it was at the event's time (``dim_person_traits``:
+valid_from <= time < valid_to), as text like ``->>``; null for a device never identified or a
+trait not set yet. ``attempt_number`` counts the unit's attempts from 1 (with ``all_events``
+value by value, the values in the order they first appear in the unit's stream).
+
+Mart: per funnel, entry day (UTC date of the entry time) and breakdown value (``(none)`` for a
+null value; ``(all)`` for every attempt of the day, with or without a breakdown, so one funnel
+with a breakdown answers the overall question too; a breakdown value that is the text ``(all)``
+counts in that overall row only; with ``step_N`` attribution and ``unreached: leave_out``, an
+attempt that never filled step N counts in the overall row only, as PostHog leaves a person who
+never reached the attribution step out of its breakdown; with ``all_events`` the overall row
+counts each unit once over its attempts under every value, which is not the funnel without a
+breakdown: steps under two values never join), one row per step k: ``units`` = distinct
+units with an attempt that entered that day, has that breakdown value, is not excluded and
+filled at least k steps; ``entries`` = such attempts. Time to step k of an attempt = the time it
+had filled k steps (for ordered funnels, step k's time) minus its entry time; per unit the first
+such attempt (by entry time, then attempt number) counts, and the mean, the median and the 90th
+percentile (linear interpolation, like PostgreSQL's ``percentile_cont``) are taken over units.
+Time from the previous step to step k (k > 1) of the same attempts = the time it had filled k
+steps minus the time it had filled k - 1; mean, median and p90 likewise. Time to convert is time
+to the last step. ``units_in_progress`` = those of the units with an ``in_progress`` attempt that
+filled at least k steps. Conversion rates leave attempts in progress out (their outcome is not
+known yet): with ``settled`` units at k = distinct units with an attempt that is neither excluded
+nor in progress and filled at least k steps, ``conversion_from_previous`` = settled at k / settled
+at k-1 (null for step 1 and after a step without settled units), ``conversion_overall`` = settled
+at k / settled at step 1 (null without settled units).
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from retrolytics.language.funnels import EventRef, Funnel
+
+if TYPE_CHECKING:  # sessions builds on this module's identity rules: imported where used
+    from retrolytics.semantics.sessions import Event as SessionEvent
+    from retrolytics.semantics.sessions import Session, TraitVersion
+
+ALL_VALUES = "(all)"
+NO_VALUE = "(none)"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One stored event, with the event definitions it matches (from wherever they came)."""
+
+    event_id: uuid.UUID
+    anonymous_id: str
+    occurred_at: datetime
+    type: str
+    name: str | None = None
+    user_id: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    fields: dict[str, str | None] = field(default_factory=dict, hash=False, compare=False)
+    definitions: frozenset[str] = frozenset()
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    funnel_name: str
+    unit_id: str
+    user_id: str | None
+    anonymous_id: str
+    attempt_number: int
+    entry_event_id: uuid.UUID
+    entered_at: datetime
+    entry_step: int
+    step_reached_at: tuple[datetime | None, ...]
+    furthest_step: int
+    converted: bool
+    converted_at: datetime | None
+    seconds_to_convert: float | None
+    outcome: str
+    ended_at: datetime
+    deadline_at: datetime
+    breakdown_value: str | None
+
+    @property
+    def entry_day(self) -> date:
+        return self.entered_at.astimezone(UTC).date()
+
+
+@dataclass(frozen=True)
+class MartRow:
+    funnel_name: str
+    entry_day: date
+    breakdown_value: str
+    step_number: int
+    units: int
+    entries: int
+    units_in_progress: int
+    conversion_from_previous: float | None
+    conversion_overall: float | None
+    avg_seconds_to_step: float | None
+    median_seconds_to_step: float | None
+    p90_seconds_to_step: float | None
+    avg_seconds_from_previous: float | None
+    median_seconds_from_previous: float | None
+    p90_seconds_from_previous: float | None
+    avg_seconds_to_convert: float | None
+    median_seconds_to_convert: float | None
+    p90_seconds_to_convert: float | None
+
+
+# -- identity --------------------------------------------------------------------------------
+
+
+def identity_periods(events: Iterable[Event]) -> dict[str, list[tuple[datetime, str]]]:
+    """Per identified device: (start, user_id) of each period, in time order; the first period
+    reaches back to the device's first event (its start is only used from the second on)."""
+    identifies = sorted(
+        (e for e in events if e.type == "identify" and e.user_id),
+        key=lambda e: (e.occurred_at, e.event_id),
+    )
+    periods: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for event in identifies:
+        device = periods[event.anonymous_id]
+        if not device or device[-1][1] != event.user_id:
+            device.append((event.occurred_at, event.user_id))
+    return dict(periods)
+
+
+def person_of(
+    event: Event, periods: dict[str, list[tuple[datetime, str]]]
+) -> tuple[str, str | None]:
+    """(person id, user_id or None) that ``event`` belongs to."""
+    device = periods.get(event.anonymous_id)
+    if not device:
+        return f"device:{event.anonymous_id}", None
+    user = device[0][1]
+    for start, user_id in device[1:]:
+        if event.occurred_at >= start:
+            user = user_id
+    return f"user:{user}", user
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+def json_key(value: Any) -> Any:
+    """Equality as jsonb has it: numbers by value, booleans apart from numbers."""
+    if value is None:
+        return ("null",)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", Decimal(repr(value)) if isinstance(value, float) else Decimal(value))
+    if isinstance(value, str):
+        return ("string", value)
+    if isinstance(value, list):
+        return ("array", tuple(json_key(v) for v in value))
+    return ("object", tuple(sorted((k, json_key(v)) for k, v in value.items())))
+
+
+def jsonb_text(value: Any) -> str | None:
+    """What PostgreSQL's ``->>`` gives for a JSON value."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    return _jsonb_document(value)
+
+
+def _jsonb_document(value: Any) -> str:
+    # jsonb prints object keys shorter first, then bytewise, with ", " and ": " separators.
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        inner = ", ".join(
+            f"{json.dumps(k, ensure_ascii=False)}: {_jsonb_document(value[k])}" for k in keys
+        )
+        return "{" + inner + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_jsonb_document(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def matches(ref: EventRef, event: Event) -> bool:
+    if ref.definition is not None:
+        return ref.definition in event.definitions
+    return event.type == ref.event_type and (ref.event_name is None or event.name == ref.event_name)
+
+
+# -- attempts --------------------------------------------------------------------------------
+
+
+def window_end(start: datetime, seconds: int, months: int = 0) -> datetime:
+    """``start`` + a conversion window: seconds, or calendar months in UTC (day clamped to the
+    month's last, time of day kept)."""
+    if not months:
+        return start + timedelta(seconds=seconds)
+    utc = start.astimezone(UTC)
+    month_index = utc.month - 1 + months
+    year, month = utc.year + month_index // 12, month_index % 12 + 1
+    day = min(utc.day, calendar.monthrange(year, month)[1])
+    return utc.replace(year=year, month=month, day=day)
+
+
+@dataclass
+class _Attempt:
+    entry: Event
+    hold: tuple
+    step_events: list[Event | None]
+    fills: list[Event]  # the events that filled a step, in the order they did
+    deadline: datetime = field(init=False)
+
+    @property
+    def filled(self) -> int:
+        return sum(e is not None for e in self.step_events)
+
+
+@dataclass
+class _StreamEvent:
+    event: Event
+    steps: list[int]  # 1-based steps it matches, ascending
+    exclusions: list[tuple[int, int]]  # (from, to) of exclusions it matches
+
+
+class _Walk:
+    """Walks one unit's stream; ``ended`` collects (attempt, outcome, ended_at)."""
+
+    def __init__(self, funnel: Funnel) -> None:
+        self.funnel = funnel
+        self.count = len(funnel.steps)
+        self.current: _Attempt | None = None
+        self.ended: list[tuple[_Attempt, str, datetime]] = []
+
+    def hold_of(self, event: Event) -> tuple:
+        return tuple(json_key(event.properties.get(name)) for name in self.funnel.hold_constant)
+
+    def set_deadline(self, attempt: _Attempt) -> None:
+        funnel = self.funnel
+        deadline = window_end(
+            attempt.entry.occurred_at,
+            funnel.conversion_window_seconds,
+            funnel.conversion_window_months,
+        )
+        if self.funnel.order != "unordered":
+            reached = attempt.filled
+            if reached < self.count:
+                within = self.funnel.steps[reached].within_seconds
+                if within is not None:
+                    last = attempt.step_events[reached - 1]
+                    assert last is not None
+                    deadline = min(deadline, last.occurred_at + timedelta(seconds=within))
+        attempt.deadline = deadline
+
+    def end(self, outcome: str, at: datetime) -> None:
+        assert self.current is not None
+        self.ended.append((self.current, outcome, at))
+        self.current = None
+
+    def idle(self, item: _StreamEvent) -> None:
+        entering = (
+            item.steps if self.funnel.order == "unordered" else [s for s in item.steps if s == 1]
+        )
+        if not entering:
+            return
+        step_events: list[Event | None] = [None] * self.count
+        step_events[entering[0] - 1] = item.event
+        self.current = _Attempt(item.event, self.hold_of(item.event), step_events, [item.event])
+        self.set_deadline(self.current)
+
+    def fill(self, attempt: _Attempt, item: _StreamEvent) -> bool:
+        if self.hold_of(item.event) != attempt.hold:
+            return False
+        if self.funnel.order == "unordered":
+            free = [s for s in item.steps if attempt.step_events[s - 1] is None]
+            if not free:
+                return False
+            step = free[0]
+        else:
+            step = attempt.filled + 1
+            if step not in item.steps:
+                return False
+        attempt.step_events[step - 1] = item.event
+        attempt.fills.append(item.event)
+        self.set_deadline(attempt)
+        return True
+
+    def excluded(self, attempt: _Attempt, item: _StreamEvent) -> bool:
+        reached = attempt.filled
+        for first, last in item.exclusions:
+            step_event = attempt.step_events[first - 1]
+            if (
+                first <= reached < last
+                and step_event is not None
+                and item.event.occurred_at > step_event.occurred_at
+            ):
+                return True
+        return False
+
+    def take(self, item: _StreamEvent) -> None:
+        attempt = self.current
+        if attempt is not None and item.event.occurred_at > attempt.deadline:
+            self.end("dropped_off", attempt.deadline)
+            attempt = None
+        if attempt is None:
+            self.idle(item)
+            return
+        filled = self.fill(attempt, item)
+        if filled and attempt.filled == self.count:
+            self.end("converted", item.event.occurred_at)
+            return
+        if not filled and self.funnel.order == "strict" and item.steps:
+            self.end("broken_order", item.event.occurred_at)
+            self.idle(item)
+            return
+        if self.excluded(attempt, item):
+            self.end("excluded", item.event.occurred_at)
+            if not filled:
+                self.idle(item)
+
+    def finish(self, data_end: datetime | None) -> None:
+        if self.current is not None:
+            deadline = self.current.deadline
+            alive = data_end is not None and deadline > data_end
+            self.end("in_progress" if alive else "dropped_off", deadline)
+
+
+def _stream(funnel: Funnel, events: Iterable[Event]) -> list[_StreamEvent]:
+    count = len(funnel.steps)
+    items = []
+    for event in events:
+        steps = [i + 1 for i, s in enumerate(funnel.steps) if matches(s.event, event)]
+        exclusions = [
+            (x.from_step, x.to_step) for x in funnel.exclusions if matches(x.event, event)
+        ]
+        if steps or exclusions:
+            items.append(_StreamEvent(event, steps, exclusions))
+    items.sort(
+        key=lambda i: (
+            i.event.occurred_at,
+            i.steps[0] if i.steps else count + 1,
+            i.event.event_id,
+            i.event.anonymous_id.encode(),
+        )
+    )
+    return items
+
+
+@dataclass
+class _Context:
+    """What units and breakdowns read beyond the events themselves, derived once per call."""
+
+    periods: dict[str, list[tuple[datetime, str]]]
+    sessions: dict[uuid.UUID, Session]  # event_id -> its session
+    traits: list[TraitVersion]
+
+
+def _context(funnel: Funnel, events: Sequence[Event]) -> _Context:
+    # Imported here: retrolytics.semantics.sessions builds on this module's identity rules.
+    from retrolytics.semantics import sessions
+
+    breakdown = funnel.breakdown
+    needs_sessions = funnel.unit == "session" or (
+        breakdown is not None and breakdown.session_column is not None
+    )
+    needs_traits = breakdown is not None and breakdown.person_trait is not None
+    as_sessions = (
+        [_session_event(event) for event in events] if needs_sessions or needs_traits else []
+    )
+    return _Context(
+        periods=identity_periods(events),
+        sessions=sessions.session_of_events(as_sessions) if needs_sessions else {},
+        traits=sessions.trait_history(as_sessions) if needs_traits else [],
+    )
+
+
+def _session_event(event: Event) -> SessionEvent:
+    from retrolytics.semantics import sessions
+
+    fields = event.fields
+    return sessions.Event(
+        event_id=event.event_id,
+        anonymous_id=event.anonymous_id,
+        occurred_at=event.occurred_at,
+        type=event.type,
+        user_id=event.user_id,
+        page_path=fields.get("page_path"),
+        referrer=fields.get("referrer"),
+        utm_source=fields.get("utm_source"),
+        utm_medium=fields.get("utm_medium"),
+        utm_campaign=fields.get("utm_campaign"),
+        user_agent=event.user_agent,
+        traits=event.properties if event.type == "identify" else {},
+    )
+
+
+def _breakdown_of(funnel: Funnel, source: Event, context: _Context) -> str | None:
+    """The breakdown value of one event (the attributed one of an attempt)."""
+    from retrolytics.semantics import sessions
+
+    breakdown = funnel.breakdown
+    assert breakdown is not None
+    if breakdown.field is not None:
+        return source.fields.get(breakdown.field)
+    if breakdown.session_column is not None:
+        return getattr(context.sessions[source.event_id], breakdown.session_column)
+    if breakdown.person_trait is not None:
+        person, _ = person_of(source, context.periods)
+        trait = sessions.trait_at(
+            context.traits, person, breakdown.person_trait, source.occurred_at
+        )
+        return jsonb_text(trait)
+    assert breakdown.property_name is not None
+    return jsonb_text(source.properties.get(breakdown.property_name))
+
+
+def _breakdown(funnel: Funnel, attempt: _Attempt, context: _Context) -> str | None:
+    breakdown = funnel.breakdown
+    if breakdown is None:
+        return None
+    if breakdown.attribution == "all_events":
+        return _breakdown_of(funnel, attempt.entry, context)  # every event of the part's value
+    if breakdown.attribution == "step":
+        assert breakdown.attribution_step is not None
+        source = attempt.step_events[breakdown.attribution_step - 1]
+        return None if source is None else _breakdown_of(funnel, source, context)
+    values = [_breakdown_of(funnel, event, context) for event in attempt.fills]
+    present = [value for value in values if value]  # neither null nor ''
+    if not present:
+        return None
+    return present[0] if breakdown.attribution == "first_touch" else present[-1]
+
+
+def _left_out(funnel: Funnel, entry: Entry) -> bool:
+    """Whether the attempt counts in no breakdown value's row (``unreached: leave_out``)."""
+    breakdown = funnel.breakdown
+    if breakdown is None or breakdown.unreached != "leave_out":
+        return False
+    assert breakdown.attribution_step is not None
+    return entry.step_reached_at[breakdown.attribution_step - 1] is None
+
+
+def funnel_entries(
+    funnel: Funnel, events: Sequence[Event], data_end: datetime | None = None
+) -> list[Entry]:
+    """The funnel facts: one entry per attempt of every unit; ``data_end`` as in the
+    semantics (``data_end_of``)."""
+    context = _context(funnel, events)
+    units: dict[str, list[Event]] = defaultdict(list)
+    users: dict[str, str | None] = {}
+    for event in events:
+        if funnel.unit == "device":
+            unit = event.anonymous_id
+        elif funnel.unit == "session":
+            unit = f"session:{context.sessions[event.event_id].first_event_id}"
+        else:
+            unit, users[unit] = person_of(event, context.periods)
+        units[unit].append(event)
+    entries = []
+    for unit, unit_events in units.items():
+        ended: list[tuple[_Attempt, str, datetime]] = []
+        for part in _parts(funnel, _stream(funnel, unit_events), context):
+            walk = _Walk(funnel)
+            for item in part:
+                walk.take(item)
+            walk.finish(data_end)
+            ended += walk.ended
+        for number, (attempt, outcome, ended_at) in enumerate(ended, start=1):
+            entries.append(_entry(funnel, unit, users, number, attempt, outcome, ended_at, context))
+    return entries
+
+
+def _parts(
+    funnel: Funnel, stream: list[_StreamEvent], context: _Context
+) -> list[list[_StreamEvent]]:
+    """The streams walked apart: with ``all_events`` one per breakdown value (in the order the
+    values first appear), else the whole stream."""
+    if funnel.breakdown is None or funnel.breakdown.attribution != "all_events":
+        return [stream]
+    parts: dict[str | None, list[_StreamEvent]] = {}
+    for item in stream:
+        parts.setdefault(_breakdown_of(funnel, item.event, context), []).append(item)
+    return list(parts.values())
+
+
+def data_end_of(funnels: Iterable[Funnel], events: Iterable[Event]) -> datetime | None:
+    """The end of the data: the latest event that a step or exclusion of ``funnels`` matches."""
+    refs = [r.event for f in funnels for r in (*f.steps, *f.exclusions)]
+    times = [e.occurred_at for e in events if any(matches(ref, e) for ref in refs)]
+    return max(times, default=None)
+
+
+def _entry(
+    funnel: Funnel,
+    unit: str,
+    users: dict[str, str | None],
+    number: int,
+    attempt: _Attempt,
+    outcome: str,
+    ended_at: datetime,
+    context: _Context,
+) -> Entry:
+    entry = attempt.entry
+    times = tuple(e.occurred_at if e is not None else None for e in attempt.step_events)
+    converted = outcome == "converted"
+    converted_at = ended_at if converted else None
+    return Entry(
+        funnel_name=funnel.name,
+        unit_id=unit,
+        user_id=users.get(unit) if funnel.unit == "user" else entry.user_id,
+        anonymous_id=entry.anonymous_id,
+        attempt_number=number,
+        entry_event_id=entry.event_id,
+        entered_at=entry.occurred_at,
+        entry_step=next(i + 1 for i, e in enumerate(attempt.step_events) if e is entry),
+        step_reached_at=times,
+        furthest_step=attempt.filled,
+        converted=converted,
+        converted_at=converted_at,
+        seconds_to_convert=(converted_at - entry.occurred_at).total_seconds()
+        if converted_at
+        else None,
+        outcome=outcome,
+        ended_at=ended_at,
+        deadline_at=attempt.deadline,
+        breakdown_value=_breakdown(funnel, attempt, context),
+    )
+
+
+# -- the mart --------------------------------------------------------------------------------
+
+
+def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
+    """PostgreSQL's ``percentile_cont``: linear interpolation between the closest ranks."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    lower = math.floor(position)
+    upper = math.ceil(position)
+    low, high = ordered[lower], ordered[upper]
+    return low + (position - lower) * (high - low)
+
+
+def _seconds_to_step(entry: Entry, k: int) -> float:
+    return (_reached(entry, k) - entry.entered_at).total_seconds()
+
+
+def _seconds_from_previous(entry: Entry, k: int) -> float | None:
+    if k == 1:
+        return None
+    return (_reached(entry, k) - _reached(entry, k - 1)).total_seconds()
+
+
+def _reached(entry: Entry, k: int) -> datetime:
+    """When the attempt had filled k steps (its k-th filled step, by time then step)."""
+    reached = sorted((t, i) for i, t in enumerate(entry.step_reached_at) if t is not None)
+    return reached[k - 1][0]
+
+
+@dataclass(frozen=True)
+class _Timing:
+    """Mean, median and 90th percentile of some seconds (all None without values)."""
+
+    avg: float | None
+    median: float | None
+    p90: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> _Timing:
+        present = [v for v in values if v is not None]
+        return cls(
+            sum(present) / len(present) if present else None,
+            percentile_cont(present, 0.5),
+            percentile_cont(present, 0.9),
+        )
+
+
+def funnel_mart(funnel: Funnel, entries: Iterable[Entry]) -> list[MartRow]:
+    groups: dict[tuple[date, str], list[Entry]] = defaultdict(list)
+    for entry in entries:
+        if entry.funnel_name != funnel.name or entry.outcome == "excluded":
+            continue
+        groups[(entry.entry_day, ALL_VALUES)].append(entry)
+        if funnel.breakdown is not None and not _left_out(funnel, entry):
+            value = entry.breakdown_value if entry.breakdown_value is not None else NO_VALUE
+            if value != ALL_VALUES:  # the overall row's name: such a value counts there only
+                groups[(entry.entry_day, value)].append(entry)
+    count = len(funnel.steps)
+    rows = []
+    for (day, value), group in sorted(groups.items()):
+        group.sort(key=lambda e: (e.entered_at, e.attempt_number))
+        timings = {}
+        unit_counts = {}
+        for k in range(1, count + 1):
+            reaching = [e for e in group if e.furthest_step >= k]
+            first_per_unit: dict[str, Entry] = {}
+            for entry in reaching:
+                first_per_unit.setdefault(entry.unit_id, entry)
+            firsts = first_per_unit.values()
+            timings[k] = (
+                _Timing.of([_seconds_to_step(e, k) for e in firsts]),
+                _Timing.of([_seconds_from_previous(e, k) for e in firsts]),
+            )
+            settled = {e.unit_id for e in reaching if e.outcome != "in_progress"}
+            in_progress = {e.unit_id for e in reaching if e.outcome == "in_progress"}
+            unit_counts[k] = (len(first_per_unit), len(reaching), len(settled), len(in_progress))
+        for k in range(1, count + 1):
+            units, attempts, settled, in_progress = unit_counts[k]
+            previous = unit_counts[k - 1][2] if k > 1 else None
+            first = unit_counts[1][2]
+            rows.append(
+                MartRow(
+                    funnel_name=funnel.name,
+                    entry_day=day,
+                    breakdown_value=value,
+                    step_number=k,
+                    units=units,
+                    entries=attempts,
+                    units_in_progress=in_progress,
+                    conversion_from_previous=settled / previous if previous else None,
+                    conversion_overall=settled / first if first else None,
+                    avg_seconds_to_step=timings[k][0].avg,
+                    median_seconds_to_step=timings[k][0].median,
+                    p90_seconds_to_step=timings[k][0].p90,
+                    avg_seconds_from_previous=timings[k][1].avg,
+                    median_seconds_from_previous=timings[k][1].median,
+                    p90_seconds_from_previous=timings[k][1].p90,
+                    avg_seconds_to_convert=timings[count][0].avg,
+                    median_seconds_to_convert=timings[count][0].median,
+                    p90_seconds_to_convert=timings[count][0].p90,
+                )
+            )
+    return rows
