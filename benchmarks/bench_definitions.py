@@ -13,8 +13,10 @@ run (the newest hour, no lookback), against the same run with nothing new and a 
 Last, on 30 days: one shipped definition is edited and the daily run re-derives it over all
 history, against a full rebuild.
 
-Times are dbt's own for the model (``execution_time``); the whole invocation, dbt's start-up and
-parsing included, is given next to it. Helpers here are shared by the other dbt benchmarks.
+Times are dbt's own for the models (``execution_time``): a windowed run's is that of
+defined_events plus int_selector_matches, which such a run builds first for its window; the
+whole invocation, dbt's start-up and parsing included, is given next to it. Helpers here are
+shared by the other dbt benchmarks.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ LOOKBACK_HOURS = 24
 RERUNS = 3
 # The marts run with PostgreSQL's JIT off (dbt_project.yml); a copy without it measures JIT on.
 JIT_HOOK = '+pre-hook: "set jit = off"'
+# What a windowed run of defined_events builds (it refuses to run without its selector matches).
+WINDOWED_MODELS = ("int_selector_matches", "defined_events")
 EDITED = "clicked_product_card"  # a selector definition: the costliest kind of condition
 EDITED_SELECTOR = "div.product-grid div.product-card a.product-link"
 QUERIES = ("running shoes", "boots", "tee", "backpack", "sun hat", "gift card")  # the shop's
@@ -147,6 +151,11 @@ def model_seconds(result: Any, model: str) -> float:
         if node.node.name == model:
             return node.execution_time
     raise RuntimeError(f"{model} did not run")
+
+
+def windowed_seconds(result: Any) -> float:
+    """dbt's own execution time of a windowed run of defined_events: its models together."""
+    return sum(model_seconds(result, model) for model in WINDOWED_MODELS)
 
 
 def day_window(day: date) -> dict[str, Any]:
@@ -388,11 +397,11 @@ class Warehouse:
         wall, result = dbt(
             self.project_with_jit if jit else self.project,
             self.url,
-            ["run", "-s", "defined_events"],
+            ["run", "-s", *WINDOWED_MODELS],
             jit=jit,
             **day_window(self.new_day),
         )
-        return model_seconds(result, "defined_events"), wall
+        return windowed_seconds(result), wall
 
     def hourly_run(self) -> float:
         """The newest hour's run, no lookback: model seconds. Its window is small, so a new
@@ -400,10 +409,10 @@ class Warehouse:
         _, result = dbt(
             self.project,
             self.url,
-            ["run", "-s", "defined_events"],
+            ["run", "-s", *WINDOWED_MODELS],
             **last_hour_window(self.new_day),
         )
-        return model_seconds(result, "defined_events")
+        return windowed_seconds(result)
 
     def daily_runs(self) -> tuple[str, ...]:
         """The new day's first run, then reruns, as columns: first run, median rerun, median
@@ -560,7 +569,9 @@ def run(quick: bool) -> Section:
             f"{stored} shop events over {total_days} days (~{per_day}/day), inserted directly in "
             f"{loading.seconds:.0f} s; the daily run is the window of the newest day with a "
             f"{LOOKBACK_HOURS} h lookback, as Dagster's daily partition runs it; model seconds "
-            "are dbt's execution time of defined_events, the invocation includes dbt's start-up. "
+            "are dbt's execution time of defined_events (and, in a windowed run, of "
+            "int_selector_matches, which it needs built first), the invocation includes dbt's "
+            "start-up. "
             "The project runs its marts with PostgreSQL's JIT off (a pre-hook in "
             "dbt_project.yml); the JIT columns run a copy of the project without that hook."
         )

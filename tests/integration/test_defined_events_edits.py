@@ -2,10 +2,12 @@
 
 Each condition reaches its events through one route (a literal of its selector over the trigram
 index, an exact path, a custom event's name, its types, or every event: see routed_matches in
-dbt_project/macros/condition_matches.sql). Hypothesis draws sequences of adds, edits and removals
-over conditions of every route, each followed by a windowed run (or one over all history), and
-after every run compares the table with what each current definition's rendered predicate selects
-from all history; at the end, with a `--full-refresh` build, column for column.
+dbt_project/macros/condition_matches.sql); a window run joins by hashing, its selector conditions
+through the hierarchies int_selector_matches found matching. Hypothesis draws sequences of adds,
+edits and removals over conditions of every route, each followed by a windowed run (or one over
+all history), and after every run compares the table with what each current definition's
+rendered predicate selects from all history; at the end, with a `--full-refresh` build, column
+for column.
 """
 
 from __future__ import annotations

@@ -6,9 +6,14 @@
         hash_column='content_hash',
         versions_model='int_event_definition_versions',
         indexes=[{'columns': ['occurred_at']}],
+        pre_hook="set work_mem = '64MB'",
     )
 }}
 -- depends_on: {{ ref('int_event_definition_versions') }}
+{#- The window's selector matches must be this run's, not an earlier run's with another window. -#}
+{%- if retro_is_incremental() %}{{ retro_require_plan('int_selector_matches') }}{% endif %}
+-- work_mem (pre_hook): the deduplication below sorts the window's matches, 33 MB at 500
+-- definitions over 10k events a day; in memory instead of on disk (benchmarks/RESULTS.md, 3).
 
 -- Every CTE is inlined (used once, or NOT MATERIALIZED), so PostgreSQL and Citus see one query:
 -- the whole INSERT ... SELECT runs on each shard of raw.events (conditions are a reference
@@ -57,9 +62,13 @@ rederived_conditions as not materialized (
 ),
 
 -- The window is a constant on the events, so PostgreSQL skips the daily partitions outside it.
+-- A selector's conditions find the window's events through int_selector_matches, built for
+-- the same window: each selector's regex ran once per distinct hierarchy there.
 window_matches as (
 
-    {{ routed_matches('derived_conditions', retro_in_window('e.occurred_at')) }}
+    {{ routed_matches(
+        'derived_conditions', retro_in_window('e.occurred_at'), ref('int_selector_matches')
+    ) }}
 
 ),
 
