@@ -7,11 +7,16 @@ day's partition is attached and the run Dagster makes for a daily partition is t
 of the new day with its 24-hour lookback (so the day before is re-derived as well). That run
 should cost the same whatever the history. Then, on 7 days of history, the same with 10, 100
 and 500 definitions (the shipped ones and generated variants of them: selectors, paths, URLs,
-texts and custom properties, as an analyst would write them). Last, on 30 days: one shipped
-definition is edited and the daily run re-derives it over all history, against a full rebuild.
+texts and custom properties, as an analyst would write them). On each history, a new selective
+definition (one product's add-to-cart clicks, well under 1 % of events) is derived by an hourly
+run (the newest hour, no lookback), against the same run with nothing new and a full rebuild.
+Last, on 30 days: one shipped definition is edited and the daily run re-derives it over all
+history, against a full rebuild.
 
-Times are dbt's own for the model (``execution_time``); the whole invocation, dbt's start-up and
-parsing included, is given next to it. Helpers here are shared by the other dbt benchmarks.
+Times are dbt's own for the models (``execution_time``): a windowed run's is that of
+defined_events plus int_selector_matches, which such a run builds first for its window; the
+whole invocation, dbt's start-up and parsing included, is given next to it. Helpers here are
+shared by the other dbt benchmarks.
 """
 
 from __future__ import annotations
@@ -47,9 +52,18 @@ LOOKBACK_HOURS = 24
 RERUNS = 3
 # The marts run with PostgreSQL's JIT off (dbt_project.yml); a copy without it measures JIT on.
 JIT_HOOK = '+pre-hook: "set jit = off"'
+# What a windowed run of defined_events builds (it refuses to run without its selector matches).
+WINDOWED_MODELS = ("int_selector_matches", "defined_events")
 EDITED = "clicked_product_card"  # a selector definition: the costliest kind of condition
 EDITED_SELECTOR = "div.product-grid div.product-card a.product-link"
 QUERIES = ("running shoes", "boots", "tee", "backpack", "sun hat", "gift card")  # the shop's
+NEW_SELECTIVE = {
+    "name": "added_product_102_to_cart",
+    "description": "A new, selective definition: one product's add-to-cart clicks.",
+    "owner": "benchmarks",
+    "match": [{"type": "click", "selector": 'button#add-to-cart[data-product-id="102"]'}],
+}
+PER_DAY_VARIABLE = "RETROLYTICS_BENCH_DEFINITIONS_PER_DAY"  # events per day, default 20000
 
 
 # -- shared by the dbt benchmarks -----------------------------------------------------------
@@ -139,6 +153,11 @@ def model_seconds(result: Any, model: str) -> float:
     raise RuntimeError(f"{model} did not run")
 
 
+def windowed_seconds(result: Any) -> float:
+    """dbt's own execution time of a windowed run of defined_events: its models together."""
+    return sum(model_seconds(result, model) for model in WINDOWED_MODELS)
+
+
 def day_window(day: date) -> dict[str, Any]:
     """The dbt vars of a daily partition run for ``day``."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -147,6 +166,12 @@ def day_window(day: date) -> dict[str, Any]:
         "end": (start + timedelta(days=1)).isoformat(),
         "lookback_hours": LOOKBACK_HOURS,
     }
+
+
+def last_hour_window(day: date) -> dict[str, Any]:
+    """The dbt vars of an hourly run over the last hour of ``day``, without lookback."""
+    end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    return {"start": (end - timedelta(hours=1)).isoformat(), "end": end.isoformat()}
 
 
 def shipped_items() -> list[dict]:
@@ -372,11 +397,22 @@ class Warehouse:
         wall, result = dbt(
             self.project_with_jit if jit else self.project,
             self.url,
-            ["run", "-s", "defined_events"],
+            ["run", "-s", *WINDOWED_MODELS],
             jit=jit,
             **day_window(self.new_day),
         )
-        return model_seconds(result, "defined_events"), wall
+        return windowed_seconds(result), wall
+
+    def hourly_run(self) -> float:
+        """The newest hour's run, no lookback: model seconds. Its window is small, so a new
+        definition's derivation over all history is most of what it does."""
+        _, result = dbt(
+            self.project,
+            self.url,
+            ["run", "-s", *WINDOWED_MODELS],
+            **last_hour_window(self.new_day),
+        )
+        return windowed_seconds(result)
 
     def daily_runs(self) -> tuple[str, ...]:
         """The new day's first run, then reruns, as columns: first run, median rerun, median
@@ -390,14 +426,57 @@ class Warehouse:
         return _count(self.url, "select count(*) from marts.defined_events")
 
 
-def history_growth(warehouse: Warehouse) -> list[tuple]:
-    rows = []
+def history_growth(warehouse: Warehouse, work: Path) -> tuple[list[tuple], list[tuple]]:
+    """Per history: the daily runs, and the runs that derive NEW_SELECTIVE."""
+    rows, new_rows = [], []
+    with_new = with_new_definition(work)
     for history in HISTORY_DAYS:
         build, _ = warehouse.build_history(history)
         runs = warehouse.daily_runs()
         raw = _count(warehouse.url, "select count(*) from raw.events")
         rows.append((history, raw, warehouse.defined_rows(), f"{build:.2f}", *runs))
-    return rows
+        new_rows.append((history, raw, *new_definition(warehouse, with_new, raw), f"{build:.2f}"))
+    return rows, new_rows
+
+
+def with_new_definition(work: Path) -> Path:
+    """The shipped definitions plus NEW_SELECTIVE."""
+    folder = Path(shutil.copytree(SHIPPED_DEFINITIONS, work / "definitions_new"))
+    document = {"events": [NEW_SELECTIVE]}
+    (folder / "events" / "zz_new.yml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return folder
+
+
+def new_definition(warehouse: Warehouse, with_new: Path, raw: int) -> tuple[str, ...]:
+    """Derive NEW_SELECTIVE with an hourly run; then the same run with nothing new. Columns:
+    its rows (share of events), both runs' seconds and their difference. Leaves the shipped
+    definitions derived."""
+    warehouse.use(with_new)
+    first = warehouse.hourly_run()
+    matched = _count(
+        warehouse.url,
+        "select count(*) from marts.defined_events "
+        f"where definition_name = '{NEW_SELECTIVE['name']}'",
+    )
+    again = statistics.median(warehouse.hourly_run() for _ in range(RERUNS))
+    warehouse.use(SHIPPED_DEFINITIONS)
+    warehouse.hourly_run()  # its rows go again
+    return (
+        f"{matched} ({100 * matched / raw:.2f} %)",
+        f"{first:.2f}",
+        f"{again:.2f}",
+        f"{first - again:.2f}",
+    )
+
+
+def _new_definition_table(rows: list[tuple]) -> list[tuple]:
+    """Add the ratios to the full rebuild (the last column of ``rows``)."""
+    table = []
+    for *values, rebuild in rows:
+        first, difference = float(values[3]), float(values[5])
+        ratio = f"{first / float(rebuild):.3f} / {difference / float(rebuild):.3f}"
+        table.append((*values, rebuild, ratio))
+    return table
 
 
 def definitions_growth(warehouse: Warehouse, work: Path) -> list[tuple]:
@@ -475,7 +554,7 @@ def traffic(per_day: int, days: int) -> tuple[list[date], Iterator[dict]]:
 
 
 def run(quick: bool) -> Section:
-    per_day = 3_000 if quick else 20_000
+    per_day = int(os.environ.get(PER_DAY_VARIABLE) or (3_000 if quick else 20_000))
     section = Section(
         "3. Definitions: the daily defined_events run as history and definitions grow",
         f"python -m benchmarks {'--quick ' if quick else ''}--only definitions",
@@ -490,16 +569,39 @@ def run(quick: bool) -> Section:
             f"{stored} shop events over {total_days} days (~{per_day}/day), inserted directly in "
             f"{loading.seconds:.0f} s; the daily run is the window of the newest day with a "
             f"{LOOKBACK_HOURS} h lookback, as Dagster's daily partition runs it; model seconds "
-            "are dbt's execution time of defined_events, the invocation includes dbt's start-up. "
+            "are dbt's execution time of defined_events (and, in a windowed run, of "
+            "int_selector_matches, which it needs built first), the invocation includes dbt's "
+            "start-up. "
             "The project runs its marts with PostgreSQL's JIT off (a pre-hook in "
             "dbt_project.yml); the JIT columns run a copy of the project without that hook."
         )
         warehouse = Warehouse(settings.database_url, work, days)
         shipped = warehouse.use(SHIPPED_DEFINITIONS).definitions
         started = time.perf_counter()
-        history = history_growth(warehouse)
+        history, new_rows = history_growth(warehouse, work)
         section.lines += ["", f"History ({shipped} shipped definitions):", ""]
         section.table(("history days", "raw events", *GROWTH_COLUMNS), history)
+        section.lines += [
+            "",
+            f"A new selective definition (`{NEW_SELECTIVE['name']}`: "
+            f"`{NEW_SELECTIVE['match'][0]['selector']}`) derived over all history by an hourly "
+            "run (the newest hour, no lookback), beside the same run with nothing new and a full "
+            f"rebuild of the {shipped} shipped definitions:",
+            "",
+        ]
+        section.table(
+            (
+                "history days",
+                "raw events",
+                "rows of the new definition (share of events)",
+                "hourly run with it (s)",
+                "same run, nothing new, median (s)",
+                "the new definition alone: difference (s)",
+                "full rebuild (s)",
+                "÷ full rebuild (run / difference)",
+            ),
+            _new_definition_table(new_rows),
+        )
         rederive = rederivation(warehouse, work)
         section.lines += ["", "Definitions (7 days of history):", ""]
         section.table(

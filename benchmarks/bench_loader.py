@@ -3,8 +3,10 @@
 The loader runs as its own process (``retrolytics load --drain``) so its CPU time and peak memory
 come from the kernel's accounting of that process alone; PostgreSQL's CPU is the sum over its
 processes during the run. Then the same rows are exported, the table emptied, and the rows
-COPYed back from the file: the work no loader can beat. Last, the drain is repeated in-process
-under pyinstrument to name where the loader's time goes.
+COPYed back from the file: the work no loader can beat. The indexes defined_events finds a
+condition's events by (ingestion.schema.ROUTE_INDEXES) cost load time and disk: their sizes are
+read, then the COPY and the drain are repeated without them. Last, the drain is repeated
+in-process under pyinstrument to name where the loader's time goes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import psycopg
 
 from benchmarks.common import Section, Stopwatch, scratch
 from demo import traffic
+from ingestion import schema
 from ingestion.contract import EVENT_COLUMNS
 from ingestion.loader import Loader
 from ingestion.settings import Settings
@@ -49,6 +52,8 @@ def run_loader_process(settings: Settings, workers: int = 1) -> tuple[float, flo
     env = {
         **os.environ,
         "RETROLYTICS_DATABASE_URL": settings.database_url,
+        # Else the loader takes the local stack's own loader login: another database.
+        "RETROLYTICS_LOADER_DATABASE_URL": settings.loader_url,
         "RETROLYTICS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "RETROLYTICS_TOPIC": settings.topic,
         "RETROLYTICS_CONSUMER_GROUP": settings.consumer_group,
@@ -90,6 +95,37 @@ def copy_ceiling(database_url: str) -> tuple[float, int]:
             conn.commit()
         rows = conn.execute("select count(*) from raw.events").fetchone()[0]
     return watch.seconds, rows
+
+
+def disk_use(database_url: str) -> list[tuple[str, str]]:
+    """MiB of raw.events' rows, its primary key and each route index, over all partitions."""
+    query = """
+        select coalesce(parent.relname, 'raw.events'), sum(pg_relation_size(i.indexrelid))
+        from pg_inherits p
+        join pg_index i on i.indrelid = p.inhrelid
+        left join pg_inherits ip on ip.inhrelid = i.indexrelid
+        left join pg_class parent on parent.oid = ip.inhparent
+        where p.inhparent = 'raw.events'::regclass
+        group by 1
+    """
+    with psycopg.connect(database_url) as conn:
+        table = conn.execute(
+            "select sum(pg_table_size(inhrelid)) from pg_inherits "
+            "where inhparent = 'raw.events'::regclass"
+        ).fetchone()[0]
+        indexes = dict(conn.execute(query).fetchall())
+    mib = 1 << 20
+    rows = [("raw.events rows (heap and TOAST)", f"{table / mib:.1f}")]
+    rows += [(f"index {name}", f"{size / mib:.1f}") for name, size in sorted(indexes.items())]
+    route = sum(size for name, size in indexes.items() if name in schema.ROUTE_INDEXES)
+    rows.append(("**route indexes ÷ rows**", f"**{route / table:.2f}**"))
+    return rows
+
+
+def drop_route_indexes(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for name in schema.ROUTE_INDEXES:
+            conn.execute(f"drop index raw.{name}")
 
 
 def forget_the_load(database_url: str) -> None:
@@ -171,6 +207,49 @@ def run(quick: bool) -> Section:
             ("speed-up of 2 workers over 1", f"{drains[1][0] / drains[2][0]:.2f}x")
         )
         section.table(("measure", "value"), rows_of_table)
+        section.lines += ["", "Disk used after the load (MiB, all daily partitions):", ""]
+        section.table(("relation", "MiB"), disk_use(settings.database_url))
+        drop_route_indexes(settings.database_url)
+        bare_copy, _ = copy_ceiling(settings.database_url)
+        bare_wall, *_ = timed_drain(settings, 1)
+        wall = drains[1][0]
+        section.lines += [
+            "",
+            "The index cost: the same COPY and 1-worker load without the route indexes "
+            "(ingestion.schema.ROUTE_INDEXES), one after the other:",
+            "",
+        ]
+        section.table(
+            ("", "with the route indexes", "without", "with ÷ without"),
+            [
+                (
+                    "loader wall time (s)",
+                    f"{wall:.1f}",
+                    f"{bare_wall:.1f}",
+                    f"{wall / bare_wall:.2f}",
+                ),
+                (
+                    "loader µs per event",
+                    f"{1e6 * wall / rows:.0f}",
+                    f"{1e6 * bare_wall / rows:.0f}",
+                    "",
+                ),
+                (
+                    "plain COPY (s)",
+                    f"{copy_seconds:.1f}",
+                    f"{bare_copy:.1f}",
+                    f"{copy_seconds / bare_copy:.2f}",
+                ),
+                (
+                    "loader time ÷ COPY time",
+                    f"{wall / copy_seconds:.2f}",
+                    f"{bare_wall / bare_copy:.2f}",
+                    "",
+                ),
+            ],
+        )
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            schema.bootstrap(conn)  # the indexes back, for the profile below
         section.lines.append("")
         section.lines.append(
             "Where the loader's own time goes (pyinstrument, self time, 1 worker, in-process):"

@@ -99,7 +99,25 @@ begin
 end $$;
 """
 
-RAW_SCHEMA_SQL = """
+# The indexes defined_events finds a condition's events by (routed_matches in
+# dbt_project/macros/condition_matches.sql), so that a new definition reads only the events that
+# can match it instead of all history: a literal its selector needs (trigrams of the hierarchy),
+# the exact path, the custom event's name, the type. They live here, not in dbt: only the owner of
+# raw.events may index it. pg_trgm ships with PostgreSQL and is a trusted extension (13+): the
+# database's owner creates it without being a superuser. On Citus each shard gets the indexes.
+ROUTE_INDEXES = {
+    "events_hierarchy_trigrams": "using gin (hierarchy retrolytics.gin_trgm_ops)",
+    "events_page_path": "(page_path)",
+    "events_custom_name": "(name) where name is not null",
+    "events_type": "(type)",
+}
+ROUTE_INDEXES_SQL = "create extension if not exists pg_trgm with schema retrolytics;\n" + "".join(
+    f"create index if not exists {name} on raw.events {how};\n"
+    for name, how in ROUTE_INDEXES.items()
+)
+
+RAW_SCHEMA_SQL = (
+    """
 create schema if not exists raw;
 
 create table if not exists raw.events (
@@ -196,6 +214,9 @@ create table if not exists raw.user_agents (
 select retrolytics.distribute('raw.events');
 select retrolytics.make_reference('raw.dead_letters');
 select retrolytics.make_reference('raw.user_agents');
+"""
+    + ROUTE_INDEXES_SQL
+    + """
 -- raw.ingest_offsets stays a plain table on the coordinator, also on Citus: only the loader
 -- reads it, through the coordinator, and its rows commit with the batch's rows in the same
 -- distributed transaction (Citus' two-phase commit is decided by the coordinator's own commit).
@@ -203,6 +224,7 @@ select retrolytics.make_reference('raw.user_agents');
 -- loader's `on conflict ... do update set updated_at = now()` there (DO UPDATE SET functions
 -- must be IMMUTABLE on distributed and reference tables).
 """
+)
 
 _BOOTSTRAP_LOCK = 7_264_112_001  # an arbitrary advisory-lock key owned by this bootstrap
 # Changes whenever the bootstrap's SQL does, so a database built by an older version is updated.

@@ -18,8 +18,11 @@
     join without the ordering > 13 minutes (every row recompiled every regex), with it 20 s; a
     lateral pass per condition (one regex hot at a time) took 12 s but makes Citus pull all raw
     events to the coordinator, so defined_events joins. With the 28 shipped conditions: 1.3 s.
+
+    `selector_tested`: the caller already knows that the hierarchy matches the selector's regex
+    (int_selector_matches), so the regex is not run again.
 -#}
-{% macro condition_matches(e, c) -%}
+{% macro condition_matches(e, c, selector_tested=false) -%}
 case
     when ({{ c }}.event_types is null or {{ c }}.event_types ? {{ e }}.type) is not true then false
     when ({{ c }}.event_name is null or {{ e }}.name = {{ c }}.event_name) is not true then false
@@ -29,7 +32,11 @@ case
     when {{ value_matches(e ~ '.page_path', c ~ '.path_op', c ~ '.path_value') }} is not true then false
     when {{ value_matches(e ~ '.page_url', c ~ '.url_op', c ~ '.url_value') }} is not true then false
     when ({{ c }}.properties is null or {{ e }}.properties @> {{ c }}.properties) is not true then false
+    {%- if selector_tested %}
+    else true
+    {%- else %}
     else ({{ c }}.selector_regex is null or {{ e }}.hierarchy ~ {{ c }}.selector_regex) is true
+    {%- endif %}
 end
 {%- endmacro %}
 
@@ -43,4 +50,60 @@ end
         when {{ op }} = 'starts_with' then starts_with({{ column }}, {{ value }})
         when {{ op }} = 'regex' then {{ column }} ~ {{ value }}
     end)
+{%- endmacro %}
+
+
+{#-
+    The (condition, event) pairs where the event meets the condition, for the conditions of CTE
+    `conditions` (with the columns `route` and `hierarchy_like` of defined_events' `conditions`)
+    and the events where `event_filter` holds. Each condition joins the events on its route (a
+    literal of its selector, the exact path, a custom event's name, its types, or none) and
+    condition_matches then decides.
+
+    Without `selector_matches` (all history: new and changed definitions) each route is the one
+    test an index of raw.events serves (ingestion/schema.py), so a new definition reads only the
+    events that can match it, one index probe per condition.
+
+    With `selector_matches` (a window: int_selector_matches, the hierarchies of the window's
+    events and the selectors they match) every route is a hash join instead: a window's events
+    are few, and hundreds of conditions probing an index each would read the same pages again
+    and again (`|| ''` keeps PostgreSQL off the path and name indexes). A condition routed by
+    its selector joins those rows on its regex and then the events on their hierarchy, so no
+    selector regex runs per event.
+
+    Every branch joins `e` with small reference tables only, so Citus still runs each on the
+    shards.
+-#}
+{% macro routed_matches(conditions, event_filter, selector_matches=none) -%}
+    {%- set hashed = selector_matches is not none -%}
+    {#- route, the join probing an index, the join by hashing -#}
+    {%- set branches = [
+        ('selector', 'e.hierarchy like c.hierarchy_like', 'e.hierarchy = matched.hierarchy'),
+        ('path', 'e.page_path = c.path_value', "e.page_path || '' = c.path_value"),
+        ('name', 'e.name = c.event_name', "e.name || '' = c.event_name"),
+        ('type', 'e.type = route.event_type', 'e.type = route.event_type'),
+        ('any', 'true', 'true'),
+    ] -%}
+    {%- for route, probed, hashed_join in branches %}
+    {#- The selector branch tests its column itself, not `route`: PostgreSQL estimates a null
+        test from statistics but a CASE at 0.5 % of the rows, and expecting three conditions it
+        would scan the events once per condition instead of probing the trigram index. -#}
+    {%- set route_test = 'c.selector_literal is not null' if route == 'selector'
+        else "c.route = '" ~ route ~ "'" %}
+    {%- set by_matches = hashed and route == 'selector' %}
+    {% if not loop.first %}union all{% endif %}
+    select c.definition_name, c.content_hash, e.*
+    from {{ conditions }} as c
+    {%- if route == 'type' %}
+    cross join lateral jsonb_array_elements_text(c.event_types) as route (event_type)
+    {%- elif by_matches %}
+    inner join {{ selector_matches }} as matched
+        on matched.selector_regex = c.selector_regex
+    {%- endif %}
+    inner join {{ ref('stg_events') }} as e
+        on {{ hashed_join if hashed else probed }}
+        and {{ event_filter }}
+    where {{ route_test }}
+        and {{ condition_matches('e', 'c', selector_tested=by_matches) }}
+    {%- endfor %}
 {%- endmacro %}

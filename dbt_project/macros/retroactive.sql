@@ -15,7 +15,7 @@
          row they have;
       2. the others lose their rows inside the window [start - lookback_hours, end);
       3. changed and new declarations are derived over ALL history, the others over the window
-         (the model asks `retro_ledger_join()`/`retro_is_derived()` which is which, and
+         (the model asks `retro_ledger_join()`, `retro_is_derived()`, `retro_is_new()` which is which, and
          `retro_in_window()` for the window);
       4. the ledger becomes the current versions.
 
@@ -130,25 +130,49 @@
 {#-
     Which current declarations are already in the table with their current hash (derived: only
     the window to redo) and which are not (new or changed: all history). Use as
+        from <current declarations> as d {{ retro_ledger_join('d.name') }}
+        where {{ retro_is_derived('d.hash') }}
+    and
         from <current declarations> as d {{ retro_ledger_join('d.name', 'd.hash') }}
-        where {{ retro_is_derived() }}        -- or: where not {{ retro_is_derived() }}
+        where {{ retro_is_new() }}
     A join, not a correlated subquery: Citus pushes joins with reference tables down to the
     shards, but plans a correlated subquery separately and then cannot push the INSERT down.
+    Two forms, for PostgreSQL's estimates (benchmarks/RESULTS.md, section 3): joined on name and
+    hash, it multiplies their selectivities as if independent and expects one derived
+    declaration of hundreds (then scans the window once per declaration instead of probing an
+    index), so the derived ones are joined on the name and compare the hash in a coalesce
+    (estimated at half); the new ones are an anti-join on both, which PostgreSQL does first and
+    expects few of, so each is probed for over all history instead of reading it. After a join
+    on name and hash, `retro_is_derived()` without a column tells the two apart in one select
+    (the funnel and session models do).
 -#}
-{% macro retro_ledger_join(name_column, hash_column) -%}
+{% macro retro_ledger_join(name_column, hash_column=none) -%}
     {%- if retro_is_incremental() -%}
         left join {{ retro_ledger_relation(this) }} as retro_ledger
             on retro_ledger.name = {{ name_column }}
+            {%- if hash_column is not none %}
             and retro_ledger.content_hash = {{ hash_column }}
+            {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 
 
-{% macro retro_is_derived() -%}
-    {%- if retro_is_incremental() -%}
+{% macro retro_is_derived(hash_column=none) -%}
+    {%- if not retro_is_incremental() -%}
+        false
+    {%- elif hash_column is none -%}
         (retro_ledger.name is not null)
     {%- else -%}
-        false
+        coalesce(retro_ledger.content_hash = {{ hash_column }}, false)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro retro_is_new() -%}
+    {%- if retro_is_incremental() -%}
+        (retro_ledger.name is null)
+    {%- else -%}
+        true
     {%- endif -%}
 {%- endmacro %}
 
@@ -199,7 +223,10 @@
     delete from {{ ledger }};
     insert into {{ ledger }} (name, content_hash, derived_at, invocation_id)
     select distinct {{ version_column }}, {{ hash_column }}, now(), '{{ invocation_id }}'
-    from {{ versions }}
+    from {{ versions }};
+    -- The next run joins the ledger with the declarations: without statistics PostgreSQL
+    -- expects a handful of derived ones and plans a scan of the window per declaration.
+    analyze {{ ledger }}
 {%- endmacro %}
 
 

@@ -40,6 +40,8 @@ def test_pr_check_reports_the_changed_definition_with_counts(
     assert 0 < after < before
 
     monkeypatch.setenv("RETROLYTICS_DATABASE_URL", database_url)
+    # dbt's own login would otherwise come from the local stack's settings: another database.
+    monkeypatch.setenv("RETROLYTICS_DBT_DATABASE_URL", database_url)
     status = cli.main(
         [
             "definitions",
@@ -155,6 +157,8 @@ def test_pr_check_tries_every_regex_in_postgresql(database_url, tmp_path, monkey
     assert cli.main(["definitions", "check", str(tmp_path / "defs")]) == 0
     capsys.readouterr()
     monkeypatch.setenv("RETROLYTICS_DATABASE_URL", database_url)
+    # dbt's own login would otherwise come from the local stack's settings: another database.
+    monkeypatch.setenv("RETROLYTICS_DBT_DATABASE_URL", database_url)
     status = cli.main(
         [
             "definitions", "pr-check",

@@ -62,7 +62,8 @@ class Warehouse:
         self.compile()
         return self.dbt("build", *DEFINED_EVENTS, *WITHOUT_TESTS, window=window)
 
-    def query(self, text: str, params: Any = ()) -> list[tuple]:
+    def query(self, text: str, params: Any = None) -> list[tuple]:
+        """Rows of ``text``; without ``params`` a % in it is a percent sign, not a placeholder."""
         with psycopg.connect(self.database_url) as conn:
             return conn.execute(text, params).fetchall()
 

@@ -5,8 +5,10 @@
     model's SQL.
 
     Configs: distributed_by (the distribution column, colocated with raw.events; default
-    anonymous_id), append (keep the rows of earlier runs; the model reads them as {{ this }}
-    when distributed_table_exists() says so), plus dbt's `indexes` and `contract`.
+    anonymous_id), reference (true: a reference table instead, a copy on every node, for a
+    small table that other models join on another column than the device), append (keep the
+    rows of earlier runs; the model reads them as {{ this }} when distributed_table_exists()
+    says so), plus dbt's `indexes` and `contract`.
     `--full-refresh` creates the table anew.
 -#}
 {% materialization distributed_table, adapter='postgres' -%}
@@ -34,7 +36,11 @@
             {{ distributed_create_empty(target_relation, sql) }}
         {%- endcall -%}
         {%- call statement('distribute') -%}
+            {%- if config.get('reference', false) %}
+            select retrolytics.make_reference('{{ target_relation.include(database=false) }}'::regclass)
+            {%- else %}
             select retrolytics.distribute('{{ target_relation.include(database=false) }}'::regclass, '{{ config.get('distributed_by', 'anonymous_id') }}')
+            {%- endif %}
         {%- endcall -%}
         {%- do create_indexes(target_relation) -%}
         {#- Citus refuses a parallel INSERT ... SELECT over shards created in the same transaction. -#}

@@ -6,9 +6,14 @@
         hash_column='content_hash',
         versions_model='int_event_definition_versions',
         indexes=[{'columns': ['occurred_at']}],
+        pre_hook="set work_mem = '64MB'",
     )
 }}
 -- depends_on: {{ ref('int_event_definition_versions') }}
+{#- The window's selector matches must be this run's, not an earlier run's with another window. -#}
+{%- if retro_is_incremental() %}{{ retro_require_plan('int_selector_matches') }}{% endif %}
+-- work_mem (pre_hook): the deduplication below sorts the window's matches, 33 MB at 500
+-- definitions over 10k events a day; in memory instead of on disk (benchmarks/RESULTS.md, 3).
 
 -- Every CTE is inlined (used once, or NOT MATERIALIZED), so PostgreSQL and Citus see one query:
 -- the whole INSERT ... SELECT runs on each shard of raw.events (conditions are a reference
@@ -16,34 +21,54 @@
 
 with
 
--- Definitions the table holds with their current hash: only this run's window is redone.
-derived_conditions as (
+-- Each condition finds its events by the most selective test an index of raw.events serves
+-- (ingestion/schema.py): a literal its selector needs (trigram index on the hierarchy), an exact
+-- path, a custom event's name, its types; a condition with none of these reads every event.
+conditions as not materialized (
 
-    select compiled.*
+    select
+        compiled.*,
+        '%' || replace(replace(replace(compiled.selector_literal, '\', '\\'), '%', '\%'), '_', '\_')
+            || '%' as hierarchy_like,
+        case
+            when compiled.selector_literal is not null then 'selector'
+            when compiled.path_op = 'equals' then 'path'
+            when compiled.event_name is not null then 'name'
+            when compiled.event_types is not null then 'type'
+            else 'any'
+        end as route
     from {{ ref('stg_event_definitions') }} as compiled
-    {{ retro_ledger_join('compiled.definition_name', 'compiled.content_hash') }}
-    where {{ retro_is_derived() }}
+
+),
+
+-- Definitions the table holds with their current hash: only this run's window is redone.
+derived_conditions as not materialized (
+
+    select c.*
+    from conditions as c
+    {{ retro_ledger_join('c.definition_name') }}
+    where {{ retro_is_derived('c.content_hash') }}
 
 ),
 
 -- New and changed definitions (all of them on a first build): derived over all history.
 rederived_conditions as not materialized (
 
-    select compiled.*
-    from {{ ref('stg_event_definitions') }} as compiled
-    {{ retro_ledger_join('compiled.definition_name', 'compiled.content_hash') }}
-    where not {{ retro_is_derived() }}
+    select c.*
+    from conditions as c
+    {{ retro_ledger_join('c.definition_name', 'c.content_hash') }}
+    where {{ retro_is_new() }}
 
 ),
 
 -- The window is a constant on the events, so PostgreSQL skips the daily partitions outside it.
+-- A selector's conditions find the window's events through int_selector_matches, built for
+-- the same window: each selector's regex ran once per distinct hierarchy there.
 window_matches as (
 
-    select c.definition_name, c.content_hash, e.*
-    from derived_conditions as c
-    inner join {{ ref('stg_events') }} as e
-        on {{ retro_in_window('e.occurred_at') }}
-        and {{ condition_matches('e', 'c') }}
+    {{ routed_matches(
+        'derived_conditions', retro_in_window('e.occurred_at'), ref('int_selector_matches')
+    ) }}
 
 ),
 
@@ -51,11 +76,7 @@ window_matches as (
 -- with no new or changed definition reads none of history (without it, every partition).
 history_matches as (
 
-    select c.definition_name, c.content_hash, e.*
-    from rederived_conditions as c
-    inner join {{ ref('stg_events') }} as e
-        on {{ condition_matches('e', 'c') }}
-    where exists (select 1 from rederived_conditions)
+    {{ routed_matches('rederived_conditions', 'exists (select 1 from rederived_conditions)') }}
 
 ),
 
