@@ -5,9 +5,10 @@
         version_column='definition_name',
         hash_column='content_hash',
         versions_model='int_event_definition_versions',
-        indexes=[{'columns': ['occurred_at']}],
+        indexes=[{'columns': ['occurred_at']}, {'columns': ['anonymous_id', 'occurred_at']}],
     )
 }}
+-- The second index serves per-device reads: fct_paths redoes a moved identity's devices whole.
 -- depends_on: {{ ref('int_event_definition_versions') }}
 
 -- Every CTE is inlined (used once, or NOT MATERIALIZED), so PostgreSQL and Citus see one query:
