@@ -1,9 +1,17 @@
 """fct_paths and the path marts against the reference (retrolytics/semantics/paths.py), on the
-real PostgreSQL, through daily windowed runs like Dagster's, late events and full rebuilds."""
+real PostgreSQL, through daily windowed runs like Dagster's, late events and full rebuilds.
+
+One database for the module: the edge cases are built in two windowed runs (the second after
+late events), then generated streams add devices and persons of their own to it, each example in
+two windowed runs, and every state is compared with the reference over all events stored.
+"""
 
 from __future__ import annotations
 
+import itertools
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +37,60 @@ def day(n: int) -> str:
     return iso(DAY0 + timedelta(days=n))
 
 
+@dataclass
+class Warehouse:
+    """The module's database, its declarations and every event stored in it."""
+
+    project: Path
+    url: str
+    paths: list[PathDeclaration]
+    known: list[str]
+    documents: list[dict] = field(default_factory=list)
+    edge_cases: tuple[list[dict], list[dict]] = ([], [])
+    states: dict[str, dict] = field(default_factory=dict)
+
+    def store(self, documents: list[dict]) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            store_events(conn, documents)
+        self.documents += documents
+
+    def build(self, *, full_refresh: bool = False, **window: Any) -> None:
+        """A run over the declarations built already: the tables only, unless a rebuild
+        (which drops the tables, and with them the views that read them)."""
+        build(
+            self.project,
+            self.url,
+            full_refresh=full_refresh,
+            tables_only=not full_refresh,
+            **window,
+        )
+
+    def assert_reference(self, what: str) -> dict:
+        """The tables equal the reference over every stored event; returns their state."""
+        actual = sql_state(self.url)
+        expected = reference_state(self.paths, self.known, self.documents)
+        for table in expected:
+            assert_same(actual[table], expected[table], f"{what}: {table}")
+        return actual
+
+
 @pytest.fixture(scope="module")
-def declared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[PathDeclaration], list]:
-    return prepare(tmp_path_factory.mktemp("paths"))
+def warehouse(tmp_path_factory: pytest.TempPathFactory, stack) -> Iterator[Warehouse]:
+    """The edge cases built as Dagster would: a windowed first run, then, after the late
+    events, today's run with a two-day lookback; the state after each run is kept."""
+    project, paths, known = prepare(tmp_path_factory.mktemp("paths"))
+    early, late = edge_cases()
+    with fresh_database(stack.database_url) as url:
+        house = Warehouse(project, url, paths, known, edge_cases=(early, late))
+        house.store(early)
+        build(project, url, start=day(-1), end=day(2), lookback_hours=0)
+        house.states["first run"] = sql_state(url)
+        house.store(late)
+        # The window starts at day 0, after the oldest segments, which the plan must keep or
+        # redo as their units need.
+        house.build(start=day(2), end=day(3), lookback_hours=48)
+        house.states["late events"] = sql_state(url)
+        yield house
 
 
 def event(device: str, moment: datetime, what: str, **extra: Any) -> dict:
@@ -53,15 +112,6 @@ def event(device: str, moment: datetime, what: str, **extra: Any) -> dict:
     else:
         document.update(type="custom", name=what)
     return document
-
-
-def assert_states(url: str, declared: tuple, documents: list[dict], what: str) -> dict:
-    _, paths, known = declared
-    actual = sql_state(url)
-    expected = reference_state(paths, known, documents)
-    for table in expected:
-        assert_same(actual[table], expected[table], f"{what}: {table}")
-    return actual
 
 
 def edge_cases() -> tuple[list[dict], list[dict]]:
@@ -121,50 +171,56 @@ def edge_cases() -> tuple[list[dict], list[dict]]:
     return early, late
 
 
-def test_windowed_runs_late_events_and_rebuilds_equal_the_reference(declared: tuple, stack) -> None:
-    project = declared[0]
-    early, late = edge_cases()
-    with fresh_database(stack.database_url) as url, psycopg.connect(url, autocommit=True) as conn:
-        store_events(conn, early)
-        build(project, url, start=day(-1), end=day(2), lookback_hours=0)
-        assert_states(url, declared, early, "a windowed first run")
+def test_a_windowed_first_run_equals_the_reference(warehouse: Warehouse) -> None:
+    early, _ = warehouse.edge_cases
+    expected = reference_state(warehouse.paths, warehouse.known, early)
+    for table, rows in expected.items():
+        assert_same(warehouse.states["first run"][table], rows, f"the first run: {table}")
 
-        store_events(conn, late)
-        # Today's run with a two-day lookback: the window starts at day 0, after the oldest
-        # segments, which the plan must keep or redo as their units need.
-        build(project, url, start=day(2), end=day(3), lookback_hours=48)
-        windowed = assert_states(url, declared, early + late, "after the late events")
-        segments = windowed["fct_paths"]
-        # The late b is in the middle of mid's path (an anchor repeat, collapsed); the late d
-        # joined join's two segments.
-        mid = segments[("after_a", "mid", DAY0.replace(hour=10), "mid")]
-        assert (mid["event_count"], mid["steps"]) == (3, ("did_a_or_b", "did_c"))
-        assert sorted(k[2] for k in segments if k[:2] == ("after_a", "join")) == [
-            DAY0.replace(hour=10) - timedelta(days=1),
-            DAY0.replace(hour=10) + timedelta(days=1),
-        ]
-        # The phone's paths belong to its person now, beside the laptop's.
-        persons = {k[1] for k in segments if k[0] == "before_c"}
-        assert "user:u1" in persons and "device:phone" not in persons
 
-        # The demo prints a declaration's top paths from the mart.
-        with psycopg.connect(url) as reader:
-            lines = top_path_lines(reader, "after_a", limit=3)
-        top = sorted(
-            (v for k, v in windowed["mart_path_top"].items() if k[0] == "after_a"),
-            key=lambda row: row["rank"],
-        )[:3]
-        assert [line.split() for line in lines[1:]] == [
-            [f"{row['rank']}.", str(row["paths"]), "paths", str(row["units"]), "units",
-             " → ".join(row["steps"])][:5] + " → ".join(row["steps"]).split()
-            for row in top
-        ]  # fmt: skip
+def test_late_events_in_a_windowed_run_equal_the_reference(warehouse: Warehouse) -> None:
+    early, late = warehouse.edge_cases
+    expected = reference_state(warehouse.paths, warehouse.known, early + late)
+    state = warehouse.states["late events"]
+    for table, rows in expected.items():
+        assert_same(state[table], rows, f"after the late events: {table}")
+    segments = state["fct_paths"]
+    # The late b is in the middle of mid's path (an anchor repeat, collapsed); the late d
+    # joined join's two segments.
+    mid = segments[("after_a", "mid", DAY0.replace(hour=10), "mid")]
+    assert (mid["event_count"], mid["steps"]) == (3, ("did_a_or_b", "did_c"))
+    assert sorted(k[2] for k in segments if k[:2] == ("after_a", "join")) == [
+        DAY0.replace(hour=10) - timedelta(days=1),
+        DAY0.replace(hour=10) + timedelta(days=1),
+    ]
+    # The phone's paths belong to its person now, beside the laptop's.
+    persons = {k[1] for k in segments if k[0] == "before_c"}
+    assert "user:u1" in persons and "device:phone" not in persons
 
-        # Rerunning a window changes nothing; a rebuild from scratch gives the same rows.
-        build(project, url, start=day(1), end=day(2), lookback_hours=24)
-        assert sql_state(url) == windowed
-        build(project, url, full_refresh=True)
-        assert sql_state(url) == windowed
+
+def test_the_demo_prints_a_declarations_top_paths_from_the_mart(warehouse: Warehouse) -> None:
+    with psycopg.connect(warehouse.url) as reader:
+        lines = top_path_lines(reader, "after_a", limit=3)
+    top = sorted(
+        (v for k, v in sql_state(warehouse.url)["mart_path_top"].items() if k[0] == "after_a"),
+        key=lambda row: row["rank"],
+    )[:3]
+    assert top, "the edge cases have after_a paths"
+    assert [line.split() for line in lines[1:]] == [
+        [f"{row['rank']}.", str(row["paths"]), "paths", str(row["units"]), "units",
+         " → ".join(row["steps"])][:5] + " → ".join(row["steps"]).split()
+        for row in top
+    ]  # fmt: skip
+
+
+def test_a_rerun_changes_nothing_and_a_rebuild_equals_the_reference(
+    warehouse: Warehouse,
+) -> None:
+    before = sql_state(warehouse.url)
+    warehouse.build(start=day(1), end=day(2), lookback_hours=24)
+    assert sql_state(warehouse.url) == before
+    warehouse.build(full_refresh=True)
+    assert warehouse.assert_reference("a rebuild from scratch") == before
 
 
 # -- generated streams -----------------------------------------------------------------------
@@ -176,9 +232,14 @@ GAPS = st.sampled_from(
 WHAT = st.sampled_from(["a", "b", "c", "d", "x", "/p/1", "/p/2", "click", "identify"])
 
 
+EXAMPLES = itertools.count()
+
+
 @st.composite
 def streams(draw: st.DrawFn) -> tuple[list[dict], list[dict]]:
-    """A few devices' events over about two days: (stored first, arriving late)."""
+    """A few devices' events over about two days: (stored first, arriving late). Each example
+    has devices and users of its own, beside those already in the module's database."""
+    example = f"g{next(EXAMPLES)}"
     early, late = [], []
     for device in draw(st.lists(st.sampled_from("abc"), min_size=1, max_size=3, unique=True)):
         moment = DAY0 + timedelta(hours=draw(st.integers(0, 30)))
@@ -186,28 +247,26 @@ def streams(draw: st.DrawFn) -> tuple[list[dict], list[dict]]:
             st.lists(st.tuples(GAPS, WHAT, st.booleans()), min_size=2, max_size=9)
         ):
             moment += gap
-            extra = {"user_id": draw(st.sampled_from(["u1", "u2"]))} if what == "identify" else {}
+            users = [f"{example}-u1", f"{example}-u2"]
+            extra = {"user_id": draw(st.sampled_from(users))} if what == "identify" else {}
             # Late events fall inside the second run's window (from day 1): the plan decides
             # what of the stored day 0 it redoes.
             is_late = is_late and moment >= DAY0 + timedelta(days=1)
-            (late if is_late else early).append(event(f"dev-{device}", moment, what, **extra))
+            document = event(f"{example}-dev-{device}", moment, what, **extra)
+            (late if is_late else early).append(document)
     return early, late
 
 
-@settings(
-    max_examples=2,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams())
-def test_generated_streams_windowed_equal_reference_and_rebuild(
-    declared: tuple, stack, stream: tuple[list[dict], list[dict]]
+def test_generated_streams_in_windowed_runs_equal_the_reference(
+    warehouse: Warehouse, stream: tuple[list[dict], list[dict]]
 ) -> None:
-    project = declared[0]
     early, late = stream
-    with fresh_database(stack.database_url) as url, psycopg.connect(url, autocommit=True) as conn:
-        store_events(conn, early)
-        build(project, url)  # the first run: all history
-        store_events(conn, late)
-        build(project, url, start=day(1), end=day(4), lookback_hours=0)
-        assert_states(url, declared, early + late, "a windowed run after late events")
+    # The first window holds every early event (the edge cases' days too, so their units are
+    # planned again); the second only the late ones' days.
+    warehouse.store(early)
+    warehouse.build(start=day(-1), end=day(4), lookback_hours=0)
+    warehouse.store(late)
+    warehouse.build(start=day(1), end=day(4), lookback_hours=0)
+    warehouse.assert_reference("a windowed run after late events")

@@ -5,10 +5,11 @@
         version_column='definition_name',
         hash_column='content_hash',
         versions_model='int_event_definition_versions',
-        indexes=[{'columns': ['occurred_at']}],
+        indexes=[{'columns': ['occurred_at']}, {'columns': ['anonymous_id', 'occurred_at']}],
         pre_hook="set work_mem = '64MB'",
     )
 }}
+-- The second index serves per-device reads: fct_paths redoes a moved identity's devices whole.
 -- depends_on: {{ ref('int_event_definition_versions') }}
 {#- The window's selector matches must be this run's, not an earlier run's with another window. -#}
 {%- if retro_is_incremental() %}{{ retro_require_plan('int_selector_matches') }}{% endif %}

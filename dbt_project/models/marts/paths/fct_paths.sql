@@ -91,17 +91,21 @@ events as (
 
     union all
 
-    -- Units redone from the beginning (moved identities): their whole history. The EXISTS
-    -- names no outer column, so PostgreSQL skips this scan when there is none.
+    -- Units redone from the beginning (moved identities): each planned device's whole stream,
+    -- read by index (defined_events and raw.events by anonymous_id; the LATERAL's conditions
+    -- reach them through the stream's grouping), never a labelling of all history, which a
+    -- join does (measured at 10 days: 5.7 s of the run's 7.8 s, growing with history). OFFSET
+    -- 0 keeps PostgreSQL from flattening the LATERAL into that join, as in fct_sessions.
     select events.*
-    from {{ ref('int_path_events') }} as events
-    inner join planned_devices as planned
-        on planned.path_name = events.path_name
-        and planned.anonymous_id = events.anonymous_id
+    from planned_devices as planned
+    cross join lateral (
+        select device_events.*
+        from {{ ref('int_path_events') }} as device_events
+        where device_events.path_name = planned.path_name
+            and device_events.anonymous_id = planned.anonymous_id
+        offset 0
+    ) as events
     where planned.from_at = '-infinity'
-        and exists (
-            select 1 from {{ ref('int_paths_plan') }} where recompute_from = '-infinity'
-        )
 
     union all
 
