@@ -4,14 +4,14 @@ beside DuckDB and chDB's ``retention`` function on the same stream.
 Shop traffic is loaded straight into raw.events (``bulk.load_scaled``). For each history length
 the warehouse holds that many days plus a newest day (the other daily partitions detached), and
 
-- the full build: ``int_retention_events``, ``int_retention_plan``, ``fct_retention_activity``
-  and ``mart_retention`` with ``--full-refresh`` over all of it, for the three shipped
-  retention analyses (dbt's model seconds, summed);
+- the full build: the retention models (``MODELS``: the stream, the plan, the facts, the
+  changed cohorts and ``mart_retention``) with ``--full-refresh`` over all of it, for the three
+  shipped retention analyses (dbt's model seconds, summed);
 - the hourly run: today's partition as the hourly schedule runs it (``start`` = the newest day,
-  ``end`` = the day after, ``lookback_hours`` 24) after that build, the same four models (model
-  seconds, median of three reruns). The mart's share is shown apart: it is rebuilt from all the
-  facts by every run, so it grows with history, where the stream, plan and facts read the
-  window's devices;
+  ``end`` = the day after, ``lookback_hours`` 24) after that build, the same models (model
+  seconds, median of three reruns). The mart's share is shown apart: a windowed run recomputes
+  only the cohorts whose facts changed, as the stream, plan and facts read the window's
+  devices;
 - the peers: the stream rows of one analysis, ``daily_browsers`` (recurring daily cohorts of
   devices, three days, at least two returns a day), exported once as (device, UTC day, start,
   return) and loaded into DuckDB and chDB; each computes the returned units per cohort day and
@@ -46,7 +46,14 @@ from retrolytics.language.seeds import compile_seed
 
 HISTORY_DAYS = (3, 9, 18)
 RERUNS = 3
-MODELS = ("int_retention_events", "int_retention_plan", "fct_retention_activity", "mart_retention")
+MODELS = (
+    "int_retention_events",
+    "int_retention_plan",
+    "int_retention_replaced_cells",
+    "fct_retention_activity",
+    "int_retention_changed_cohorts",
+    "mart_retention",
+)
 PEER_RETENTION = "daily_browsers"  # definitions/retention/signup_activity.yml
 PEER_PERIODS = 3
 PEER_MIN_RETURNS = 2
@@ -213,10 +220,10 @@ def run(quick: bool) -> Section:
             lambda n: traffic(n // days_total, days_total)[1],
         )
         section.add(
-            f"{stored} shop events over {days_total} days: {how}. Full build: the four "
-            "retention models --full-refresh for the three shipped analyses (dbt's model "
-            "seconds). Hourly run: today's partition with a 24 h lookback after that build, "
-            f"median of {RERUNS}. DuckDB and chDB (`retention`): returned units of "
+            f"{stored} shop events over {days_total} days: {how}. Full build: the "
+            f"{len(MODELS)} retention models --full-refresh for the three shipped analyses "
+            "(dbt's model seconds). Hourly run: today's partition with a 24 h lookback after "
+            f"that build, median of {RERUNS}. DuckDB and chDB (`retention`): returned units of "
             f"{PEER_RETENTION} from its exported stream, median of {RERUNS}; all three agree."
         )
         project = dbt_project_copy(work)

@@ -38,6 +38,25 @@
 {%- endmacro %}
 
 
+{#- The local start of the period numbered `period_index` (retention_period_index's inverse):
+    the cohort_period of a cohort the mart recomputes, known only by its number. -#}
+{% macro retention_index_start(period_index, rules) -%}
+    case
+        when {{ rules }}.period = 'hour'
+            then timestamp '1970-01-01' + {{ period_index }} * interval '1 hour'
+        when {{ rules }}.period = 'day'
+            then timestamp '1970-01-01' + {{ period_index }} * interval '1 day'
+        when {{ rules }}.period = 'week' and {{ rules }}.week_start = 'sunday'
+            then timestamp '1970-01-11' + {{ period_index }} * interval '7 days'
+        when {{ rules }}.period = 'week'
+            then timestamp '1970-01-05' + {{ period_index }} * interval '7 days'
+        else make_timestamp(
+            ({{ period_index }} / 12)::integer, ({{ period_index }} % 12)::integer + 1, 1, 0, 0, 0
+        )
+    end
+{%- endmacro %}
+
+
 {#- Which context breakdowns the declared retention analyses use (read from the seed when the
     model compiles): {'session': ..., 'person': ...}. The facts join the sessions or the trait
     history, and the plan reads what changes them, only when an analysis needs it. -#}
@@ -53,17 +72,18 @@
 {%- endmacro %}
 
 
-{#- SQL: a timestamptz literal before which no device of the retention plan that kept its
-    identity needs stream rows (the earliest recompute_from, less the day the facts read
-    before it); read when fct_retention_activity compiles, after the plan was written in the
-    same run. A constant lets PostgreSQL read the stream by its occurred_at index from there on,
-    whatever the history (as sessions_plan_lower_bound does for the sessions). -#}
-{% macro retention_plan_lower_bound() -%}
+{#- A retention table of the marts schema as an earlier run left it, with its ledger (none before
+    the first run). The models that list what a windowed run changes read the facts before they
+    are replaced and the mart before it is updated: the feedback of an incremental model, like
+    dbt's {{ this }} (funnel_attempts_relation does it for the funnels), not an input. -#}
+{% macro retention_previous_relation(identifier) -%}
     {%- if not execute -%}
-        {{- return("'-infinity'::timestamptz") -}}
+        {{- return(none) -}}
     {%- endif -%}
-    {%- set earliest = run_query(
-        "select coalesce(min(recompute_from) - interval '1 day', 'infinity')::text from "
-        ~ ref('int_retention_plan') ~ " where not identity_changed").columns[0].values()[0] -%}
-    '{{ earliest }}'::timestamptz
+    {%- set schema = generate_schema_name('marts', none) -%}
+    {%- set table = adapter.get_relation(this.database, schema, identifier) -%}
+    {%- if table is none or adapter.get_relation(this.database, schema, identifier ~ '__versions') is none -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {{- return(table) -}}
 {%- endmacro %}

@@ -58,8 +58,10 @@ from retrolytics.language import sql
 from retrolytics.language.sources import Problem, YamlList, YamlMap
 from retrolytics.language.validation import (
     Report,
+    choice,
     describe,
     is_name,
+    is_property_name,
     required_text,
     start_report,
     unknown_keys,
@@ -245,8 +247,8 @@ def parse_funnel(
         key: required_text(item, key, report, MAX_TEXT_LENGTH)
         for key in ("name", "description", "owner")
     }
-    order = _choice(item, "order", ORDERS, "ordered", report)
-    unit = _choice(item, "unit", UNITS, "device", report)
+    order = choice(item, "order", ORDERS, "ordered", report)
+    unit = choice(item, "unit", UNITS, "device", report)
     window, window_months = _conversion_window(item, report)
     steps = _steps(item, order, window, window_months, report)
     exclusions = _exclusions(item, steps, order, report) if steps else ()
@@ -270,21 +272,6 @@ def parse_funnel(
         conversion_window_months=window_months,
     )
     return funnel, []
-
-
-def _choice(
-    mapping: YamlMap, key: str, allowed: Sequence[str], default: str, report: Report
-) -> str:
-    if key not in mapping:
-        return default
-    value = mapping[key]
-    if value not in allowed:
-        report.add(
-            mapping.line_of(key),
-            f"{key!r} must be one of {', '.join(allowed)}; got {describe(value)}",
-        )
-        return default
-    return value
 
 
 def parse_duration(text: Any) -> int:
@@ -342,8 +329,9 @@ def _conversion_window(item: YamlMap, report: Report) -> tuple[int | None, int |
         return None, None
 
 
-def _event_ref(raw: Any, where: str, line: int, report: Report) -> EventRef | None:
-    """A step or exclusion's event: ``name``, ``{event: name}`` or ``{type: t[, name: n]}``."""
+def event_ref(raw: Any, where: str, line: int, report: Report) -> EventRef | None:
+    """An event reference (a funnel's step or exclusion, a retention's start or return event):
+    ``name``, ``{event: name}`` or ``{type: t[, name: n]}``."""
     if isinstance(raw, str):
         return _definition_ref(raw, where, line, report)
     if not isinstance(raw, YamlMap):
@@ -433,7 +421,7 @@ def _steps(
                     )
             if "within" in raw:
                 within = _step_window(raw, index, order, window, window_months, where, report)
-        ref = _event_ref(raw, where, step_line, report)
+        ref = event_ref(raw, where, step_line, report)
         if ref is not None:
             steps.append(Step(event=ref, within_seconds=within, line=step_line))
     if len(report.problems) > before:
@@ -517,7 +505,7 @@ def _exclusions(
                     raw.key_lines[key],
                     f"unknown key {key!r} in {where} (allowed: {', '.join(EXCLUSION_KEYS)})",
                 )
-        ref = _event_ref(raw, where, item_line, report)
+        ref = event_ref(raw, where, item_line, report)
         bounds = _between(raw, steps, where, report)
         if ref is None or bounds is None:
             continue
@@ -674,16 +662,12 @@ def _breakdown_source_valid(raw: YamlMap, report: Report) -> bool:
             )
             return False
     for key, what in (("property", "a property name"), ("person", "a trait name")):
-        if key in raw and not _property_name(raw[key]):
+        if key in raw and not is_property_name(raw[key]):
             report.add(
                 raw.line_of(key), f"breakdown.{key} must be {what}; got {describe(raw[key])}"
             )
             return False
     return True
-
-
-def _property_name(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 200 and "\x00" not in value
 
 
 def _hold_constant(item: YamlMap, report: Report) -> tuple[str, ...]:
@@ -692,7 +676,7 @@ def _hold_constant(item: YamlMap, report: Report) -> tuple[str, ...]:
     value = item["hold_constant"]
     line = item.line_of("hold_constant")
     names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or not all(_property_name(n) for n in names):
+    if not isinstance(names, list) or not names or not all(is_property_name(n) for n in names):
         report.add(
             line,
             f"'hold_constant' must be a property name or a list of them; got {describe(value)}",

@@ -44,14 +44,14 @@ from retrolytics.language.funnels import (
     BREAKDOWN_FIELDS,
     BREAKDOWN_SESSION_COLUMNS,
     EventRef,
-    _choice,
-    _event_ref,
-    _property_name,
+    event_ref,
 )
 from retrolytics.language.sources import Problem, YamlMap
 from retrolytics.language.validation import (
     Report,
+    choice,
     describe,
+    is_property_name,
     required_text,
     start_report,
     unknown_keys,
@@ -161,8 +161,8 @@ def parse_retention(
     returned = _event(item, "return_event", report)
     period = _period(item, report)
     periods = _whole_number(item, "periods", 1, MAX_PERIODS, None, report)
-    cohorting = _choice(item, "cohorting", COHORTINGS, "first_time", report)
-    unit = _choice(item, "unit", UNITS, "device", report)
+    cohorting = choice(item, "cohorting", COHORTINGS, "first_time", report)
+    unit = choice(item, "unit", UNITS, "device", report)
     breakdown = _breakdown(item, report)
     min_occurrences = _whole_number(item, "min_occurrences", 1, MAX_MIN_OCCURRENCES, 1, report)
     week_start = _week_start(item, period, report)
@@ -201,7 +201,7 @@ def _event(item: YamlMap, key: str, report: Report) -> EventRef | None:
             f"missing required key {key!r} (an event definition, or {{type: ..., name: ...}})",
         )
         return None
-    return _event_ref(item[key], key, item.line_of(key), report)
+    return event_ref(item[key], key, item.line_of(key), report)
 
 
 def _period(item: YamlMap, report: Report) -> str | None:
@@ -258,7 +258,7 @@ def _breakdown(item: YamlMap, report: Report) -> dict[str, str]:
             f"breakdown.{key}: unknown {what} {describe(value)} (known: {', '.join(known)})",
         )
         return {}
-    if known is None and not _property_name(value):
+    if known is None and not is_property_name(value):
         what = "a property name" if key == "property" else "a trait name"
         report.add(raw.line_of(key), f"breakdown.{key} must be {what}; got {describe(value)}")
         return {}
@@ -268,7 +268,7 @@ def _breakdown(item: YamlMap, report: Report) -> dict[str, str]:
 def _week_start(item: YamlMap, period: str | None, report: Report) -> str:
     if "week_start" not in item:
         return "monday"
-    value = _choice(item, "week_start", WEEK_STARTS, "monday", report)
+    value = choice(item, "week_start", WEEK_STARTS, "monday", report)
     if period is not None and period != "week":
         report.add(
             item.line_of("week_start"),

@@ -93,3 +93,23 @@ def required_text(mapping: YamlMap, key: str, report: Report, max_length: int) -
         )
         return ""
     return value.strip()
+
+
+def choice(mapping: YamlMap, key: str, allowed: Sequence[str], default: str, report: Report) -> str:
+    """The value of an optional ``key`` that must be one of ``allowed`` (``default`` when absent
+    or, with a problem reported, not allowed)."""
+    if key not in mapping:
+        return default
+    value = mapping[key]
+    if value not in allowed:
+        report.add(
+            mapping.line_of(key),
+            f"{key!r} must be one of {', '.join(allowed)}; got {describe(value)}",
+        )
+        return default
+    return value
+
+
+def is_property_name(value: Any) -> bool:
+    """An event or person property's name: text of 1 to 200 characters, no NUL."""
+    return isinstance(value, str) and 0 < len(value) <= 200 and "\x00" not in value

@@ -29,7 +29,6 @@ from tests.support.paths import REPO, copy_dbt_project
 
 DEFINITIONS = REPO / "tests" / "retention_definitions"
 EVENTS = REPO / "tests" / "funnel_definitions" / "events"
-MODELS = ["+mart_retention", "int_retention_plan+"]
 # What events change: every table between raw.events and the mart (not the views and seeds).
 TABLES = ["+mart_retention", "--exclude", "config.materialized:view", "resource_type:seed"]
 MART_FIELDS = list(MartRow.__dataclass_fields__)
@@ -45,18 +44,16 @@ def prepare(tmp: Path) -> tuple[Path, list[Retention]]:
     return project, load_catalog(definitions).declarations["retention"]
 
 
-def build(project: Path, database_url: str, *, tests: bool = False) -> None:
-    """``dbt build`` of the retention models, what they read and the seeds, over all history
-    (with their data tests when ``tests``)."""
-    args = ["build", "--select", *MODELS, "--quiet"]
-    if not tests:
-        args += ["--exclude-resource-type", "test"]
-    runner.run_dbt(args, database_url=database_url, project_dir=project, window={})
+def seed(project: Path, database_url: str) -> None:
+    """Parse the project and load its seeds (the declarations): what every example shares."""
+    runner.run_dbt(["seed", "--quiet"], database_url=database_url, project_dir=project, window={})
 
 
 def run(project: Path, database_url: str, **window: Any) -> None:
-    """``dbt run`` of the tables events change, over this window (none: all history)."""
-    args = ["run", "--select", *TABLES, "--quiet"]
+    """``dbt run`` over this window of the tables events change; without a window (all
+    history), of the views the retention models read too."""
+    selection = TABLES if window else ["+mart_retention"]
+    args = ["run", "--select", *selection, "--quiet"]
     runner.run_dbt(args, database_url=database_url, project_dir=project, window=window)
 
 

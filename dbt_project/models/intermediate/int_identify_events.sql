@@ -5,12 +5,15 @@
         version_column='identity_rules',
         hash_column='content_hash',
         versions_model='int_identity_rules',
+        indexes=[{'columns': ['occurred_at']}, {'columns': ['anonymous_id', 'occurred_at']}],
         post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_identity_rules') }}
 -- The identify events (device -> user), kept per partition window like defined_events, so the
 -- identity model never scans all raw events again.
+-- Indexed by time and by device and time: a windowed plan (int_sessions_plan,
+-- int_retention_plan) reads the window's identifies and each one's device's last before it.
 
 with
 

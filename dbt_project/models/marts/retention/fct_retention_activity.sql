@@ -6,12 +6,17 @@
         hash_column='content_hash',
         versions_model='int_retention_versions',
         plan_model='int_retention_plan',
-        indexes=[{'columns': ['retention_name', 'unit_id']}, {'columns': ['anonymous_id', 'period_started_at']}],
+        indexes=[
+            {'columns': ['anonymous_id', 'period_started_at']},
+            {'columns': ['retention_name', 'unit_id', 'first_start_at', 'first_start_event_id']},
+            {'columns': ['retention_name', 'period_index']},
+        ],
         post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_retention_versions') }}
 -- depends_on: {{ ref('int_retention_plan') }}
+-- depends_on: {{ ref('int_retention_replaced_cells') }}
 -- depends_on: {{ ref('fct_sessions') }}
 -- depends_on: {{ ref('dim_person_traits') }}
 -- One row per retention, device, unit, period and breakdown value in which the device did the
@@ -51,34 +56,23 @@ stream as (
     select stream.*, null::timestamptz as recompute_from
     from {{ ref('int_retention_events') }} as stream
     {%- else -%}
-    -- Unchanged retentions: the plan's devices, from a day before recompute_from (a period's
-    -- local start may map to an instant up to a DST shift after its first event); cells that
-    -- start before recompute_from are dropped below, as they were not forgotten.
-    select stream.*, planned.recompute_from
-    from {{ ref('int_retention_events') }} as stream
-    inner join {{ ref('int_retention_plan') }} as planned
-        on planned.anonymous_id = stream.anonymous_id
-        and stream.occurred_at >= planned.recompute_from - interval '1 day'
-    inner join retentions
-        on retentions.retention_name = stream.retention_name and retentions.derived
-    where not planned.identity_changed
-        and stream.occurred_at >= {{ retention_plan_lower_bound() }}
-
-    union all
-
-    -- Devices whose identity changed, over their whole history: one index lookup per device
-    -- (LATERAL; OFFSET 0 keeps PostgreSQL from flattening it into a scan of the stream).
+    -- Unchanged retentions: each device of the plan from a day before its recompute_from (a
+    -- period's local start may map to an instant up to a DST shift after its first event; cells
+    -- that start before recompute_from are dropped below, as they were not forgotten), a device
+    -- whose identity changed from -infinity: one index range per device, so a run reads the
+    -- plan's devices' rows only (LATERAL; OFFSET 0 keeps PostgreSQL from flattening it into a
+    -- scan of the stream).
     select stream.*, planned.recompute_from
     from {{ ref('int_retention_plan') }} as planned
     cross join lateral (
         select device_rows.*
         from {{ ref('int_retention_events') }} as device_rows
         where device_rows.anonymous_id = planned.anonymous_id
+            and device_rows.occurred_at >= planned.recompute_from - interval '1 day'
         offset 0
     ) as stream
     inner join retentions
         on retentions.retention_name = stream.retention_name and retentions.derived
-    where planned.identity_changed
 
     union all
 

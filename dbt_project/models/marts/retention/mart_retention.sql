@@ -1,17 +1,85 @@
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='retention_mart',
+        indexes=[{'columns': ['retention_name', 'cohort_period']}, {'columns': ['is_complete']}],
+    )
+}}
+-- depends_on: {{ ref('int_retention_versions') }}
+-- depends_on: {{ ref('int_retention_changed_cohorts') }}
 -- One row per retention, cohort period, breakdown value and offset 0..periods: the cohort's
 -- size, the units that returned in the period `period_offset` periods after the cohort's, the
 -- rate, the same "at that offset or later" (cumulative), and whether the offset's period is
--- over. The rules: retrolytics/semantics/retention.py. Rebuilt from fct_retention_activity by
--- each run (first-time cohorts read every cell of a unit, over all history).
+-- over. The rules: retrolytics/semantics/retention.py. A windowed run recomputes only the
+-- cohorts whose facts changed (int_retention_changed_cohorts) and every cohort of a retention
+-- whose version changed (materialization retention_mart); without a window, everything.
+{%- set incremental = retention_mart_incremental() %}
 
 with
 
 retentions as (
 
-    select * from {{ ref('stg_retentions') }}
+    select
+        retentions.*,
+        {% if incremental -%}
+        retro_ledger.name is not null
+        {%- else -%}
+        false
+        {%- endif %} as derived
+
+    from {{ ref('stg_retentions') }} as retentions
+    inner join {{ ref('int_retention_versions') }} as versions
+        on versions.retention_name = retentions.retention_name
+    {% if incremental -%}
+    left join {{ retro_ledger_relation(this) }} as retro_ledger
+        on retro_ledger.name = versions.retention_name
+        and retro_ledger.content_hash = versions.content_hash
+    {%- endif %}
 
 ),
+
+{% if incremental -%}
+-- The cohorts recomputed of the retentions the mart holds at their current version.
+recomputed_cohorts as materialized (
+
+    select changed.retention_name, changed.cohort_index
+    from {{ ref('int_retention_changed_cohorts') }} as changed
+    inner join retentions
+        on retentions.retention_name = changed.retention_name and retentions.derived
+
+),
+
+-- Their facts: the cells of each cohort's periods 0..periods, by the facts'
+-- (retention_name, period_index) index; a retention of another version, all of its facts.
+facts as (
+
+    select facts.*
+    from (
+        select distinct recomputed_cohorts.retention_name, periods.period_index
+        from recomputed_cohorts
+        inner join retentions on retentions.retention_name = recomputed_cohorts.retention_name
+        cross join lateral generate_series(
+            recomputed_cohorts.cohort_index, recomputed_cohorts.cohort_index + retentions.periods
+        ) as periods (period_index)
+    ) as read
+    inner join {{ ref('fct_retention_activity') }} as facts
+        on facts.retention_name = read.retention_name
+        and facts.period_index = read.period_index
+
+    union all
+
+    select facts.*
+    from {{ ref('fct_retention_activity') }} as facts
+    inner join retentions
+        on retentions.retention_name = facts.retention_name and not retentions.derived
+
+),
+{%- else -%}
+facts as (
+
+    select * from {{ ref('fct_retention_activity') }}
+
+),
+{%- endif %}
 
 -- The end of the data: the latest start or return event of any retention (as the funnels').
 data_end as (
@@ -46,48 +114,87 @@ cells as (
         sum(start_events) as start_events,
         sum(return_events) as return_events
 
-    from {{ ref('fct_retention_activity') }}
+    from facts
     group by retention_name, unit_id, period_index, period_start, breakdown_value
 
 ),
 
+-- A first-time unit's first start among the facts read (all of them without a window); a
+-- windowed run keeps it only if the unit has no earlier start at all (one lookup of the facts'
+-- (retention_name, unit_id, first_start_at, first_start_event_id) index).
 first_starts as (
 
-    select distinct on (activity.retention_name, activity.unit_id)
-        activity.retention_name,
-        activity.unit_id,
-        activity.period_index,
-        activity.period_start,
-        activity.breakdown_value
+    select distinct on (facts.retention_name, facts.unit_id)
+        facts.retention_name,
+        facts.unit_id,
+        facts.period_index,
+        facts.period_start,
+        facts.breakdown_value,
+        facts.first_start_at,
+        facts.first_start_event_id
 
-    from {{ ref('fct_retention_activity') }} as activity
-    where activity.start_events > 0
+    from facts
+    inner join retentions
+        on retentions.retention_name = facts.retention_name
+        and retentions.cohorting = 'first_time'
+    where facts.start_events > 0
     order by
-        activity.retention_name,
-        activity.unit_id,
-        activity.first_start_at,
-        activity.first_start_event_id
+        facts.retention_name,
+        facts.unit_id,
+        facts.first_start_at,
+        facts.first_start_event_id
 
 ),
 
--- Cohort membership per breakdown value: the first start ever, or every period with a start.
+first_ever as (
+
+    select
+        first_starts.retention_name,
+        first_starts.unit_id,
+        first_starts.period_index,
+        first_starts.period_start,
+        first_starts.breakdown_value
+
+    from first_starts
+    {% if incremental -%}
+    where not exists (
+        select 1 from {{ ref('fct_retention_activity') }} as earlier
+        where earlier.retention_name = first_starts.retention_name
+            and earlier.unit_id = first_starts.unit_id
+            and (earlier.first_start_at, earlier.first_start_event_id)
+                < (first_starts.first_start_at, first_starts.first_start_event_id)
+    )
+    {%- endif %}
+
+),
+
+-- Cohort membership per breakdown value: the first start ever, or every period with a start;
+-- in a windowed run, of the recomputed cohorts only.
 members_by_value as (
 
-    select first_starts.*
-    from first_starts
-    inner join retentions
-        on retentions.retention_name = first_starts.retention_name
-        and retentions.cohorting = 'first_time'
+    select all_members.*
+    from (
+        select * from first_ever
 
-    union all
+        union all
 
-    select cells.retention_name, cells.unit_id, cells.period_index, cells.period_start,
-        cells.breakdown_value
-    from cells
-    inner join retentions
-        on retentions.retention_name = cells.retention_name
-        and retentions.cohorting = 'recurring'
-    where cells.start_events > 0
+        select cells.retention_name, cells.unit_id, cells.period_index, cells.period_start,
+            cells.breakdown_value
+        from cells
+        inner join retentions
+            on retentions.retention_name = cells.retention_name
+            and retentions.cohorting = 'recurring'
+        where cells.start_events > 0
+    ) as all_members
+    {% if incremental -%}
+    inner join retentions on retentions.retention_name = all_members.retention_name
+    where not retentions.derived
+        or exists (
+            select 1 from recomputed_cohorts
+            where recomputed_cohorts.retention_name = all_members.retention_name
+                and recomputed_cohorts.cohort_index = all_members.period_index
+        )
+    {%- endif %}
 
 ),
 
