@@ -38,10 +38,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrolytics.language import sql
-from retrolytics.language.funnels import EventRef, _csv, _event_ref, _json
+from retrolytics.language.funnels import EventRef, _csv, _json, event_ref
 from retrolytics.language.sources import Problem, YamlList, YamlMap
 from retrolytics.language.validation import (
     Report,
+    choice,
     describe,
     is_name,
     required_text,
@@ -146,8 +147,8 @@ def parse_path(
     }
     anchor_at, anchor = _anchor(item, report)
     steps = _whole_number(item, "steps", MIN_STEPS, MAX_STEPS, None, report)
-    step_kind = _choice(item, "step_kind", STEP_KINDS, "definitions", report)
-    unit = _choice(item, "unit", UNITS, "device", report)
+    step_kind = choice(item, "step_kind", STEP_KINDS, "definitions", report)
+    unit = choice(item, "unit", UNITS, "device", report)
     definitions = _definition_list(item, step_kind, report)
     gap_minutes = _gap(item, report)
     collapse = _boolean(item, "collapse_repeats", True, report)
@@ -187,17 +188,7 @@ def _anchor(item: YamlMap, report: Report) -> tuple[str, EventRef | None]:
         )
         return "start", None
     key = present[0]
-    return key, _event_ref(item[key], key, item.line_of(key), report)
-
-
-def _choice(item: YamlMap, key: str, allowed: tuple[str, ...], default: str, report: Report) -> str:
-    value = item.get(key, default)
-    if value not in allowed:
-        report.add(
-            item.line_of(key), f"{key!r} must be one of {', '.join(allowed)}; got {describe(value)}"
-        )
-        return default
-    return value
+    return key, event_ref(item[key], key, item.line_of(key), report)
 
 
 def _whole_number(
@@ -276,7 +267,7 @@ def _exclusions(item: YamlMap, anchor: EventRef | None, report: Report) -> tuple
     refs = []
     for index, raw in enumerate(raw_list):
         where = f"exclude[{index}]"
-        ref = _event_ref(raw, where, raw_list.line_of(index), report)
+        ref = event_ref(raw, where, raw_list.line_of(index), report)
         if ref is not None and ref == anchor:
             report.add(raw_list.line_of(index), f"{where}: {ref.label} is the anchor itself")
         elif ref is not None:
