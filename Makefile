@@ -13,7 +13,7 @@ demo: install
 ## side by side (each test has its own database and topic), then alone the tests that stop the
 ## shared PostgreSQL or Kafka
 test: install browser lint
-	$(UV) run pytest -n 2 -m "not serial"
+	$(UV) run pytest -n 2 --dist worksteal -m "not serial"
 	$(UV) run pytest -m serial
 
 install:
