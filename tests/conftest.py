@@ -6,6 +6,7 @@ Integration tests start PostgreSQL and Kafka through the same code users run
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,11 +78,20 @@ def prepared_dbt_project() -> Path:
     """The code location's build-time step, once per session: the declarations compiled into the
     seeds and the dbt manifest parsed (``orchestration.project.prepare``); returns the manifest."""
     from ingestion.stack.layout import exclusive
-    from orchestration.project import dbt_project, prepare
+    from orchestration.project import dbt_project, prepare, require_manifest
 
-    # Under pytest-xdist every worker prepares; they take turns writing the seeds and manifest.
-    with exclusive(dbt_project.project_dir / "target" / "prepare.lock"):
-        return prepare()
+    # Under pytest-xdist the first worker prepares and the others wait for it, then read what it
+    # wrote: a second prepare would rewrite the manifest while the first worker's tests read it.
+    target = dbt_project.project_dir / "target"
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    prepared_by = target / "prepared_by_test_run"
+    with exclusive(target / "prepare.lock"):
+        if run and prepared_by.is_file() and prepared_by.read_text() == run:
+            return require_manifest(dbt_project.manifest_path)
+        manifest = prepare()
+        if run:
+            prepared_by.write_text(run)
+        return manifest
 
 
 @pytest.fixture
