@@ -29,6 +29,10 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
         exclusions:                         # optional: disqualify an attempt
           - event: removed_from_cart
             between: [added_to_cart, 3]     # steps by name or number; default first and last
+                                            # (unordered: only the whole funnel, [1, N])
+        exclusion_scope: window             # window (default): while the attempt is alive |
+                                            # until_step: also after its deadline, up to its
+                                            # step `between` ends at (ordered, unordered)
         hold_constant: [category]           # optional: properties equal on every step
 
 Durations are a whole number and a unit: ``s``, ``m``, ``h``, ``d`` or ``w`` (``30m``, ``7d``).
@@ -81,6 +85,7 @@ FUNNEL_KEYS = (
     "breakdown",
     "exclusions",
     "hold_constant",
+    "exclusion_scope",
 )
 STEP_KEYS = ("event", "type", "name", "within")
 EXCLUSION_KEYS = ("event", "type", "name", "between")
@@ -90,6 +95,10 @@ BREAKDOWN_KEYS = (*BREAKDOWN_SOURCES, "attribution", "unreached")
 # `(none)` (keep), or in no breakdown value's row, only in `(all)` (leave_out, PostHog's rule).
 UNREACHED = ("keep", "leave_out")
 ORDERS = ("ordered", "strict", "unordered")
+# How long an exclusion can disqualify an attempt: while it is alive (window, PostHog's funnels
+# today), or also after its deadline, until the step its `between` ends at (until_step,
+# PostHog's funnels before its UDF). retrolytics/semantics/funnels.py has the rule.
+EXCLUSION_SCOPES = ("window", "until_step")
 UNITS = ("device", "user", "session")
 EVENT_TYPES = tuple(t.value for t in EventType)
 # Event columns a breakdown may read (the entry event's, or the attributed step's).
@@ -208,6 +217,7 @@ class Funnel:
     path: str = ""
     line: int = 0
     conversion_window_months: int = 0  # a calendar window (``1mo``): replaces the seconds
+    exclusion_scope: str = "window"  # window | until_step (EXCLUSION_SCOPES)
 
     @property
     def window_label(self) -> str:
@@ -252,6 +262,7 @@ def parse_funnel(
     window, window_months = _conversion_window(item, report)
     steps = _steps(item, order, window, window_months, report)
     exclusions = _exclusions(item, steps, order, report) if steps else ()
+    exclusion_scope = _exclusion_scope(item, order, report)
     breakdown = _breakdown(item, len(steps or ()), report)
     hold_constant = _hold_constant(item, report)
     if report.problems or steps is None or window is None or window_months is None:
@@ -270,6 +281,7 @@ def parse_funnel(
         path=path,
         line=item.line,
         conversion_window_months=window_months,
+        exclusion_scope=exclusion_scope,
     )
     return funnel, []
 
@@ -482,11 +494,6 @@ def _exclusions(
         return ()
     raw_list = item["exclusions"]
     line = item.line_of("exclusions")
-    if order == "unordered":
-        report.add(
-            line, "exclusions need an ordered or strict funnel: they apply between two steps"
-        )
-        return ()
     if not isinstance(raw_list, YamlList) or not raw_list:
         report.add(line, f"'exclusions' must be a non-empty list; got {describe(raw_list)}")
         return ()
@@ -510,7 +517,17 @@ def _exclusions(
         if ref is None or bounds is None:
             continue
         first, last = bounds
-        for number in range(first + 1, last + 1):
+        if order == "unordered" and (first, last) != (1, len(steps)):
+            report.add(
+                raw.line_of("between"),
+                f"{where}.between: an unordered funnel's exclusions span the whole funnel "
+                f"([1, {len(steps)}], the default), as its steps have no order (PostHog "
+                "refuses partial exclusions in unordered funnels too)",
+            )
+            continue
+        # Unordered: any step may be the first, so none may be the excluded event.
+        inside = range(1, last + 1) if order == "unordered" else range(first + 1, last + 1)
+        for number in inside:
             if steps[number - 1].event == ref:
                 report.add(
                     item_line,
@@ -522,6 +539,24 @@ def _exclusions(
         else:
             exclusions.append(Exclusion(ref, first, last, item_line))
     return tuple(exclusions)
+
+
+def _exclusion_scope(item: YamlMap, order: str, report: Report) -> str:
+    """``exclusion_scope``: with exclusions, and ``until_step`` not on a strict funnel."""
+    scope = choice(item, "exclusion_scope", EXCLUSION_SCOPES, "window", report)
+    if "exclusion_scope" not in item or scope == "window":
+        return scope
+    line = item.line_of("exclusion_scope")
+    if "exclusions" not in item:
+        report.add(line, "'exclusion_scope' goes with 'exclusions'; this funnel has none")
+    elif order == "strict":
+        report.add(
+            line,
+            "'exclusion_scope: until_step' needs an ordered or unordered funnel: a strict "
+            "attempt ends at the first step out of order, so nothing follows it to wait for "
+            "(PostHog's strict funnels before its UDF ignored exclusions)",
+        )
+    return scope
 
 
 def _between(
@@ -734,6 +769,7 @@ FUNNEL_COLUMNS = (
     "attribution_step",
     "attribution_unreached",
     "hold_constant",
+    "exclusion_scope",
 )
 STEP_COLUMNS = (
     "funnel_name",
@@ -775,6 +811,12 @@ def _semantics(funnel: Funnel) -> dict[str, Any]:
         "breakdown": None if breakdown is None else _breakdown_semantics(breakdown),
         "exclusions": [[ref(x.event), x.from_step, x.to_step] for x in funnel.exclusions],
         "hold_constant": list(funnel.hold_constant),
+        # Only when not the default, so the hashes of funnels declared before it stay.
+        **(
+            {"exclusion_scope": funnel.exclusion_scope}
+            if funnel.exclusion_scope != "window"
+            else {}
+        ),
     }
 
 
@@ -832,6 +874,7 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
         else str(breakdown.attribution_step),
         "attribution_unreached": breakdown.unreached if breakdown.attribution == "step" else "",
         "hold_constant": _json(list(funnel.hold_constant)),
+        "exclusion_scope": funnel.exclusion_scope,
     }
 
 

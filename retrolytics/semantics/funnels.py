@@ -57,11 +57,37 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   above). ``furthest_step`` is the number of steps filled; steps may be filled in any order.
 - Filling the last step converts the attempt (``converted``, ended at that event); the event is
   used up.
-- Exclusions (``ordered`` and ``strict``): after an event is processed as a step, if it matches
-  an exclusion ``between: [i, j]`` while the attempt has reached step i but not step j, and it
-  happened strictly later than step i's time, the attempt is disqualified (``excluded``, ended
-  at that event). Unless the event filled a step, it is then looked at by an idle unit.
-  Excluded attempts stay in the facts but count nowhere in the mart.
+- Exclusions: after an event is processed as a step, if it matches an exclusion
+  ``between: [i, j]`` while the attempt has reached step i but not step j, and it happened
+  strictly later than step i's time, the attempt is disqualified (``excluded``, ended at that
+  event). Unless the event filled a step, it is then looked at by an idle unit.
+  Excluded attempts stay in the facts but count nowhere in the mart. ``unordered``: "reached
+  step i" is "filled i steps" and step i's time the time it had (the i-th fill); an unordered
+  funnel's exclusions span it whole (``between: [1, N]``, the validator refuses any other), so
+  an exclusion event strictly after the entry disqualifies an attempt that is alive and not
+  converted. This is PostHog's rule for unordered funnels: its validator refuses "Partial
+  Exclusions" there (``funnel_unordered.py``, ``funnel_udf.py``), and its UDF
+  (``funnel-udf/src/unordered_steps.rs``) drops the steps gathered in the window when an
+  exclusion event comes, so the person counts by their other windows, as a unit here counts by
+  its other attempts (``test_advanced_funnel_multiple_exclusions_between_steps`` in
+  ``test_funnel_unordered.py``: five persons at step 1, two at step 2, one at steps 3 to 5).
+- ``exclusion_scope: until_step`` (``ordered`` and ``unordered``; the default ``window`` is the
+  rule above alone, PostHog's funnels today, whose UDF counts an exclusion only within the
+  conversion window: ``test_excluded_after_time_expires`` in ``test_funnel.py``): an attempt
+  that ends ``dropped_off`` at its deadline is watched over the rest of its stream (from the
+  event after the deadline on). The watch places the steps the attempt would go on to fill had
+  it no deadline (the same fill rule, ``hold_constant`` included; no ``within``), which stay
+  unreached: the facts keep the steps of the window. An event matching an exclusion
+  ``between: [i, j]`` while the watch has step i (reached or placed) but not step j, strictly
+  later than step i's time, disqualifies the attempt if it comes before step i's time + the
+  conversion window (``window_end``), or else as soon as the watch places step j (it never
+  does: the attempt stays ``dropped_off``). The outcome becomes ``excluded``; ``ended_at``
+  stays the deadline. This is PostHog's rule before its funnel UDF (``funnel.py`` and
+  ``base.py`` ``_get_exclusion_condition``: an exclusion after step i's time and before the
+  time of step j, taken whatever the window, or, without a step j, before step i's time + the
+  window; the UDF test above notes that the old funnels still excluded that person). PostHog's
+  old query reads only the first exclusion event at or after step i; here any counts. Strict
+  funnels cannot declare it (PostHog's old strict funnels ignored exclusions).
 - When the stream ends, an attempt still alive is ``in_progress`` if its deadline is later
   than the end of the data (``data_end``: the latest ``occurred_at`` among the step and
   exclusion events of all declared funnels when the facts are built), so events still to come
@@ -323,6 +349,31 @@ class _Attempt:
         return sum(e is not None for e in self.step_events)
 
 
+def step_time(attempt: _Attempt, step: int) -> datetime:
+    """Step ``step``'s time: when the attempt had filled that many steps (in order, for ordered
+    and strict attempts, the step's own time)."""
+    return attempt.fills[step - 1].occurred_at
+
+
+@dataclass
+class _Watch:
+    """``exclusion_scope: until_step``: a dropped-off attempt (``index`` into the walk's ended
+    attempts) whose steps go on being placed (``chain``, without deadline) after its deadline;
+    ``pending``: the lowest step j whose placing makes an exclusion seen since count."""
+
+    index: int
+    chain: _Attempt
+    pending: float = math.inf
+
+    @classmethod
+    def of(cls, attempt: _Attempt, index: int) -> _Watch:
+        chain = _Attempt(
+            attempt.entry, attempt.hold, list(attempt.step_events), list(attempt.fills)
+        )
+        chain.deadline = attempt.deadline
+        return cls(index, chain)
+
+
 @dataclass
 class _StreamEvent:
     event: Event
@@ -338,6 +389,7 @@ class _Walk:
         self.count = len(funnel.steps)
         self.current: _Attempt | None = None
         self.ended: list[tuple[_Attempt, str, datetime]] = []
+        self.watches: list[_Watch] = []  # exclusion_scope until_step: dropped-off attempts
 
     def hold_of(self, event: Event) -> tuple:
         return tuple(json_key(event.properties.get(name)) for name in self.funnel.hold_constant)
@@ -375,7 +427,8 @@ class _Walk:
         self.current = _Attempt(item.event, self.hold_of(item.event), step_events, [item.event])
         self.set_deadline(self.current)
 
-    def fill(self, attempt: _Attempt, item: _StreamEvent) -> bool:
+    def fill(self, attempt: _Attempt, item: _StreamEvent, place_only: bool = False) -> bool:
+        """Fill the step the event may fill; ``place_only`` (a watch's chain): no deadline."""
         if self.hold_of(item.event) != attempt.hold:
             return False
         if self.funnel.order == "unordered":
@@ -389,26 +442,28 @@ class _Walk:
                 return False
         attempt.step_events[step - 1] = item.event
         attempt.fills.append(item.event)
-        self.set_deadline(attempt)
+        if not place_only:
+            self.set_deadline(attempt)
         return True
 
     def excluded(self, attempt: _Attempt, item: _StreamEvent) -> bool:
+        return any(self.in_exclusion(attempt, item, first, last) for first, last in item.exclusions)
+
+    @staticmethod
+    def in_exclusion(attempt: _Attempt, item: _StreamEvent, first: int, last: int) -> bool:
+        """Whether the attempt has step ``first`` but not ``last`` and the event is strictly
+        later than step ``first``'s time (the ``first``-th fill: step order for ordered ones)."""
         reached = attempt.filled
-        for first, last in item.exclusions:
-            step_event = attempt.step_events[first - 1]
-            if (
-                first <= reached < last
-                and step_event is not None
-                and item.event.occurred_at > step_event.occurred_at
-            ):
-                return True
-        return False
+        return first <= reached < last and item.event.occurred_at > step_time(attempt, first)
 
     def take(self, item: _StreamEvent) -> None:
         attempt = self.current
         if attempt is not None and item.event.occurred_at > attempt.deadline:
             self.end("dropped_off", attempt.deadline)
+            if self.funnel.exclusion_scope == "until_step":
+                self.watches.append(_Watch.of(attempt, len(self.ended) - 1))
             attempt = None
+        self.watch(item)
         if attempt is None:
             self.idle(item)
             return
@@ -424,6 +479,30 @@ class _Walk:
             self.end("excluded", item.event.occurred_at)
             if not filled:
                 self.idle(item)
+
+    def watch(self, item: _StreamEvent) -> None:
+        """``until_step``: the event, after their deadlines, for each watched attempt."""
+        for watch in list(self.watches):
+            chain = watch.chain
+            self.fill(chain, item, place_only=True)
+            last_step = max(x.to_step for x in self.funnel.exclusions)
+            for first, last in item.exclusions:
+                if self.in_exclusion(chain, item, first, last):
+                    window = window_end(
+                        step_time(chain, first),
+                        self.funnel.conversion_window_seconds,
+                        self.funnel.conversion_window_months,
+                    )
+                    if item.event.occurred_at < window:
+                        watch.pending = 0  # at once
+                    else:
+                        watch.pending = min(watch.pending, last)
+            if chain.filled >= watch.pending:
+                attempt, _, ended_at = self.ended[watch.index]
+                self.ended[watch.index] = (attempt, "excluded", ended_at)
+                self.watches.remove(watch)
+            elif chain.filled >= last_step:
+                self.watches.remove(watch)  # past every exclusion's range: settled
 
     def finish(self, data_end: datetime | None) -> None:
         if self.current is not None:

@@ -52,25 +52,39 @@ def walk_db(stack) -> Iterator[psycopg.Connection]:
 
 
 @st.composite
-def funnels(draw: st.DrawFn, months: bool = False) -> Funnel:
+def funnels(draw: st.DrawFn, months: bool = False, until_step: bool = False) -> Funnel:
     """A random funnel; with ``months`` its window is 1 to 3 calendar months (``within`` in
-    days then), else 1 to 8 minutes."""
+    days then), else 1 to 8 minutes. ``until_step``: an ordered or unordered funnel with
+    exclusions watched after the deadline, and a window of 1 to 3 minutes (so that the 12
+    minutes of a stream hold steps and exclusions after it), steps of a, b or c only."""
+    letters = "abc" if until_step else LETTERS
     count = draw(st.integers(2, 4))
-    order = draw(st.sampled_from(["ordered", "strict", "unordered"]))
-    window = 0 if months else draw(st.integers(1, 8)) * 60
+    orders = ["ordered", "unordered"] if until_step else ["ordered", "strict", "unordered"]
+    order = draw(st.sampled_from(orders))
+    window = 0 if months else draw(st.integers(1, 3 if until_step else 8)) * 60
     within_unit, within_most = (86_400, 28) if months else (60, window // 60)
     steps = []
     for index in range(count):
         within = None
         if index and order != "unordered" and draw(st.booleans()):
             within = draw(st.integers(1, within_most)) * within_unit
-        steps.append(Step(EventRef(definition=f"did_{draw(st.sampled_from(LETTERS))}"), within))
+        steps.append(Step(EventRef(definition=f"did_{draw(st.sampled_from(letters))}"), within))
     exclusions = []
-    if order != "unordered" and draw(st.booleans()):
-        first = draw(st.integers(1, count - 1))
-        last = draw(st.integers(first + 1, count))
-        if all(steps[k - 1].event.definition != "did_x" for k in range(first + 1, last + 1)):
+    if until_step or draw(st.booleans()):
+        # Unordered: only the whole funnel, and no step may be the excluded event.
+        first = 1 if order == "unordered" else draw(st.integers(1, count - 1))
+        last = count if order == "unordered" else draw(st.integers(first + 1, count))
+        inside = range(1, last + 1) if order == "unordered" else range(first + 1, last + 1)
+        if all(steps[k - 1].event.definition != "did_x" for k in inside):
             exclusions.append(Exclusion(EventRef(definition="did_x"), first, last))
+        if order != "unordered" and draw(st.booleans()):  # a second, over another range
+            first = draw(st.integers(1, count - 1))
+            last = draw(st.integers(first + 1, count))
+            other = f"did_{letters[-1]}"
+            if all(steps[k - 1].event.definition != other for k in range(first + 1, last + 1)):
+                exclusions.append(Exclusion(EventRef(definition=other), first, last))
+    # until_step: with exclusions, on ordered and unordered funnels (as the validator accepts).
+    scopes = ["window", "until_step"] if exclusions and order != "strict" else ["window"]
     attribution = draw(st.sampled_from(["first_touch", "last_touch", "step", "all_events"]))
     return Funnel(
         name="f",
@@ -80,6 +94,7 @@ def funnels(draw: st.DrawFn, months: bool = False) -> Funnel:
         conversion_window_seconds=window,
         conversion_window_months=draw(st.integers(1, 3)) if months else 0,
         order=order,
+        exclusion_scope="until_step" if until_step else draw(st.sampled_from(scopes)),
         exclusions=tuple(exclusions),
         hold_constant=("p",) if draw(st.booleans()) else (),
         breakdown=Breakdown(
@@ -105,12 +120,14 @@ def month_times(draw: st.DrawFn) -> datetime:
 
 
 @st.composite
-def streams(draw: st.DrawFn, times: st.SearchStrategy[datetime] | None = None) -> list[Event]:
+def streams(
+    draw: st.DrawFn, times: st.SearchStrategy[datetime] | None = None, letters: str = LETTERS
+) -> list[Event]:
     if times is None:
         times = st.integers(0, 12).map(lambda minutes: T0 + timedelta(minutes=minutes))
     events = []
     for number in range(draw(st.integers(0, 14))):
-        letters = draw(st.sets(st.sampled_from(LETTERS + "x"), min_size=1, max_size=2))
+        matched = draw(st.sets(st.sampled_from(letters + "x"), min_size=1, max_size=2))
         # Breakdown values, empty ones among them (first and last touch skip those).
         properties = {"b": draw(st.sampled_from(["u", "v", 7, "", None]))}
         if properties["b"] is None and draw(st.booleans()):
@@ -125,7 +142,7 @@ def streams(draw: st.DrawFn, times: st.SearchStrategy[datetime] | None = None) -
                 occurred_at=draw(times),
                 type="custom",
                 properties=properties,
-                definitions=frozenset(f"did_{letter}" for letter in letters),
+                definitions=frozenset(f"did_{letter}" for letter in matched),
             )
         )
     return events
@@ -158,7 +175,7 @@ def walk_in_sql(
         "%s, %s, %s * interval '1 second' + %s * interval '1 month', %s::interval[],"
         " %s::integer[], %s::integer[], %s, %s,"
         " %s::timestamptz[], %s::integer[], %s::integer[], %s::integer[], %s::uuid[],"
-        " %s::text[], %s::text[], %s::text[], %s::timestamptz)",
+        " %s::text[], %s::text[], %s::text[], %s::timestamptz, %s)",
         (
             count,
             funnel.order,
@@ -184,6 +201,7 @@ def walk_in_sql(
             [e.user_id for e, _, _ in rows],
             [jsonb_text(e.properties.get("b")) for e, _, _ in rows],
             data_end,
+            funnel.exclusion_scope,
         ),
     )
     return [(*r[:3], list(r[3]), *r[4:]) for r in result]
@@ -210,6 +228,20 @@ def test_month_windows_in_the_walk_equal_the_reference(
 ) -> None:
     """Calendar months: the SQL adds the interval in UTC, the reference clamps the day."""
     walk_db.execute("set timezone = 'America/New_York'")  # the session's zone must not matter
+    assert_walk_equals_the_reference(walk_db, funnel, events)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(funnel=funnels(until_step=True), events=streams(letters="abc"))
+def test_exclusions_after_the_deadline_in_the_walk_equal_the_reference(
+    walk_db: psycopg.Connection, funnel: Funnel, events
+) -> None:
+    """``exclusion_scope: until_step``: the watch of dropped-off attempts, on streams longer
+    than the window."""
     assert_walk_equals_the_reference(walk_db, funnel, events)
 
 

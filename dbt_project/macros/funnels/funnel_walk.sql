@@ -19,7 +19,10 @@
     matches (bit k-1 = step k), the bit mask of exclusions it matches, its hold_constant group
     (equal groups = equal values), and its id, device, user_id and breakdown value; last, the
     end of the data (funnel_data_end()), after which a live attempt's deadline makes it
-    `in_progress` rather than `dropped_off`. Returns one
+    `in_progress` rather than `dropped_off`; and the exclusions' scope (`window`, or
+    `until_step`: a dropped-off attempt is then watched after its deadline, by a scan forward
+    from the event that ended it, which stops once the watch has placed every exclusion's last
+    step). Returns one
     row per attempt, in stream order; nothing needs joining back to the events afterwards.
 -#}
 {% macro funnel_functions_ddl() -%}
@@ -72,7 +75,8 @@ create or replace function {{ name }}(
     event_devices text[],
     event_users text[],
     event_breakdowns text[],
-    data_end timestamptz default null
+    data_end timestamptz default null,
+    exclusion_scope text default 'window'
 ) returns table (
     entry_event_id uuid,
     entry_device text,
@@ -112,6 +116,17 @@ declare
     all_events boolean := attribution = 'all_events';
     stream_values text[];
     stream_value text;
+    -- exclusion_scope until_step: the watch of a dropped-off attempt (see the semantics).
+    until_step boolean := exclusion_scope = 'until_step';
+    last_to integer := (select max(to_step) from unnest(exclusion_to) as to_step);
+    dropped_outcome text;
+    watch_i integer;
+    watch_filled integer;
+    watch_mask integer;
+    watch_times timestamptz[];
+    watch_pending integer;
+    watch_step integer;
+    watch_from timestamptz;
 begin
     -- all_events (PostHog's "all events" attribution): one walk per breakdown value, over the
     -- events of that value only, the values in the order they first appear in the stream; any
@@ -139,8 +154,64 @@ begin
 
             -- The first event after the deadline ends the attempt; the event is then looked at again.
             if alive and event_time > deadline then
+                dropped_outcome := 'dropped_off';
+                -- until_step: watch the attempt from this event on. Its steps go on being placed
+                -- (no deadline, not reached); an exclusion between step i and step j counts if
+                -- before step i's time + the window, or once step j is placed.
+                if until_step then
+                    watch_i := i;
+                    watch_filled := filled;
+                    watch_mask := filled_mask;
+                    watch_times := times;
+                    watch_pending := null;
+                    while watch_i <= event_count and watch_filled < last_to loop
+                        if all_events and event_breakdowns[watch_i] is distinct from stream_value then
+                            watch_i := watch_i + 1;
+                            continue;
+                        end if;
+                        if event_holds[watch_i] is not distinct from hold then
+                            candidates := case when unordered
+                                then event_steps[watch_i] & ~watch_mask
+                                else event_steps[watch_i] & (1 << watch_filled) end;
+                            if candidates <> 0 then
+                                watch_step := 1;
+                                while candidates & (1 << (watch_step - 1)) = 0 loop
+                                    watch_step := watch_step + 1;
+                                end loop;
+                                watch_times[watch_step] := event_times[watch_i];
+                                watch_filled := watch_filled + 1;
+                                watch_mask := watch_mask | (1 << (watch_step - 1));
+                            end if;
+                        end if;
+                        if event_exclusions[watch_i] <> 0 then
+                            for x in 1 .. exclusion_count loop
+                                -- Step i's time: unordered exclusions start at step 1 (the entry).
+                                watch_from := case when unordered then event_times[entry]
+                                    else watch_times[exclusion_from[x]] end;
+                                if event_exclusions[watch_i] & (1 << (x - 1)) <> 0
+                                    and exclusion_from[x] <= watch_filled
+                                    and watch_filled < exclusion_to[x]
+                                    and event_times[watch_i] > watch_from
+                                then
+                                    watch_pending := case
+                                        when event_times[watch_i]
+                                            < (watch_from at time zone 'UTC' + conversion_window)
+                                                at time zone 'UTC'
+                                            then 0
+                                        else least(watch_pending, exclusion_to[x])
+                                    end;
+                                end if;
+                            end loop;
+                        end if;
+                        if watch_filled >= watch_pending then
+                            dropped_outcome := 'excluded';
+                            exit;
+                        end if;
+                        watch_i := watch_i + 1;
+                    end loop;
+                end if;
                 return query select
-{{ attempt }}, 'dropped_off'::text, deadline, deadline,
+{{ attempt }}, dropped_outcome, deadline, deadline,
 {{ breakdown }};
                 alive := false;
             end if;
@@ -225,9 +296,12 @@ begin
             if event_exclusions[i] <> 0 then
                 excluded := false;
                 for x in 1 .. exclusion_count loop
+                    -- Step i's time; an unordered funnel's exclusions start at step 1, its entry
+                    -- (the validator refuses any other range there).
                     if event_exclusions[i] & (1 << (x - 1)) <> 0
                         and exclusion_from[x] <= filled and filled < exclusion_to[x]
-                        and event_time > times[exclusion_from[x]]
+                        and event_time > (case when unordered then event_times[entry]
+                            else times[exclusion_from[x]] end)
                     then
                         excluded := true;
                         exit;
