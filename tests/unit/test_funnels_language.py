@@ -210,18 +210,77 @@ def test_exclusions_must_lie_between_two_steps(between: str, message: str | None
         assert found[0].startswith(f"f.yml:14: funnel 'checkout': {message}")
 
 
+UNORDERED = VALID.replace("        within: 1h\n", "") + "    order: unordered\n"
+
+
+@pytest.mark.parametrize(
+    ("exclusion", "message"),
+    [
+        ("      - event: removed_from_cart\n", None),
+        ("      - event: removed_from_cart\n        between: [1, 3]\n", None),
+        (
+            "      - event: removed_from_cart\n        between: [1, 2]\n",
+            "f.yml:14: funnel 'checkout': exclusions[0].between: an unordered funnel's exclusions "
+            "span the whole funnel ([1, 3], the default)",
+        ),
+        (
+            "      - event: removed_from_cart\n        between: [viewed_checkout, 3]\n",
+            "f.yml:14: funnel 'checkout': exclusions[0].between: an unordered funnel's",
+        ),
+        # Any step may come first: step 1 is inside the range too.
+        (
+            "      - event: viewed_cart\n",
+            "f.yml:13: funnel 'checkout': exclusions[0]: viewed_cart is step 1, inside the range",
+        ),
+    ],
+)
+def test_unordered_exclusions_span_the_whole_funnel(exclusion: str, message: str | None) -> None:
+    found = problems_of(UNORDERED + "    exclusions:\n" + exclusion)
+    if message is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith(message), found
+
+
+SCOPE = EXCLUSION.format(between="[1, 3]") + "    exclusion_scope: {scope}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (VALID + SCOPE.format(scope="until_step"), None),
+        (VALID + SCOPE.format(scope="window"), None),
+        (UNORDERED + SCOPE.format(scope="until_step"), None),
+        (
+            VALID + SCOPE.format(scope="forever"),
+            "f.yml:15: funnel 'checkout': 'exclusion_scope' must be one of window, until_step; "
+            "got a string ('forever')",
+        ),
+        (
+            VALID + "    exclusion_scope: until_step\n",
+            "f.yml:12: funnel 'checkout': 'exclusion_scope' goes with 'exclusions'; this funnel "
+            "has none",
+        ),
+        (
+            VALID + "    order: strict\n" + SCOPE.format(scope="until_step"),
+            "f.yml:16: funnel 'checkout': 'exclusion_scope: until_step' needs an ordered or "
+            "unordered funnel",
+        ),
+    ],
+)
+def test_exclusion_scope(text: str, message: str | None) -> None:
+    found = problems_of(text)
+    if message is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith(message), found
+
+
 def test_exclusion_problems() -> None:
     inside = VALID + "    exclusions:\n      - event: viewed_checkout\n"
     assert problems_of(inside) == [
         "f.yml:13: funnel 'checkout': exclusions[0]: viewed_checkout is step 2, inside the range "
         "it excludes (after step 1, before step 3); every attempt reaching step 2 would be excluded"
-    ]
-    unordered = VALID.replace("        within: 1h\n", "") + (
-        "    order: unordered\n    exclusions:\n      - event: removed_from_cart\n"
-    )
-    assert problems_of(unordered) == [
-        "f.yml:12: funnel 'checkout': exclusions need an ordered or strict funnel: they apply "
-        "between two steps"
     ]
     twice = VALID.replace("- viewed_cart\n", "- viewed_checkout\n") + EXCLUSION.format(
         between="[viewed_checkout, 3]"
@@ -318,6 +377,7 @@ def test_the_content_hash_follows_what_the_funnel_computes() -> None:
         {"breakdown": funnels.Breakdown(person_trait="utm_source")},
         {"unit": "session"},
         {"conversion_window_seconds": 0, "conversion_window_months": 1},
+        {"exclusion_scope": "until_step"},
     ):
         changed = funnels.Funnel(**{**base.__dict__, **change})
         assert funnels.content_hash(changed) != funnels.content_hash(base), change
@@ -358,6 +418,7 @@ def test_seeds_hold_every_funnel_as_data() -> None:
             "attribution_step": "2",
             "attribution_unreached": "keep",
             "hold_constant": '["p","q"]',
+            "exclusion_scope": "window",
         }
     ]
     assert [

@@ -192,6 +192,130 @@ def test_a_unit_enters_again_after_an_exclusion() -> None:
     ]
 
 
+UNORDERED_EXCLUDING = """
+name: signup_unordered
+description: PostHog's test_advanced_funnel_multiple_exclusions_between_steps
+owner: test
+steps: [did_u, did_p, did_i, did_t, did_q]
+conversion_window: 14d
+order: unordered
+exclusions:
+  - event: did_x
+  - event: did_y
+"""
+
+
+def test_an_unordered_exclusion_drops_the_attempt_and_the_unit_counts_by_its_others() -> None:
+    """PostHog's ``test_advanced_funnel_multiple_exclusions_between_steps`` (unordered, x and y
+    excluded over the whole funnel; u signed up, p pageview, i insight viewed, t invite
+    teammate, q pageview2, hours after midnight): 5 persons at step 1, 2 at step 2, 1 at steps
+    3 to 5 (persons 1 and 4; then 4 alone)."""
+    journeys = {
+        "p1": "u1 x2 p3 i4 y4.5 t5 q6",
+        "p2": "u1 y1.5 p2 i4 y4.5 t5 x5.5 q6",
+        "p3": "u1 x1.5 p2 i4 t5 x5.5 q6",
+        "p4": "u1 p2 i4 t5 q6",
+        "p5": "u1 x1.5 p2 x2.5 i4 y4.5 t5 x5.5 q6",
+    }
+    events = [
+        ev(person, float(step[1:]) * 60, step[0])
+        for person, journey in journeys.items()
+        for step in journey.split()
+    ]
+    declared = funnel_from_yaml(UNORDERED_EXCLUDING)
+    entries = funnel_entries(declared, events)
+    day = at(0).date()
+    assert units_between(declared, entries, day, day) == {1: 5, 2: 2, 3: 1, 4: 1, 5: 1}
+    # Person 1: signed up, excluded by x; entered again at the pageview (two steps), excluded
+    # by y; entered again at the invite and reached two steps by pageview2.
+    assert [(e.outcome, e.furthest_step, e.entry_step) for e in entries if e.unit_id == "p1"] == [
+        ("excluded", 1, 1),
+        ("excluded", 2, 2),
+        ("dropped_off", 2, 4),
+    ]
+
+
+def test_an_unordered_exclusion_counts_after_the_entry_while_the_attempt_is_alive() -> None:
+    excluding = funnel("order: unordered\nexclusions:\n  - event: did_x\n")
+    # Entered at step 3 (c): an exclusion at the same instant is not after it; one later is.
+    events = [ev("d", 0, "c"), ev("d", 0, "x"), ev("d", 1, "a"), ev("d", 2, "x"), ev("d", 3, "b")]
+    entries = funnel_entries(excluding, events)
+    assert outcomes(entries) == [("d", 1, "excluded", 2), ("d", 2, "dropped_off", 1)]
+    assert entries[0].ended_at == at(2)
+    # After the deadline (10m) or after converting it does nothing.
+    late = [ev("d", 0, "c"), ev("d", 11, "x"), ev("d", 12, "a"), ev("d", 13, "b"), ev("d", 14, "c")]
+    assert outcomes(funnel_entries(excluding, late)) == [
+        ("d", 1, "dropped_off", 1),
+        ("d", 2, "converted", 3),
+    ]
+
+
+TWO_STEPS = """
+name: ab
+description: PostHog's test_excluded_after_time_expires (10 s window)
+owner: test
+steps: [did_a, did_b]
+conversion_window: 10s
+exclusions:
+  - event: did_x
+"""
+
+
+def test_an_exclusion_after_the_deadline_counts_with_until_step_only() -> None:
+    """PostHog's ``test_excluded_after_time_expires``: step one at 0 s, the exclusion at 11 s,
+    step two at 12 s, a 10 s window. Its funnels today (the UDF) count the person at step 1,
+    as ``window`` does; its funnels before the UDF excluded them, as ``until_step`` does."""
+    events = [ev("d", 0, "a"), ev("d", 11 / 60, "x"), ev("d", 12 / 60, "b")]
+    today = funnel_from_yaml(TWO_STEPS)
+    (entry,) = funnel_entries(today, events)
+    assert (entry.outcome, entry.furthest_step) == ("dropped_off", 1)
+    before_the_udf = funnel_from_yaml(TWO_STEPS + "exclusion_scope: until_step\n")
+    (entry,) = funnel_entries(before_the_udf, events)
+    assert (entry.outcome, entry.furthest_step) == ("excluded", 1)
+    assert entry.ended_at == entry.deadline_at == at(10 / 60)  # it ended at its deadline
+    # Without a step two after it, the exclusion after the deadline does not count.
+    (entry,) = funnel_entries(before_the_udf, events[:2])
+    assert entry.outcome == "dropped_off"
+
+
+def test_until_step_places_later_steps_without_deadline() -> None:
+    watched = funnel(
+        "exclusion_scope: until_step\nexclusions:\n  - event: did_x\n    between: [2, 3]\n"
+    )
+    # Reached a only; b at 20 and c at 40 are placed after the deadline (10m): x at 30 lies
+    # between them, and c follows, so the attempt is excluded.
+    events = [ev("d", 0, "a"), ev("d", 20, "b"), ev("d", 30, "x"), ev("d", 40, "c")]
+    assert outcomes(funnel_entries(watched, events)) == [("d", 1, "excluded", 1)]
+    # x at 25 comes within the window of the placed b (20 + 10m): it counts at once.
+    assert outcomes(funnel_entries(watched, events[:2] + [ev("d", 25, "x")])) == [
+        ("d", 1, "excluded", 1)
+    ]
+    # x before the placed b, or after c, is outside [2, 3]; after b's window, without c, too.
+    for x_at in (15, 45):
+        shifted = [ev("d", 0, "a"), ev("d", 20, "b"), ev("d", 40, "c"), ev("d", x_at, "x")]
+        assert outcomes(funnel_entries(watched, shifted)) == [("d", 1, "dropped_off", 1)]
+    assert outcomes(funnel_entries(watched, events[:3])) == [("d", 1, "dropped_off", 1)]
+
+
+def test_until_step_watches_an_attempt_beside_the_next_one() -> None:
+    watched = funnel("exclusion_scope: until_step\nexclusions:\n  - event: did_x\n")
+    # The first attempt drops off at 10m; a enters again at 11; x at 12 excludes both (the
+    # second while alive, the first once c is placed at 13 after b at 12.5).
+    events = [ev("d", 0, "a"), ev("d", 11, "a"), ev("d", 12, "x"), ev("d", 12.5, "b")]
+    events.append(ev("d", 13, "c"))
+    assert outcomes(funnel_entries(watched, events)) == [
+        ("d", 1, "excluded", 1),
+        ("d", 2, "excluded", 1),
+    ]
+    # A step held constant with another value is not placed: c never follows, x stays harmless.
+    held = funnel("hold_constant: p\nexclusion_scope: until_step\nexclusions:\n  - event: did_x\n")
+    other = [ev("d", 0, "a", props={"p": 1}), ev("d", 12, "x"), ev("d", 13, "b", props={"p": 2})]
+    assert outcomes(funnel_entries(held, other)) == [("d", 1, "dropped_off", 1)]
+    same = [ev("d", 0, "a", props={"p": 1}), ev("d", 12, "x"), ev("d", 13, "b", props={"p": 1})]
+    same.append(ev("d", 14, "c", props={"p": 1}))
+    assert outcomes(funnel_entries(held, same)) == [("d", 1, "excluded", 1)]
+
+
 def test_hold_constant_skips_steps_with_other_values() -> None:
     holding = funnel("hold_constant: p\n")
     events = [
