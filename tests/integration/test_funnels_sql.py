@@ -139,6 +139,7 @@ def test_facts_and_mart_equal_the_reference_on_edge_cases(
     ).fetchone()[0]
     assert converted_twenty >= 1
     assert_the_attributions_were_exercised(raw_db)
+    assert_the_exclusions_were_exercised(raw_db)
     assert_ranges_count_each_unit_once(raw_db, declared, documents)
 
 
@@ -197,6 +198,17 @@ def assert_the_attributions_were_exercised(conn: psycopg.Connection) -> None:
     )
 
 
+def assert_the_exclusions_were_exercised(conn: psycopg.Connection) -> None:
+    """The data holds unordered attempts excluded while alive and attempts that an exclusion
+    after their deadline excluded (exclusion_scope until_step: ended at the deadline)."""
+    [(unordered, watched)] = conn.execute(
+        "select count(*) filter (where funnel_name = 'f_unordered_excluded'),"
+        " count(*) filter (where funnel_name = 'f_until_step' and ended_at = deadline_at)"
+        " from marts.fct_funnel_entries where outcome = 'excluded'"
+    ).fetchall()
+    assert unordered > 0 and watched > 0
+
+
 def test_windowed_runs_late_events_and_reruns(
     raw_db: psycopg.Connection, database_url: str, project: Path, definitions: Path
 ) -> None:
@@ -212,8 +224,17 @@ def test_windowed_runs_late_events_and_reruns(
     pending = [custom("pending", START + timedelta(days=2, hours=23, minutes=55), "a")]
     pending.append(custom("pending", START + timedelta(days=2, hours=23, minutes=56), "b"))
     next_day = [custom("next-day", START + timedelta(days=3, minutes=30), "c")]
-    on_time += stories_on_time + pending
-    late += stories_late
+    # f_until_step (3m window, x excluded until c): a device drops off on day 0; b and c come on
+    # day 1, an x between them arrives late. The day-1 rerun must turn the day-0 attempt, ended
+    # before its window, `excluded`.
+    watched = [
+        custom("watched", START + timedelta(hours=23, minutes=50), "a"),
+        custom("watched", START + timedelta(days=1, minutes=40), "b"),
+        custom("watched", START + timedelta(days=1, minutes=45), "c"),
+    ]
+    late_exclusion = [custom("watched", START + timedelta(days=1, minutes=30), "x")]
+    on_time += stories_on_time + pending + watched
+    late += stories_late + late_exclusion
     documents = on_time + next_day + late
     declared = compile_declarations(definitions, project)
 
@@ -226,11 +247,21 @@ def test_windowed_runs_late_events_and_reruns(
             )
         ]
 
+    def watched_outcomes() -> list[str]:
+        return [
+            outcome
+            for (outcome,) in raw_db.execute(
+                "select outcome from marts.fct_funnel_entries"
+                " where funnel_name = 'f_until_step' and unit_id = 'device:watched'"
+            )
+        ]
+
     store_events(raw_db, on_time)
     for n in range(3):  # the daily partitions, in order
         run(project, database_url, start=day(n), end=day(n + 1))
     compare(raw_db, declared, on_time)
     assert pending_outcomes() == ["in_progress"]
+    assert watched_outcomes() == ["dropped_off"]
 
     store_events(raw_db, next_day)
     run(project, database_url, start=day(3), end=day(4))
@@ -240,6 +271,7 @@ def test_windowed_runs_late_events_and_reruns(
     store_events(raw_db, late)
     run(project, database_url, start=day(2), end=day(3), lookback_hours=24)
     compare(raw_db, declared, documents)
+    assert watched_outcomes() == ["excluded"]
 
     before = sql_facts(raw_db), sql_mart(raw_db)
     run(project, database_url, start=day(2), end=day(3), lookback_hours=24)
@@ -291,7 +323,7 @@ def test_changing_a_funnel_or_a_definition_rederives_only_what_uses_it(
             "from marts.fct_funnel_entries"
         ).fetchall()
     )
-    using_d = {"f_windows", "f_strict_excluded", "f_unordered_user", "f_twenty"}
+    using_d = {"f_windows", "f_strict_excluded", "f_unordered_user", "f_twenty", "f_until_step"}
     # all_events funnels recompute a unit with events in the window whole (its values' attempts
     # overlap, so they have no tail to resume at): the reference comparison above covers them.
     whole_units = {"f_all_events", "f_all_events_user"}

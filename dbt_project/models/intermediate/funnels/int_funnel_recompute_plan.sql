@@ -30,6 +30,8 @@
 --     units from the attempt's entry, even without new events, so they end `dropped_off`.
 -- A unit of an `all_events` funnel is recomputed from the beginning, whatever the reason: its
 -- breakdown values are walked apart, so its attempts overlap and have no tail to resume at.
+-- So is a unit of a funnel with `exclusion_scope: until_step`: an exclusion after an attempt's
+-- deadline (a late event among them) can still disqualify it, however long ago it ended.
 -- New and edited funnels are not planned: the attempts models derive them over all history
 -- (their ledger says which). Without a window a run recomputes everything: the plan is empty.
 {%- set window = retro_window() %}
@@ -45,7 +47,7 @@ with
 
 funnels as (
 
-    select funnel_name, unit, breakdown_session, breakdown_person, attribution
+    select funnel_name, unit, breakdown_session, breakdown_person, attribution, exclusion_scope
     from {{ ref('stg_funnels') }}
 
 ),
@@ -323,8 +325,11 @@ units as (
         reasons.unit_id,
         reasons.device,
         reasons.reason,
-        case when funnels.attribution = 'all_events' then '-infinity'::timestamptz
-            else reasons.recompute_from end as recompute_from
+        case
+            when funnels.attribution = 'all_events' or funnels.exclusion_scope = 'until_step'
+                then '-infinity'::timestamptz
+            else reasons.recompute_from
+        end as recompute_from
     from (
         select * from touched
         union all
