@@ -72,9 +72,21 @@ order by 1, 2
 """
 
 
+# Funnels with exclusions: how long they reach, and how many attempts they disqualified.
+FUNNEL_EXCLUSIONS = """
+select f.funnel_name, f.exclusion_scope,
+       (select count(*) from marts.fct_funnel_entries e
+        where e.funnel_name = f.funnel_name and e.outcome = 'excluded')
+from staging.stg_funnels f
+where exists (select from staging.stg_funnel_steps s
+              where s.funnel_name = f.funnel_name and s.role = 'exclusion')
+"""
+
+
 def show_funnels(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(FUNNEL_STEPS).fetchall()
+        exclusions = {name: (scope, n) for name, scope, n in conn.execute(FUNNEL_EXCLUSIONS)}
     funnels: dict[str, list[tuple]] = {}
     for funnel, position, label, units in rows:
         funnels.setdefault(funnel, []).append((position, label, units))
@@ -84,7 +96,11 @@ def show_funnels(database_url: str) -> None:
             (position, label, units, f"{100 * units / entered:.1f}%")
             for position, label, units in steps
         ]
-        _print_table(f"funnel {funnel}", ("step", "name", "units", "of entered"), table)
+        title = f"funnel {funnel}"
+        if funnel in exclusions:
+            scope, excluded = exclusions[funnel]
+            title += f" ({excluded} attempts excluded, exclusion_scope: {scope})"
+        _print_table(title, ("step", "name", "units", "of entered"), table)
 
 
 def main(events: int = 20_000, days: int = 7, seed: int = 1, definitions: str | None = None) -> int:
