@@ -287,7 +287,7 @@ def test_until_step_places_later_steps_without_deadline() -> None:
     events = [ev("d", 0, "a"), ev("d", 20, "b"), ev("d", 30, "x"), ev("d", 40, "c")]
     assert outcomes(funnel_entries(watched, events)) == [("d", 1, "excluded", 1)]
     # x at 25 comes within the window of the placed b (20 + 10m): it counts at once.
-    assert outcomes(funnel_entries(watched, events[:2] + [ev("d", 25, "x")])) == [
+    assert outcomes(funnel_entries(watched, [*events[:2], ev("d", 25, "x")])) == [
         ("d", 1, "excluded", 1)
     ]
     # x before the placed b, or after c, is outside [2, 3]; after b's window, without c, too.
