@@ -119,7 +119,8 @@
         {{ streams }}.devices,
         {{ streams }}.users,
         {{ streams }}.breakdowns,
-        {{ funnel_data_end() }}
+        {{ funnel_data_end() }},
+        {{ funnels }}.entries
     )
 {%- endmacro %}
 
