@@ -69,10 +69,11 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   ``ended_at`` is its deadline. Without ``data_end`` nothing is in progress.
 
 So a unit enters again only after its previous attempt converted, expired, broke or was
-excluded. A consequence: a unit's furthest step can be lower than that of the best window from
-*any* step-1 event (ClickHouse's ``windowFunnel``): a step-1 event inside a live attempt starts
-nothing, even when the steps after it would fit in a window of its own but come after the
-attempt's deadline. Values of ``hold_constant`` properties compare as JSON values; a missing
+excluded (``entries: sequential``, the default). A consequence: a unit's furthest step can be
+lower than that of the best window from *any* step-1 event (ClickHouse's ``windowFunnel``): a
+step-1 event inside a live attempt starts nothing, even when the steps after it would fit in a
+window of its own but come after the attempt's deadline. ``entries: every_entry`` (below)
+counts those windows. Values of ``hold_constant`` properties compare as JSON values; a missing
 property and JSON null are the same value (null equals null).
 
 Every entry (``entries: every_entry``; ordered and strict funnels)
