@@ -119,6 +119,10 @@ same step. Here, with attempts:
   ``in_progress`` (that window may still go further), ended at and with the latest such
   deadline. The mart reads these rows as any others: a unit at step k in a period has a reported
   window that entered in that period and reached k; ``entries`` counts attempts, not windows.
+- Ties: events at the same instant are taken in stream order (funnel order), as everywhere
+  here. PostHog also takes same-timestamp events of different steps in step order, but then
+  skips strict breaks and exclusions among them (and its step-1 chains start at such an event
+  too); here a strict break or an exclusion at the same instant applies as at any other.
 - A windowed run recomputes a unit of such a funnel from its beginning (its attempts overlap).
 
 Facts: one row per attempt: entry time and event, the time each step was filled (null when
