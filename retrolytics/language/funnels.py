@@ -30,6 +30,10 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
           - event: removed_from_cart
             between: [added_to_cart, 3]     # steps by name or number; default first and last
         hold_constant: [category]           # optional: properties equal on every step
+        entries: sequential                 # sequential (default): a step 1 inside a live
+                                            # attempt starts nothing | every_entry: each one
+                                            # opens a window of its own (ordered and strict
+                                            # only; ClickHouse windowFunnel, PostHog)
 
 Durations are a whole number and a unit: ``s``, ``m``, ``h``, ``d`` or ``w`` (``30m``, ``7d``).
 ``conversion_window`` also takes calendar months, ``1mo`` to ``12mo`` (PostHog's ``month``
@@ -81,6 +85,7 @@ FUNNEL_KEYS = (
     "breakdown",
     "exclusions",
     "hold_constant",
+    "entries",
 )
 STEP_KEYS = ("event", "type", "name", "within")
 EXCLUSION_KEYS = ("event", "type", "name", "between")
@@ -91,6 +96,9 @@ BREAKDOWN_KEYS = (*BREAKDOWN_SOURCES, "attribution", "unreached")
 UNREACHED = ("keep", "leave_out")
 ORDERS = ("ordered", "strict", "unordered")
 UNITS = ("device", "user", "session")
+# Whether a step-1 event inside a live attempt opens a window of its own (every_entry: the best
+# window over every step-1 event, as ClickHouse's windowFunnel and PostHog's funnel UDF count).
+ENTRIES = ("sequential", "every_entry")
 EVENT_TYPES = tuple(t.value for t in EventType)
 # Event columns a breakdown may read (the entry event's, or the attributed step's).
 BREAKDOWN_FIELDS = (
@@ -208,6 +216,7 @@ class Funnel:
     path: str = ""
     line: int = 0
     conversion_window_months: int = 0  # a calendar window (``1mo``): replaces the seconds
+    entries: str = "sequential"  # sequential | every_entry
 
     @property
     def window_label(self) -> str:
@@ -254,6 +263,7 @@ def parse_funnel(
     exclusions = _exclusions(item, steps, order, report) if steps else ()
     breakdown = _breakdown(item, len(steps or ()), report)
     hold_constant = _hold_constant(item, report)
+    entries = _entries(item, order, report)
     if report.problems or steps is None or window is None or window_months is None:
         return None, report.problems
     funnel = Funnel(
@@ -270,6 +280,7 @@ def parse_funnel(
         path=path,
         line=item.line,
         conversion_window_months=window_months,
+        entries=entries,
     )
     return funnel, []
 
@@ -691,6 +702,18 @@ def _hold_constant(item: YamlMap, report: Report) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _entries(item: YamlMap, order: str, report: Report) -> str:
+    """``entries``: every_entry only where a window starts at step 1 (ordered, strict)."""
+    entries = choice(item, "entries", ENTRIES, "sequential", report)
+    if entries == "every_entry" and order == "unordered":
+        report.add(
+            item.line_of("entries"),
+            "entries: every_entry needs an ordered or strict funnel: an unordered attempt "
+            "enters at any step, so there is no step-1 event to open each window at",
+        )
+    return entries
+
+
 def check_references(catalog: Catalog) -> list[Problem]:
     """Every step and exclusion must name an event definition of the catalogue."""
     known = {d.name for d in catalog.declarations.get("events", [])}
@@ -734,6 +757,7 @@ FUNNEL_COLUMNS = (
     "attribution_step",
     "attribution_unreached",
     "hold_constant",
+    "entries",
 )
 STEP_COLUMNS = (
     "funnel_name",
@@ -775,6 +799,8 @@ def _semantics(funnel: Funnel) -> dict[str, Any]:
         "breakdown": None if breakdown is None else _breakdown_semantics(breakdown),
         "exclusions": [[ref(x.event), x.from_step, x.to_step] for x in funnel.exclusions],
         "hold_constant": list(funnel.hold_constant),
+        # Only when used, so the hashes of funnels declared before it existed stay.
+        **({"entries": funnel.entries} if funnel.entries != "sequential" else {}),
     }
 
 
@@ -832,6 +858,7 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
         else str(breakdown.attribution_step),
         "attribution_unreached": breakdown.unreached if breakdown.attribution == "step" else "",
         "hold_constant": _json(list(funnel.hold_constant)),
+        "entries": funnel.entries,
     }
 
 

@@ -108,7 +108,8 @@
         {{ streams }}.devices,
         {{ streams }}.users,
         {{ streams }}.breakdowns,
-        {{ funnel_data_end() }}
+        {{ funnel_data_end() }},
+        {{ funnels }}.entries
     )
 {%- endmacro %}
 

@@ -31,7 +31,8 @@ decoded as (
         attribution_unreached,
         -- A JSON array of names, kept as JSON: decoding it takes a subquery, which Citus cannot
         -- run next to a reference table inside the funnel facts' pushed-down INSERT ... SELECT.
-        hold_constant
+        hold_constant,
+        entries
 
     from source
 

@@ -29,7 +29,10 @@
 --   - attempts in progress whose deadline the data has now passed (funnel_data_end()): their
 --     units from the attempt's entry, even without new events, so they end `dropped_off`.
 -- A unit of an `all_events` funnel is recomputed from the beginning, whatever the reason: its
--- breakdown values are walked apart, so its attempts overlap and have no tail to resume at.
+-- breakdown values are walked apart, so its attempts overlap and have no tail to resume at. So
+-- is a unit of an `entries: every_entry` funnel: an attempt's later windows outlive its span
+-- and overlap the next attempt's, and its row may have ended (its reported window) before the
+-- window while another of its windows is still open.
 -- New and edited funnels are not planned: the attempts models derive them over all history
 -- (their ledger says which). Without a window a run recomputes everything: the plan is empty.
 {%- set window = retro_window() %}
@@ -45,7 +48,7 @@ with
 
 funnels as (
 
-    select funnel_name, unit, breakdown_session, breakdown_person, attribution
+    select funnel_name, unit, breakdown_session, breakdown_person, attribution, entries
     from {{ ref('stg_funnels') }}
 
 ),
@@ -323,8 +326,8 @@ units as (
         reasons.unit_id,
         reasons.device,
         reasons.reason,
-        case when funnels.attribution = 'all_events' then '-infinity'::timestamptz
-            else reasons.recompute_from end as recompute_from
+        case when funnels.attribution = 'all_events' or funnels.entries = 'every_entry'
+            then '-infinity'::timestamptz else reasons.recompute_from end as recompute_from
     from (
         select * from touched
         union all

@@ -44,6 +44,7 @@ final as (
         funnels.attribution_step,
         funnels.breakdown_session,
         funnels.breakdown_person,
+        funnels.entries,
         bounds.step_within,
         bounds.exclusion_from,
         bounds.exclusion_to
