@@ -58,7 +58,9 @@ class Written:
 
 
 @dataclass(frozen=True)
-class Edit:
+class Pair:
+    """One declaration on both sides of the change."""
+
     name: str
     before: Written | None  # None: new (or production's declarations are unknown)
     after: Written | None  # None: removed
@@ -95,16 +97,20 @@ def render(outcome: Outcome, *, change: Catalog, production: Catalog | None) -> 
 # -- the declarations as written ---------------------------------------------------------------
 
 
-def _paired(production: Catalog | None, change: Catalog, folder: str) -> dict[str, Edit]:
+def _paired(production: Catalog | None, change: Catalog, folder: str) -> dict[str, Pair]:
     """Every declaration of one kind on either side, by name."""
     after = _written(change, folder)
     before = _written(production, folder) if production is not None else {}
     return {
-        name: Edit(name, before.get(name), after.get(name)) for name in sorted({*before, *after})
+        name: Pair(name, before.get(name), after.get(name)) for name in sorted({*before, *after})
     }
 
 
-def _differs(pair: Edit) -> bool:
+def _kind(pair: Pair) -> str:
+    return "new" if pair.before is None else "removed" if pair.after is None else "changed"
+
+
+def _differs(pair: Pair) -> bool:
     return pair.before is None or pair.after is None or pair.before.data != pair.after.data
 
 
@@ -137,14 +143,14 @@ def _yaml_pair(before: Written | None, after: Written | None) -> list[str]:
 # -- event definitions -------------------------------------------------------------------------
 
 
-def _definitions_section(outcome: Outcome, edited: dict[str, Edit], paired: dict[str, Edit]) -> str:
+def _definitions_section(outcome: Outcome, edited: dict[str, Pair], paired: dict[str, Pair]) -> str:
     matched = {change.name: change for change in outcome.definitions}
     names = sorted(set(matched) | set(edited))
     if not names:
         return "### Event definitions\n\nNo event definition changed."
     lines = [f"### Event definitions: {len(names)} changed"]
     for name in names:
-        edit = paired.get(name, Edit(name, None, None))
+        edit = paired.get(name, Pair(name, None, None))
         lines.append("")
         if name in matched:
             change = matched[name]
@@ -213,7 +219,7 @@ def _examples_table(examples: Examples) -> list[str]:
 # -- funnels -----------------------------------------------------------------------------------
 
 
-def _funnels_section(outcome: Outcome, edited: dict[str, Edit], paired: dict[str, Edit]) -> str:
+def _funnels_section(outcome: Outcome, edited: dict[str, Pair], paired: dict[str, Pair]) -> str:
     counted = {change.name: change for change in outcome.funnels or []}
     names = sorted(set(counted) | set(edited))
     lines = ["### Funnels"]
@@ -227,8 +233,8 @@ def _funnels_section(outcome: Outcome, edited: dict[str, Edit], paired: dict[str
         return "\n".join(lines)
     lines[0] += f": {len(names)} affected"
     for name in names:
-        edit, change = paired.get(name, Edit(name, None, None)), counted.get(name)
-        kind = change.kind if change else ("changed" if edit.before else "new")
+        edit, change = paired.get(name, Pair(name, None, None)), counted.get(name)
+        kind = change.kind if change else _kind(edit)
         lines += ["", f"#### `{name}` ({kind})", ""]
         if name in edited or change is None or change.kind != "changed":
             lines += _yaml_pair(edit.before, edit.after)
@@ -268,12 +274,11 @@ def _count(value: int | None) -> str:
 # -- paths and retention -----------------------------------------------------------------------
 
 
-def _declarations_section(title: str, edits: dict[str, Edit]) -> str:
+def _declarations_section(title: str, edits: dict[str, Pair]) -> str:
     lines = [f"### {title}: {len(edits)} changed", ""]
     lines += ["pr-check builds their marts in the scratch schemas but does not compare them.", ""]
     for name, edit in edits.items():
-        kind = "new" if edit.before is None else "removed" if edit.after is None else "changed"
-        lines += [f"#### `{name}` ({kind})", ""]
+        lines += [f"#### `{name}` ({_kind(edit)})", ""]
         lines += _yaml_pair(edit.before, edit.after)
     return "\n".join(lines).rstrip()
 
