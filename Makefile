@@ -2,8 +2,10 @@
 UV ?= python3 -m uv
 UV_VERSION ?= 0.13.9
 APT = $(if $(filter 0,$(shell id -u)),sh -c,sudo sh -c)
+GO ?= $(or $(shell command -v go),/usr/local/go/bin/go)
+ACTIONLINT_VERSION ?= v1.7.12
 
-.PHONY: demo test install browser lint ui stack-down
+.PHONY: demo test install browser workflow-lint lint ui stack-down
 
 ## make demo: install, start the local stack, generate a week of shop traffic, load it, derive it
 demo: install
@@ -12,7 +14,7 @@ demo: install
 ## make test: install, lint and run the whole test suite against the real stack: two workers
 ## side by side (each test has its own database and topic), then alone the tests that stop the
 ## shared PostgreSQL or Kafka
-test: install browser lint
+test: install browser workflow-lint lint
 	$(UV) run pytest -n 2 --dist worksteal -m "not serial"
 	$(UV) run pytest -m serial
 
@@ -25,6 +27,14 @@ install:
 # The browser test drives Debian's Chromium; no browser is ever downloaded by a test tool.
 browser:
 	@test -x /usr/bin/chromium || $(APT) "apt-get update -qq && apt-get install -y -qq chromium"
+
+# actionlint (upstream, built from the Go module proxy: its PyPI wrapper downloads the binary
+# when it builds, which fails here) and Debian's shellcheck, which it runs on each `run:` script.
+# tests/unit/test_workflows.py lints .github/workflows/ with them.
+workflow-lint:
+	@test -x .retrolytics/bin/actionlint || \
+		GOBIN=$(CURDIR)/.retrolytics/bin $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	@command -v shellcheck >/dev/null || $(APT) "apt-get update -qq && apt-get install -y -qq shellcheck"
 
 lint:
 	$(UV) run ruff check .

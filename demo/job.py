@@ -57,7 +57,7 @@ def show_definitions(database_url: str) -> None:
 # Units that reached each step at least once, over all history. An unordered funnel's
 # furthest_step counts steps done in any order, so its rows read "k of n steps".
 FUNNEL_STEPS = """
-select s.funnel_name, s.position,
+select s.funnel_name, f.entries, s.position,
        case when f.order_mode = 'unordered'
             then format('any %s of %s steps', s.position, f.step_count)
             else s.label end,
@@ -67,8 +67,8 @@ join staging.stg_funnels f using (funnel_name)
 join marts.fct_funnel_entries e
   on e.funnel_name = s.funnel_name and e.outcome <> 'excluded'
 where s.role = 'step'
-group by 1, 2, 3
-order by 1, 2
+group by 1, 2, 3, 4
+order by 1, 3
 """
 
 
@@ -88,8 +88,10 @@ def show_funnels(database_url: str) -> None:
         rows = conn.execute(FUNNEL_STEPS).fetchall()
         exclusions = {name: (scope, n) for name, scope, n in conn.execute(FUNNEL_EXCLUSIONS)}
     funnels: dict[str, list[tuple]] = {}
-    for funnel, position, label, units in rows:
-        funnels.setdefault(funnel, []).append((position, label, units))
+    for funnel, entries, position, label, units in rows:
+        # every_entry: each step-1 event's window counts (windowFunnel), said in the title.
+        title = funnel if entries == "sequential" else f"{funnel} (entries: {entries})"
+        funnels.setdefault(title, []).append((position, label, units))
     for funnel, steps in funnels.items():
         entered = steps[0][2] or 1
         table = [

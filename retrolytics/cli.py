@@ -267,6 +267,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr_check.add_argument("--scratch-schema", default="pr_check", help="prefix of scratch schemas")
     _add_definitions_option(pr_check)
     pr_check.add_argument("--project-dir", default=None)
+    pr_check.add_argument(
+        "--format",
+        choices=("text", "markdown"),
+        default="text",
+        help="text (default), or the Markdown comment a pull request shows",
+    )
+    pr_check.add_argument(
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="write the report there (stdout still gets the text report)",
+    )
+    pr_check.add_argument(
+        "--production-definitions",
+        default=None,
+        metavar="DIR",
+        help="production's declarations, for the YAML before (default: STATE/definitions)",
+    )
     definitions.set_defaults(handler=_definitions)
 
     dbt = commands.add_parser("dbt", help="compile the definitions, then run dbt on dbt_project/")

@@ -192,17 +192,23 @@
 {%- endmacro %}
 
 
-{#- SQL for steps 1 and 2: forget what this run recomputes. -#}
-{% macro retro_forget(target, versions, version_column, hash_column, time_column, plan=none) -%}
-    {%- set ledger = retro_ledger_relation(target) -%}
+{#- SQL for step 1: delete the rows of every declaration whose version differs from the ledger's
+    (changed, new, removed). -#}
+{% macro retro_forget_changed_versions(target, versions, version_column, hash_column='content_hash') -%}
     delete from {{ target }}
     where {{ version_column }} in (
         select coalesce(current_version.{{ version_column }}, derived.name)
         from {{ versions }} as current_version
-        full join {{ ledger }} as derived
+        full join {{ retro_ledger_relation(target) }} as derived
             on derived.name = current_version.{{ version_column }}
         where derived.content_hash is distinct from current_version.{{ hash_column }}
-    );
+    )
+{%- endmacro %}
+
+
+{#- SQL for steps 1 and 2: forget what this run recomputes. -#}
+{% macro retro_forget(target, versions, version_column, hash_column, time_column, plan=none) -%}
+    {{ retro_forget_changed_versions(target, versions, version_column, hash_column) }};
     {%- if plan is none or retro_window() is none %}
     delete from {{ target }}
     where {{ retro_in_window(time_column) }}

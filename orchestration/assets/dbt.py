@@ -49,9 +49,8 @@ from retrolytics.warehouse import runner
 WINDOWED_MATERIALIZATIONS = (
     "distributed_incremental",
     "distributed_table",
-    "funnel_attempts",
     "funnel_mart",
-    "path_segments",
+    "unit_facts",
 )
 WINDOWED = " ".join(f"config.materialized:{name}+" for name in WINDOWED_MATERIALIZATIONS)
 DBT_POOL = "retrolytics_dbt"

@@ -26,9 +26,7 @@ content hash, which changes exactly when what the definition matches changes.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import re
@@ -42,6 +40,7 @@ from cssselect import parser as css
 from ingestion.contract import ELEMENT_EVENT_TYPES, EventType, escape_ident, escape_value
 from retrolytics.language import sql
 from retrolytics.language.regex import RegexProblem, check_regex, like_pattern
+from retrolytics.language.seed_format import csv_text
 from retrolytics.language.selectors import SelectorError, compile_selector
 from retrolytics.language.sources import Problem, YamlList, YamlMap
 from retrolytics.language.validation import (
@@ -554,12 +553,7 @@ def compile_all(definitions: Iterable[EventDefinition]) -> list[CompiledConditio
 
 
 def seed_csv(rows: Iterable[CompiledCondition]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SEED_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row.seed_row())
-    return buffer.getvalue()
+    return csv_text(SEED_COLUMNS, (row.seed_row() for row in rows))
 
 
 # -- rendering SQL for people ---------------------------------------------------------------

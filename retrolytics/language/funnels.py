@@ -34,6 +34,10 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
                                             # until_step: also after its deadline, up to its
                                             # step `between` ends at (ordered, unordered)
         hold_constant: [category]           # optional: properties equal on every step
+        entries: sequential                 # sequential (default): a step 1 inside a live
+                                            # attempt starts nothing | every_entry: each one
+                                            # opens a window of its own (ordered and strict
+                                            # only; ClickHouse windowFunnel, PostHog)
 
 Durations are a whole number and a unit: ``s``, ``m``, ``h``, ``d`` or ``w`` (``30m``, ``7d``).
 ``conversion_window`` also takes calendar months, ``1mo`` to ``12mo`` (PostHog's ``month``
@@ -85,6 +89,7 @@ FUNNEL_KEYS = (
     "breakdown",
     "exclusions",
     "hold_constant",
+    "entries",
     "exclusion_scope",
 )
 STEP_KEYS = ("event", "type", "name", "within")
@@ -100,6 +105,9 @@ ORDERS = ("ordered", "strict", "unordered")
 # PostHog's funnels before its UDF). retrolytics/semantics/funnels.py has the rule.
 EXCLUSION_SCOPES = ("window", "until_step")
 UNITS = ("device", "user", "session")
+# Whether a step-1 event inside a live attempt opens a window of its own (every_entry: the best
+# window over every step-1 event, as ClickHouse's windowFunnel and PostHog's funnel UDF count).
+ENTRIES = ("sequential", "every_entry")
 EVENT_TYPES = tuple(t.value for t in EventType)
 # Event columns a breakdown may read (the entry event's, or the attributed step's).
 BREAKDOWN_FIELDS = (
@@ -217,6 +225,7 @@ class Funnel:
     path: str = ""
     line: int = 0
     conversion_window_months: int = 0  # a calendar window (``1mo``): replaces the seconds
+    entries: str = "sequential"  # sequential | every_entry
     exclusion_scope: str = "window"  # window | until_step (EXCLUSION_SCOPES)
 
     @property
@@ -265,6 +274,7 @@ def parse_funnel(
     exclusion_scope = _exclusion_scope(item, order, report)
     breakdown = _breakdown(item, len(steps or ()), report)
     hold_constant = _hold_constant(item, report)
+    entries = _entries(item, order, report)
     if report.problems or steps is None or window is None or window_months is None:
         return None, report.problems
     funnel = Funnel(
@@ -281,6 +291,7 @@ def parse_funnel(
         path=path,
         line=item.line,
         conversion_window_months=window_months,
+        entries=entries,
         exclusion_scope=exclusion_scope,
     )
     return funnel, []
@@ -556,6 +567,12 @@ def _exclusion_scope(item: YamlMap, order: str, report: Report) -> str:
             "attempt ends at the first step out of order, so nothing follows it to wait for "
             "(PostHog's strict funnels before its UDF ignored exclusions)",
         )
+    elif item.get("entries") == "every_entry":
+        report.add(
+            line,
+            "'exclusion_scope: until_step' goes with 'entries: sequential' (PostHog's funnels "
+            "before its UDF, whose rule it is, entered sequentially; every_entry is its UDF's)",
+        )
     return scope
 
 
@@ -726,6 +743,18 @@ def _hold_constant(item: YamlMap, report: Report) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _entries(item: YamlMap, order: str, report: Report) -> str:
+    """``entries``: every_entry only where a window starts at step 1 (ordered, strict)."""
+    entries = choice(item, "entries", ENTRIES, "sequential", report)
+    if entries == "every_entry" and order == "unordered":
+        report.add(
+            item.line_of("entries"),
+            "entries: every_entry needs an ordered or strict funnel: an unordered attempt "
+            "enters at any step, so there is no step-1 event to open each window at",
+        )
+    return entries
+
+
 def check_references(catalog: Catalog) -> list[Problem]:
     """Every step and exclusion must name an event definition of the catalogue."""
     known = {d.name for d in catalog.declarations.get("events", [])}
@@ -769,6 +798,7 @@ FUNNEL_COLUMNS = (
     "attribution_step",
     "attribution_unreached",
     "hold_constant",
+    "entries",
     "exclusion_scope",
 )
 STEP_COLUMNS = (
@@ -811,6 +841,8 @@ def _semantics(funnel: Funnel) -> dict[str, Any]:
         "breakdown": None if breakdown is None else _breakdown_semantics(breakdown),
         "exclusions": [[ref(x.event), x.from_step, x.to_step] for x in funnel.exclusions],
         "hold_constant": list(funnel.hold_constant),
+        # Only when used, so the hashes of funnels declared before it existed stay.
+        **({"entries": funnel.entries} if funnel.entries != "sequential" else {}),
         # Only when not the default, so the hashes of funnels declared before it stay.
         **(
             {"exclusion_scope": funnel.exclusion_scope}
@@ -874,6 +906,7 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
         else str(breakdown.attribution_step),
         "attribution_unreached": breakdown.unreached if breakdown.attribution == "step" else "",
         "hold_constant": _json(list(funnel.hold_constant)),
+        "entries": funnel.entries,
         "exclusion_scope": funnel.exclusion_scope,
     }
 

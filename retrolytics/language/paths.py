@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrolytics.language import sql
-from retrolytics.language.funnels import EventRef, _csv, _json, event_ref
+from retrolytics.language.funnels import EventRef, event_ref
+from retrolytics.language.seed_format import csv_text, json_cell
 from retrolytics.language.sources import Problem, YamlList, YamlMap
 from retrolytics.language.validation import (
     Report,
@@ -48,6 +49,7 @@ from retrolytics.language.validation import (
     required_text,
     start_report,
     unknown_keys,
+    whole_number,
 )
 
 if TYPE_CHECKING:  # the catalogue is built by check.py, which imports this module
@@ -146,14 +148,14 @@ def parse_path(
         for key in ("name", "description", "owner")
     }
     anchor_at, anchor = _anchor(item, report)
-    steps = _whole_number(item, "steps", MIN_STEPS, MAX_STEPS, None, report)
+    steps = whole_number(item, "steps", MIN_STEPS, MAX_STEPS, None, report)
     step_kind = choice(item, "step_kind", STEP_KINDS, "definitions", report)
     unit = choice(item, "unit", UNITS, "device", report)
     definitions = _definition_list(item, step_kind, report)
     gap_minutes = _gap(item, report)
     collapse = _boolean(item, "collapse_repeats", True, report)
     exclude = _exclusions(item, anchor, report)
-    top_paths = _whole_number(item, "top_paths", 1, MAX_TOP_PATHS, DEFAULT_TOP_PATHS, report)
+    top_paths = whole_number(item, "top_paths", 1, MAX_TOP_PATHS, DEFAULT_TOP_PATHS, report)
     if report.problems or anchor is None or steps is None or top_paths is None:
         return None, report.problems
     declaration = PathDeclaration(
@@ -191,23 +193,6 @@ def _anchor(item: YamlMap, report: Report) -> tuple[str, EventRef | None]:
     return key, event_ref(item[key], key, item.line_of(key), report)
 
 
-def _whole_number(
-    item: YamlMap, key: str, low: int, high: int, default: int | None, report: Report
-) -> int | None:
-    if key not in item:
-        if default is None:
-            report.add(item.line, f"missing required key {key!r} ({low} to {high})")
-        return default
-    value = item[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        report.add(
-            item.line_of(key),
-            f"{key!r} must be a whole number from {low} to {high}; got {describe(value)}",
-        )
-        return None
-    return value
-
-
 def _boolean(item: YamlMap, key: str, default: bool, report: Report) -> bool:
     value = item.get(key, default)
     if not isinstance(value, bool):
@@ -229,7 +214,7 @@ def _gap(item: YamlMap, report: Report) -> int | None:
                 f"{describe(item['gap'])}",
             )
         return None
-    minutes = _whole_number(item, "gap_minutes", 1, MAX_GAP_MINUTES, DEFAULT_GAP_MINUTES, report)
+    minutes = whole_number(item, "gap_minutes", 1, MAX_GAP_MINUTES, DEFAULT_GAP_MINUTES, report)
     return DEFAULT_GAP_MINUTES if minutes is None else minutes
 
 
@@ -349,10 +334,10 @@ def path_row(declaration: PathDeclaration, known: Iterable[str]) -> dict[str, st
     return {
         "path_name": declaration.name,
         "content_hash": content_hash(declaration, known),
-        "description": _json(declaration.description),
-        "owner": _json(declaration.owner),
+        "description": json_cell(declaration.description),
+        "owner": json_cell(declaration.owner),
         "anchor_at": declaration.anchor_at,
-        "anchor_label": _json(declaration.anchor.label),
+        "anchor_label": json_cell(declaration.anchor.label),
         "step_limit": str(declaration.steps),
         "step_kind": declaration.step_kind,
         "gap_seconds": "0" if gap is None else str(gap * 60),
@@ -371,7 +356,7 @@ def node_rows(declaration: PathDeclaration, known: Iterable[str]) -> list[dict[s
             "position": str(position),
             "definition_name": ref.definition or "",
             "event_type": ref.event_type or "",
-            "event_name": _json(ref.event_name),
+            "event_name": json_cell(ref.event_name),
         }
 
     rows = [row("anchor", 0, declaration.anchor)]
@@ -386,8 +371,8 @@ def seed_files(catalog: Catalog) -> dict[str, str]:
     known = [d.name for d in catalog.event_definitions]
     ordered = sorted(catalog.declarations.get("paths", []), key=lambda p: p.name)
     return {
-        PATHS_SEED: _csv(PATH_COLUMNS, (path_row(p, known) for p in ordered)),
-        PATH_NODES_SEED: _csv(NODE_COLUMNS, (r for p in ordered for r in node_rows(p, known))),
+        PATHS_SEED: csv_text(PATH_COLUMNS, (path_row(p, known) for p in ordered)),
+        PATH_NODES_SEED: csv_text(NODE_COLUMNS, (r for p in ordered for r in node_rows(p, known))),
     }
 
 

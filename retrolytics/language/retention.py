@@ -29,10 +29,8 @@ down once, in ``retrolytics/semantics/retention.py``. Compiling writes one dbt s
 
 from __future__ import annotations
 
-import csv
 import difflib
 import hashlib
-import io
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +44,7 @@ from retrolytics.language.funnels import (
     EventRef,
     event_ref,
 )
+from retrolytics.language.seed_format import csv_text, json_cell
 from retrolytics.language.sources import Problem, YamlMap
 from retrolytics.language.validation import (
     Report,
@@ -55,6 +54,7 @@ from retrolytics.language.validation import (
     required_text,
     start_report,
     unknown_keys,
+    whole_number,
 )
 
 if TYPE_CHECKING:  # the catalogue is built by check.py, which imports this module
@@ -160,11 +160,11 @@ def parse_retention(
     start = _event(item, "start_event", report)
     returned = _event(item, "return_event", report)
     period = _period(item, report)
-    periods = _whole_number(item, "periods", 1, MAX_PERIODS, None, report)
+    periods = whole_number(item, "periods", 1, MAX_PERIODS, None, report)
     cohorting = choice(item, "cohorting", COHORTINGS, "first_time", report)
     unit = choice(item, "unit", UNITS, "device", report)
     breakdown = _breakdown(item, report)
-    min_occurrences = _whole_number(item, "min_occurrences", 1, MAX_MIN_OCCURRENCES, 1, report)
+    min_occurrences = whole_number(item, "min_occurrences", 1, MAX_MIN_OCCURRENCES, 1, report)
     week_start = _week_start(item, period, report)
     time_zone = _time_zone(item, report)
     if report.problems or None in (start, returned, period, periods, min_occurrences):
@@ -213,23 +213,6 @@ def _period(item: YamlMap, report: Report) -> str | None:
         report.add(
             item.line_of("period"),
             f"'period' must be one of {', '.join(PERIODS)}; got {describe(value)}",
-        )
-        return None
-    return value
-
-
-def _whole_number(
-    item: YamlMap, key: str, low: int, high: int, default: int | None, report: Report
-) -> int | None:
-    if key not in item:
-        if default is None:
-            report.add(item.line, f"missing required key {key!r} (a whole number, {low}..{high})")
-        return default
-    value = item[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        report.add(
-            item.line_of(key),
-            f"{key!r} must be a whole number from {low} to {high}; got {describe(value)}",
         )
         return None
     return value
@@ -377,31 +360,27 @@ def content_hash(retention: Retention) -> str:
     return hashlib.sha256(sql.canonical_json(_semantics(retention)).encode()).hexdigest()[:16]
 
 
-def _json(value: Any) -> str:
-    return "" if value is None else sql.canonical_json(value)
-
-
 def seed_row(retention: Retention) -> dict[str, str]:
     start, back = retention.start_event, retention.return_event
     return {
         "retention_name": retention.name,
         "content_hash": content_hash(retention),
-        "description": _json(retention.description),
-        "owner": _json(retention.owner),
+        "description": json_cell(retention.description),
+        "owner": json_cell(retention.owner),
         "start_definition": start.definition or "",
         "start_type": start.event_type or "",
-        "start_name": _json(start.event_name),
+        "start_name": json_cell(start.event_name),
         "return_definition": back.definition or "",
         "return_type": back.event_type or "",
-        "return_name": _json(back.event_name),
+        "return_name": json_cell(back.event_name),
         "period": retention.period,
         "periods": str(retention.periods),
         "cohorting": retention.cohorting,
         "unit": retention.unit,
         "breakdown_field": retention.breakdown_field or "",
-        "breakdown_property": _json(retention.breakdown_property),
+        "breakdown_property": json_cell(retention.breakdown_property),
         "breakdown_session": retention.breakdown_session or "",
-        "breakdown_person": _json(retention.breakdown_person),
+        "breakdown_person": json_cell(retention.breakdown_person),
         "min_occurrences": str(retention.min_occurrences),
         "week_start": retention.week_start,
         "time_zone": retention.time_zone,
@@ -410,11 +389,8 @@ def seed_row(retention: Retention) -> dict[str, str]:
 
 def seed_files(retentions: Iterable[Retention]) -> dict[str, str]:
     """The ``retentions`` seed's CSV text by file name."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(seed_row(r) for r in sorted(retentions, key=lambda r: r.name))
-    return {SEED: buffer.getvalue()}
+    ordered = sorted(retentions, key=lambda r: r.name)
+    return {SEED: csv_text(COLUMNS, (seed_row(r) for r in ordered))}
 
 
 def describe_compiled(retention: Retention) -> str:

@@ -7,6 +7,7 @@ and lists as ``YamlList``, both carrying lines, and a repeated key is reported.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,30 @@ def parse_yaml(text: str, display: str) -> Document:
         loader.dispose()
     problems = tuple(Problem(display, line, message) for line, message in loader.duplicate_keys)
     return Document(display, data, problems)
+
+
+def written_items(text: str, key: str) -> dict[int, str]:
+    """Each item of the top-level list ``key`` as its author wrote it (comments, quoting and
+    layout kept, dedented, trailing comments and blank lines left to the next item), keyed by
+    the line its mapping starts on: the ``line`` the parsers give each declaration. Empty when
+    the text does not parse or has no such list."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(root, MappingNode):
+        return {}
+    items = next((v for k, v in root.value if isinstance(k, ScalarNode) and k.value == key), None)
+    if not isinstance(items, SequenceNode):
+        return {}
+    lines = text.splitlines()
+    written = {}
+    for item in items.value:
+        mark = item.end_mark  # where the next token starts: the next item's dash, often
+        ends_inside = mark.line < len(lines) and lines[mark.line][: mark.column].strip()
+        end = mark.line + (1 if ends_inside else 0)
+        chunk = lines[item.start_mark.line : end]
+        while chunk and (not chunk[-1].strip() or chunk[-1].lstrip().startswith("#")):
+            chunk.pop()
+        written[item.start_mark.line + 1] = textwrap.dedent("\n".join(chunk))
+    return written

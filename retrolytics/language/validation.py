@@ -113,3 +113,22 @@ def choice(mapping: YamlMap, key: str, allowed: Sequence[str], default: str, rep
 def is_property_name(value: Any) -> bool:
     """An event or person property's name: text of 1 to 200 characters, no NUL."""
     return isinstance(value, str) and 0 < len(value) <= 200 and "\x00" not in value
+
+
+def whole_number(
+    item: YamlMap, key: str, low: int, high: int, default: int | None, report: Report
+) -> int | None:
+    """The value of ``key``, a whole number from ``low`` to ``high``; ``default`` when absent
+    (a problem when there is no default), None after a problem."""
+    if key not in item:
+        if default is None:
+            report.add(item.line, f"missing required key {key!r} (a whole number, {low} to {high})")
+        return default
+    value = item[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        report.add(
+            item.line_of(key),
+            f"{key!r} must be a whole number from {low} to {high}; got {describe(value)}",
+        )
+        return None
+    return value

@@ -87,7 +87,8 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   time of step j, taken whatever the window, or, without a step j, before step i's time + the
   window; the UDF test above notes that the old funnels still excluded that person). PostHog's
   old query reads only the first exclusion event at or after step i; here any counts. Strict
-  funnels cannot declare it (PostHog's old strict funnels ignored exclusions).
+  funnels cannot declare it (PostHog's old strict funnels ignored exclusions), nor funnels
+  with ``entries: every_entry`` (its windows are the UDF's).
 - When the stream ends, an attempt still alive is ``in_progress`` if its deadline is later
   than the end of the data (``data_end``: the latest ``occurred_at`` among the step and
   exclusion events of all declared funnels when the facts are built), so events still to come
@@ -95,11 +96,61 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   ``ended_at`` is its deadline. Without ``data_end`` nothing is in progress.
 
 So a unit enters again only after its previous attempt converted, expired, broke or was
-excluded. A consequence: a unit's furthest step can be lower than that of the best window from
-*any* step-1 event (ClickHouse's ``windowFunnel``): a step-1 event inside a live attempt starts
-nothing, even when the steps after it would fit in a window of its own but come after the
-attempt's deadline. Values of ``hold_constant`` properties compare as JSON values; a missing
+excluded (``entries: sequential``, the default). A consequence: a unit's furthest step can be
+lower than that of the best window from *any* step-1 event (ClickHouse's ``windowFunnel``): a
+step-1 event inside a live attempt starts nothing, even when the steps after it would fit in a
+window of its own but come after the attempt's deadline. ``entries: every_entry`` (below)
+counts those windows. Values of ``hold_constant`` properties compare as JSON values; a missing
 property and JSON null are the same value (null equals null).
+
+Every entry (``entries: every_entry``; ordered and strict funnels)
+------------------------------------------------------------------
+The furthest step of a unit is that of the best window started at *any* step-1 event, as
+ClickHouse's ``windowFunnel`` (default mode) and PostHog's funnel UDF (``funnel-udf/src/steps.rs``)
+count it. PostHog keeps, per step k, the chain with the latest step-1 event among those that
+reached k (a later start leaves more of its window); each step-1 event starts a chain, also one
+that fills a step of an older chain; a person's result is the first chain to reach the furthest
+step (its times are the ones reported), an excluded one giving way to another that reaches the
+same step. Here, with attempts:
+
+- Windows. Every step-1 event opens a *window*: an attempt of its own by the rules above
+  (entry, deadline, ``within``, ``hold_constant``, strict breaks, exclusions), except that an
+  event never re-enters: a window that ends is over. Each window takes every later event of the
+  stream, so one event may fill a step of several windows (at most one step of each).
+- Attempts group windows. A step-1 event opens its window in the unit's latest attempt while
+  that attempt is *open*: not ended, and the event at most one conversion window (from the
+  attempt's first entry, inclusive) after that entry; otherwise the event enters a new attempt.
+  So attempts start about one window apart, as sequential ones do, and an attempt's later windows
+  may outlive its span and overlap the next attempt's (an event may fill steps of both).
+- Per event, in stream order: every live window of every attempt, the attempts in the order they
+  entered, takes it (a window past its deadline ends ``dropped_off`` at the deadline). A window
+  that fills the last step converts its attempt (``converted``, at that event): the attempt
+  ends, its other windows are dropped, and the event is used up: no later attempt's window takes
+  it and it opens nothing (so one event converts at most one attempt). Then an attempt without a
+  live window has ended. Then a step-1 event opens its window. Last, a live window is *dropped*
+  when a window of the same attempt opened later has the same ``hold_constant`` values and as
+  many steps filled: from there the later one fills every step the earlier would (the same next
+  step, a deadline as late or later, an exclusion that hits it hits the earlier). So an attempt
+  has at most one live window per step count and hold value: the walk costs O(events x live
+  windows^2), live windows at most (steps - 1) x the hold values seen in a window x the attempts
+  overlapping (usually 1 or 2), never a rescan of the stream per step-1 event.
+- Facts: one row per attempt (numbered in the order they entered), holding its *reported*
+  window: of its windows not dropped, the one with the most steps filled, then one not
+  excluded, then the one that filled that many steps first (PostHog's first chain to reach the
+  furthest step; a dropped window is no longer there to be first). The row's entry event and
+  time, step times, furthest step and breakdown (attributions as above, over that window's
+  events) are the window's, so the period, the time to each step and the time to convert are
+  measured from the window's own step-1 event, as PostHog's timings are. Outcome, ``ended_at``
+  and ``deadline_at`` are the window's, except that an attempt that did not convert and has a
+  window still alive when the stream ends whose deadline is later than ``data_end`` is
+  ``in_progress`` (that window may still go further), ended at and with the latest such
+  deadline. The mart reads these rows as any others: a unit at step k in a period has a reported
+  window that entered in that period and reached k; ``entries`` counts attempts, not windows.
+- Ties: events at the same instant are taken in stream order (funnel order), as everywhere
+  here. PostHog also takes same-timestamp events of different steps in step order, but then
+  skips strict breaks and exclusions among them (and its step-1 chains start at such an event
+  too); here a strict break or an exclusion at the same instant applies as at any other.
+- A windowed run recomputes a unit of such a funnel from its beginning (its attempts overlap).
 
 Facts: one row per attempt: entry time and event, the time each step was filled (null when
 not), the furthest step, converted yes/no, time to convert, the outcome, and the breakdown value:
@@ -151,6 +202,7 @@ at k / settled at step 1 (null without settled units).
 from __future__ import annotations
 
 import calendar
+import copy
 import json
 import math
 import uuid
@@ -511,6 +563,146 @@ class _Walk:
             self.end("in_progress" if alive else "dropped_off", deadline)
 
 
+@dataclass
+class _Window:
+    """A window of ``entries: every_entry``: an attempt's state, and where it got that far."""
+
+    state: _Attempt
+    reached: int  # stream position of the event that filled its latest step
+    outcome: str | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass
+class _Group:
+    """An attempt of ``entries: every_entry``: the windows opened while it was open."""
+
+    span_end: datetime  # step-1 events up to here open their windows in it
+    live: list[_Window]
+    over: list[_Window] = field(default_factory=list)  # windows that ended
+    converted: _Window | None = None
+    ended: bool = False
+
+
+class _EveryEntryWalk:
+    """Walks one unit's stream under ``entries: every_entry`` (the semantics above); the same
+    ``take`` / ``finish`` / ``ended`` as ``_Walk``, whose step rules each window follows."""
+
+    def __init__(self, funnel: Funnel) -> None:
+        self.rules = _Walk(funnel)
+        self.funnel = funnel
+        self.count = len(funnel.steps)
+        self.groups: list[_Group] = []
+        self.position = 0
+        self.ended: list[tuple[_Attempt, str, datetime]] = []
+
+    def take(self, item: _StreamEvent) -> None:
+        self.position += 1
+        used_up = False
+        for group in self.groups:
+            if not group.ended and not used_up:
+                used_up = self.advance(group, item)
+        for group in self.groups:
+            if not group.ended and not group.live:
+                group.ended = True
+        if not used_up and 1 in item.steps:
+            self.open(item)
+        for group in self.groups:
+            if not group.ended:
+                group.live = self.undominated(group.live)
+
+    def advance(self, group: _Group, item: _StreamEvent) -> bool:
+        """Every live window of the attempt takes the event; whether one converted."""
+        time = item.event.occurred_at
+        live = []
+        for window in group.live:
+            state = window.state
+            if time > state.deadline:
+                self.close(group, window, "dropped_off", state.deadline)
+                continue
+            filled = self.rules.fill(state, item)
+            if filled:
+                window.reached = self.position
+            if filled and state.filled == self.count:
+                window.outcome, window.ended_at = "converted", time
+                group.converted, group.live, group.ended = window, [], True
+                return True
+            if not filled and self.funnel.order == "strict" and item.steps:
+                self.close(group, window, "broken_order", time)
+            elif self.rules.excluded(state, item):
+                self.close(group, window, "excluded", time)
+            else:
+                live.append(window)
+        group.live = live
+        return False
+
+    def close(self, group: _Group, window: _Window, outcome: str, at: datetime) -> None:
+        window.outcome, window.ended_at = outcome, at
+        group.over.append(window)
+
+    def open(self, item: _StreamEvent) -> None:
+        event = item.event
+        latest = self.groups[-1] if self.groups else None
+        if latest is None or latest.ended or event.occurred_at > latest.span_end:
+            funnel = self.funnel
+            span_end = window_end(
+                event.occurred_at,
+                funnel.conversion_window_seconds,
+                funnel.conversion_window_months,
+            )
+            latest = _Group(span_end, [])
+            self.groups.append(latest)
+        step_events: list[Event | None] = [None] * self.count
+        step_events[0] = event
+        state = _Attempt(event, self.rules.hold_of(event), step_events, [event])
+        self.rules.set_deadline(state)
+        latest.live.append(_Window(state, self.position))
+
+    @staticmethod
+    def undominated(live: list[_Window]) -> list[_Window]:
+        """Drops each window that a later one with the same hold values has caught up with."""
+        seen = set()
+        kept = []
+        for window in reversed(live):
+            key = (window.state.hold, window.state.filled)
+            if key not in seen:
+                seen.add(key)
+                kept.append(window)
+        return kept[::-1]
+
+    def finish(self, data_end: datetime | None) -> None:
+        for group in self.groups:
+            progress = [
+                w.state.deadline
+                for w in group.live
+                if data_end is not None and w.state.deadline > data_end
+            ]
+            for window in group.live:
+                window.outcome, window.ended_at = "dropped_off", window.state.deadline
+            self.ended.append(self.report(group, max(progress, default=None)))
+
+    @staticmethod
+    def report(group: _Group, progress: datetime | None) -> tuple[_Attempt, str, datetime]:
+        if group.converted is not None:
+            window = group.converted
+        else:
+            window = min(
+                [*group.over, *group.live],
+                key=lambda w: (-w.state.filled, w.outcome == "excluded", w.reached),
+            )
+        state, outcome, ended_at = window.state, window.outcome, window.ended_at
+        assert outcome is not None and ended_at is not None
+        if progress is not None and outcome != "converted":
+            state = copy.copy(state)
+            state.deadline = progress
+            outcome, ended_at = "in_progress", progress
+        return state, outcome, ended_at
+
+
+def _walk(funnel: Funnel) -> _Walk | _EveryEntryWalk:
+    return _EveryEntryWalk(funnel) if funnel.entries == "every_entry" else _Walk(funnel)
+
+
 def _stream(funnel: Funnel, events: Iterable[Event]) -> list[_StreamEvent]:
     count = len(funnel.steps)
     items = []
@@ -646,7 +838,7 @@ def funnel_entries(
     for unit, unit_events in units.items():
         ended: list[tuple[_Attempt, str, datetime]] = []
         for part in _parts(funnel, _stream(funnel, unit_events), context):
-            walk = _Walk(funnel)
+            walk = _walk(funnel)
             for item in part:
                 walk.take(item)
             walk.finish(data_end)

@@ -15,17 +15,28 @@ One command for CI and reviewers::
 5. prints, for each funnel the change affects (its declaration, or a definition it reads), the
    units that reached each step over all history, in production and in the scratch build.
 
+With ``--format markdown`` it writes the pull-request comment instead (``pr_review`` renders
+it): the declarations as written on both sides and, per changed definition, examples of the
+events it newly matches and no longer matches (``match_differences``). ``--output FILE`` writes
+the report there and keeps the text report on stdout for the CI log.
+
 PROD_TARGET_DIR holds the ``manifest.json`` of the last production run (dbt's target folder, or
-the artifact CI keeps of it). The scratch schemas are emptied when the check starts and kept
-afterwards for a reviewer to query. Exit status: 0 when the build and its tests pass.
+the artifact CI keeps of it) and, in that artifact, the ``definitions/`` production was built
+from, whose YAML the comment shows as "before". The scratch schemas are emptied when the check
+starts and kept afterwards for a reviewer to query. Exit status: 0 when the build and its tests
+pass.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +46,17 @@ from psycopg.rows import dict_row
 
 from ingestion.settings import Settings
 from retrolytics.language import events
-from retrolytics.language.check import check
+from retrolytics.language.check import Catalog, check
 from retrolytics.language.seeds import compile_seed
 from retrolytics.language.sources import Problem
-from retrolytics.warehouse import project, runner
+from retrolytics.warehouse import pr_review, project, runner
 
 SEED_NODE = "seed.retrolytics.event_definitions"
 MODEL_NODE = "model.retrolytics.defined_events"
 FUNNEL_FACTS_NODE = "model.retrolytics.fct_funnel_entries"
 FUNNEL_MART_NODE = "model.retrolytics.mart_funnel_conversion"
+EVENTS_NODE = "model.retrolytics.stg_events"
+EXAMPLES_SHOWN = 5
 REGEX_FIELDS = ("selector_regex", "text_value", "href_value", "path_value", "url_value")
 
 
@@ -93,12 +106,49 @@ class FunnelChange:
         return "removed" if self.after is None else "changed"
 
 
+@dataclass(frozen=True)
+class Example:
+    """One event that one side's definition matches and the other side's does not."""
+
+    event_id: str
+    occurred_at: datetime
+    page_path: str | None
+    target_text: str | None
+    hierarchy_part: str | None  # the elements the selector matched (the target without one)
+
+
+@dataclass(frozen=True)
+class Examples:
+    count: int  # all such events
+    shown: tuple[Example, ...]  # the first EXAMPLES_SHOWN of them, oldest first
+
+
+@dataclass(frozen=True)
+class MatchDifference:
+    newly_matching: Examples
+    no_longer_matching: Examples
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything the check found, for the text report and the review comment."""
+
+    definitions: list[DefinitionChange]
+    funnels: list[FunnelChange] | None  # None: not rebuilt, or the build failed
+    differences: dict[str, MatchDifference]  # per changed definition; empty if the build failed
+    build_succeeded: bool
+    scratch_schema: str
+
+
 def main(args: argparse.Namespace, settings: Settings) -> int:
     definitions_dir = project.definitions_dir(args.definitions)
     project_dir = Path(args.project_dir) if args.project_dir else project.dbt_project_dir()
     state_dir = Path(args.state)
     if not (state_dir / "manifest.json").is_file():
         print(f"{state_dir}: no manifest.json here; pass the target folder of a production run")
+        return 2
+    if args.production_definitions and not Path(args.production_definitions).is_dir():
+        print(f"{args.production_definitions}: no such folder (--production-definitions)")
         return 2
     catalog = check(definitions_dir)
     if catalog.problems:
@@ -129,24 +179,59 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         target_path=target_path,
         check=False,
     )
-    changes = compare(
-        settings.dbt_url,
-        production=_relations(state_dir / "manifest.json"),
-        scratch=_relations(target_path / "manifest.json"),
-        compiled=compiled,
+    production = _relations(state_dir / "manifest.json")
+    scratch = _relations(target_path / "manifest.json")
+    changes = compare(settings.dbt_url, production=production, scratch=scratch, compiled=compiled)
+    # A failed build leaves the scratch facts half made: no funnels or examples to compare.
+    outcome = Outcome(
+        definitions=changes,
+        funnels=compare_funnels(settings.dbt_url, production=production, scratch=scratch)
+        if result.success
+        else None,
+        differences=match_differences(settings.dbt_url, production, scratch, changes)
+        if result.success and args.format == "markdown"
+        else {},
+        build_succeeded=bool(result.success),
+        scratch_schema=args.scratch_schema,
     )
-    print(report(changes))
-    if result.success:  # a failed build leaves the scratch facts half made: nothing to compare
-        funnels = compare_funnels(
-            settings.dbt_url,
-            production=_relations(state_dir / "manifest.json"),
-            scratch=_relations(target_path / "manifest.json"),
-        )
-        print("\n" + funnel_report(funnels))
-    if not result.success:
-        print("\ndbt build failed in the scratch schema: see the dbt log above")
-        return 1
-    return 0
+    _write_report(args, outcome, catalog, _production_definitions(args, state_dir))
+    return 0 if result.success else 1
+
+
+def _production_definitions(args: argparse.Namespace, state_dir: Path) -> Path | None:
+    """Where production's declarations are: ``--production-definitions``, else the
+    ``definitions/`` folder the deploy keeps beside its manifest (deploy.yml)."""
+    if args.production_definitions:
+        return Path(args.production_definitions)
+    beside = state_dir / "definitions"
+    return beside if beside.is_dir() else None
+
+
+def _write_report(
+    args: argparse.Namespace, outcome: Outcome, change: Catalog, production_dir: Path | None
+) -> None:
+    """The text report on stdout; with ``--output`` the chosen format goes to that file and
+    stdout keeps the text report, so a CI log stays readable next to the comment it posts."""
+    if args.format == "markdown":
+        production = check(production_dir) if production_dir is not None else None
+        chosen = pr_review.render(outcome, change=change, production=production)
+    else:
+        chosen = text_report(outcome)
+    if args.output is None:
+        print(chosen)
+        return
+    Path(args.output).write_text(chosen + "\n", encoding="utf-8")
+    print(text_report(outcome))
+    print(f"\n{args.format} report written to {args.output}", file=sys.stderr)
+
+
+def text_report(outcome: Outcome) -> str:
+    parts = [report(outcome.definitions)]
+    if outcome.build_succeeded:
+        parts.append(funnel_report(outcome.funnels))
+    else:
+        parts.append("dbt build failed in the scratch schema: see the dbt log above")
+    return "\n\n".join(parts)
 
 
 def _print_problems(problems: list[Problem]) -> None:
@@ -205,7 +290,7 @@ def _relations(manifest_path: Path) -> dict[str, Relation]:
         return {}
     nodes = json.loads(manifest_path.read_text(encoding="utf-8")).get("nodes", {})
     found = {}
-    for key in (SEED_NODE, MODEL_NODE, FUNNEL_FACTS_NODE, FUNNEL_MART_NODE):
+    for key in (SEED_NODE, MODEL_NODE, FUNNEL_FACTS_NODE, FUNNEL_MART_NODE, EVENTS_NODE):
         node = nodes.get(key)
         if node is not None:
             found[key] = Relation(node["schema"], node.get("alias") or node["name"])
@@ -378,3 +463,106 @@ def _units_at(side: FunnelSide | None, step: int) -> str:
     if side is None:
         return "-"
     return str(side.units_reaching[step - 1]) if step <= len(side.units_reaching) else "0"
+
+
+def match_differences(
+    database_url: str,
+    production: dict[str, Relation],
+    scratch: dict[str, Relation],
+    changes: list[DefinitionChange],
+) -> dict[str, MatchDifference]:
+    """Per changed definition, the events only the change matches and those only production
+    matches: how many, and the oldest few with the part of their hierarchy the selector took."""
+    before, after = production.get(MODEL_NODE), scratch.get(MODEL_NODE)
+    raw_events = production.get(EVENTS_NODE)  # the same raw events on both sides
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if not (_exists(conn, after) and _exists(conn, raw_events)):
+            return {}
+        assert after is not None and raw_events is not None
+        built_before = before if _exists(conn, before) else None
+        return {
+            change.name: MatchDifference(
+                newly_matching=_only_in(
+                    conn, change.name, (after, built_before), raw_events, change.after
+                ),
+                no_longer_matching=_only_in(
+                    conn, change.name, (built_before, after), raw_events, change.before
+                ),
+            )
+            for change in changes
+        }
+
+
+def _only_in(
+    conn: psycopg.Connection,
+    name: str,
+    sides: tuple[Relation | None, Relation | None],
+    raw_events: Relation,
+    conditions: list[events.CompiledCondition],
+) -> Examples:
+    """The definition's events in ``sides[0]`` that ``sides[1]`` lacks (all of them when
+    ``sides[1]`` was never built; none when ``sides[0]`` was not)."""
+    side, other = sides
+    if side is None:
+        return Examples(0, ())
+    missing = pgsql.SQL("true")
+    if other is not None:
+        missing = pgsql.SQL(
+            "not exists (select from {} as o where o.definition_name = s.definition_name"
+            " and o.event_id = s.event_id and o.anonymous_id = s.anonymous_id"
+            " and o.occurred_at = s.occurred_at)"
+        ).format(other.identifier())
+    only = pgsql.SQL("from {} as s where s.definition_name = %s and {}").format(
+        side.identifier(), missing
+    )
+    count = conn.execute(pgsql.SQL("select count(*) ") + only, (name,)).fetchone()
+    shown = pgsql.SQL(
+        "select s.event_id::text, s.occurred_at, s.page_path, s.target_text,"
+        " (select e.hierarchy from {} as e where e.event_id = s.event_id"
+        "  and e.anonymous_id = s.anonymous_id and e.occurred_at = s.occurred_at) "
+    ).format(raw_events.identifier())
+    order = pgsql.SQL(" order by s.occurred_at, s.event_id limit %s")
+    rows = conn.execute(shown + only + order, (name, EXAMPLES_SHOWN)).fetchall()
+    regexes = [c.selector_regex for c in conditions if c.selector_regex is not None]
+    return Examples(
+        count[0] if count else 0,
+        tuple(
+            Example(event_id, occurred_at, path, text, matching_part(hierarchy, regexes))
+            for event_id, occurred_at, path, text, hierarchy in rows
+        ),
+    )
+
+
+_ELEMENT = re.compile(r"(?:[^;\\]|\\.)+")  # one element of the hierarchy; ';' separates them
+
+
+def matching_part(hierarchy: str | None, selector_regexes: Sequence[str]) -> str | None:
+    """The shortest run of elements (root first) that a selector of the definition matches in
+    ``hierarchy``; the target element when none does (the event matched on something else).
+
+    A selector regex accepts any chain that holds the elements it needs, so the run is found by
+    dropping ancestors from the root while it still matches, then descendants from the target.
+    """
+    if not hierarchy:
+        return None
+    elements = _ELEMENT.findall(hierarchy)
+    if not elements:
+        return hierarchy
+    for regex in selector_regexes:
+        pattern = re.compile(regex)
+        if pattern.search(hierarchy) is None:
+            continue
+        start = max(
+            (i for i in range(len(elements)) if pattern.search(";".join(elements[i:]))),
+            default=0,
+        )
+        end = min(
+            (
+                j
+                for j in range(start + 1, len(elements) + 1)
+                if pattern.search(";".join(elements[start:j]))
+            ),
+            default=len(elements),
+        )
+        return ";".join(elements[start:end])
+    return elements[-1]

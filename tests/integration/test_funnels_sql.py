@@ -190,6 +190,13 @@ def assert_the_attributions_were_exercised(conn: psycopg.Connection) -> None:
         "select count(*) from marts.fct_funnel_entries"
         " where funnel_name = 'f_windows' and step_reached_at[3] is null"
     )
+    # Units that reach further in the every_entry twin of f_ordered (a later step 1's window).
+    assert count(
+        "select count(*) from (select"
+        " max(furthest_step) filter (where funnel_name = 'f_every_entry') as every,"
+        " max(furthest_step) filter (where funnel_name = 'f_ordered') as sequential"
+        " from marts.fct_funnel_entries group by unit_id) as units where every > sequential"
+    )
     # Units with attempts under two values of an all_events funnel.
     assert count(
         "select count(*) from (select unit_id from marts.fct_funnel_entries"
@@ -324,9 +331,11 @@ def test_changing_a_funnel_or_a_definition_rederives_only_what_uses_it(
         ).fetchall()
     )
     using_d = {"f_windows", "f_strict_excluded", "f_unordered_user", "f_twenty", "f_until_step"}
-    # all_events funnels recompute a unit with events in the window whole (its values' attempts
-    # overlap, so they have no tail to resume at): the reference comparison above covers them.
+    # all_events and every_entry funnels recompute a unit with events in the window whole (its
+    # attempts overlap, so they have no tail to resume at): the reference comparison above
+    # covers them.
     whole_units = {"f_all_events", "f_all_events_user"}
+    whole_units |= {"f_every_entry", "f_every_entry_strict", "f_every_entry_excluded"}
     assert "f_overlap" in written and "f_overlap" not in now
     del written["f_overlap"]
     for name, attempts in written.items():

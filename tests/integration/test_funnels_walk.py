@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 MACRO = REPO / "dbt_project/macros/funnels/funnel_walk.sql"
 LETTERS = "abcde"
+ENTRIES = ("sequential", "every_entry")
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +53,22 @@ def walk_db(stack) -> Iterator[psycopg.Connection]:
 
 
 @st.composite
-def funnels(draw: st.DrawFn, months: bool = False, until_step: bool = False) -> Funnel:
+def funnels(
+    draw: st.DrawFn, months: bool = False, every_entry: bool = False, until_step: bool = False
+) -> Funnel:
     """A random funnel; with ``months`` its window is 1 to 3 calendar months (``within`` in
-    days then), else 1 to 8 minutes. ``until_step``: an ordered or unordered funnel with
-    exclusions watched after the deadline, and a window of 1 to 3 minutes (so that the 12
-    minutes of a stream hold steps and exclusions after it), steps of a, b or c only."""
+    days then), else 1 to 8 minutes; with ``every_entry`` always that (ordered or strict).
+    ``until_step``: an ordered or unordered funnel with exclusions watched after the deadline,
+    and a window of 1 to 3 minutes (so that the 12 minutes of a stream hold steps and
+    exclusions after it), steps of a, b or c only."""
     letters = "abc" if until_step else LETTERS
     count = draw(st.integers(2, 4))
-    orders = ["ordered", "unordered"] if until_step else ["ordered", "strict", "unordered"]
+    if every_entry:
+        orders = ["ordered", "strict"]
+    elif until_step:
+        orders = ["ordered", "unordered"]
+    else:
+        orders = ["ordered", "strict", "unordered"]
     order = draw(st.sampled_from(orders))
     window = 0 if months else draw(st.integers(1, 3 if until_step else 8)) * 60
     within_unit, within_most = (86_400, 28) if months else (60, window // 60)
@@ -83,9 +92,18 @@ def funnels(draw: st.DrawFn, months: bool = False, until_step: bool = False) -> 
             other = f"did_{letters[-1]}"
             if all(steps[k - 1].event.definition != other for k in range(first + 1, last + 1)):
                 exclusions.append(Exclusion(EventRef(definition=other), first, last))
-    # until_step: with exclusions, on ordered and unordered funnels (as the validator accepts).
-    scopes = ["window", "until_step"] if exclusions and order != "strict" else ["window"]
     attribution = draw(st.sampled_from(["first_touch", "last_touch", "step", "all_events"]))
+    # every_entry goes with every order the validator accepts it with (ordered, strict).
+    if every_entry:
+        entries = "every_entry"
+    elif until_step or order == "unordered":
+        entries = "sequential"
+    else:
+        entries = draw(st.sampled_from(ENTRIES))
+    # until_step: with exclusions, on ordered and unordered funnels entered sequentially (as the
+    # validator accepts).
+    watchable = exclusions and order != "strict" and entries == "sequential"
+    scopes = ["window", "until_step"] if watchable else ["window"]
     return Funnel(
         name="f",
         description="d",
@@ -102,6 +120,7 @@ def funnels(draw: st.DrawFn, months: bool = False, until_step: bool = False) -> 
             attribution=attribution,
             attribution_step=draw(st.integers(1, count)) if attribution == "step" else None,
         ),
+        entries=entries,
     )
 
 
@@ -175,7 +194,7 @@ def walk_in_sql(
         "%s, %s, %s * interval '1 second' + %s * interval '1 month', %s::interval[],"
         " %s::integer[], %s::integer[], %s, %s,"
         " %s::timestamptz[], %s::integer[], %s::integer[], %s::integer[], %s::uuid[],"
-        " %s::text[], %s::text[], %s::text[], %s::timestamptz, %s)",
+        " %s::text[], %s::text[], %s::text[], %s::timestamptz, %s, %s)",
         (
             count,
             funnel.order,
@@ -201,6 +220,7 @@ def walk_in_sql(
             [e.user_id for e, _, _ in rows],
             [jsonb_text(e.properties.get("b")) for e, _, _ in rows],
             data_end,
+            funnel.entries,
             funnel.exclusion_scope,
         ),
     )
@@ -214,6 +234,20 @@ def walk_in_sql(
 )
 @given(funnel=funnels(), events=streams())
 def test_the_walk_equals_the_reference(walk_db: psycopg.Connection, funnel: Funnel, events) -> None:
+    assert_walk_equals_the_reference(walk_db, funnel, events)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(funnel=funnels(every_entry=True), events=streams())
+def test_every_entry_windows_in_the_walk_equal_the_reference(
+    walk_db: psycopg.Connection, funnel: Funnel, events
+) -> None:
+    """Overlapping windows, each with the hold values, exclusions, strict breaks and
+    attributions of the draw."""
     assert_walk_equals_the_reference(walk_db, funnel, events)
 
 
@@ -265,3 +299,34 @@ def assert_walk_equals_the_reference(
         for e in funnel_entries(funnel, events, data_end)
     ]
     assert walk_in_sql(walk_db, funnel, events, data_end) == expected
+
+
+def test_every_entry_in_sql_takes_the_window_of_a_later_step_one(
+    walk_db: psycopg.Connection,
+) -> None:
+    """windowFunnel's answer where the sequential walk gives less: a, a, then b and c that fit
+    only the second a's window (10 minutes)."""
+    funnel = Funnel(
+        name="f",
+        description="d",
+        owner="o",
+        steps=tuple(Step(EventRef(definition=f"did_{letter}")) for letter in "abc"),
+        conversion_window_seconds=600,
+        breakdown=Breakdown(property_name="b"),
+    )
+    events = [
+        Event(
+            event_id=uuid.UUID(int=number + 1),
+            anonymous_id="device",
+            occurred_at=T0 + timedelta(minutes=minutes),
+            type="custom",
+            definitions=frozenset({f"did_{letter}"}),
+        )
+        for number, (minutes, letter) in enumerate([(0, "a"), (8, "a"), (12, "b"), (15, "c")])
+    ]
+    sequential = walk_in_sql(walk_db, funnel, events, None)
+    assert [(row[4], row[5]) for row in sequential] == [(1, "dropped_off")]
+    every = Funnel(**{**funnel.__dict__, "entries": "every_entry"})
+    (row,) = walk_in_sql(walk_db, every, events, None)
+    assert row[0] == uuid.UUID(int=2) and (row[4], row[5]) == (3, "converted")
+    assert row[3] == [T0 + timedelta(minutes=m) for m in (8, 12, 15)]

@@ -3,12 +3,23 @@ check reports that definition with the counts production had and the change will
 
 from __future__ import annotations
 
+import html
+import re
+import shutil
+from datetime import UTC
+
 import pytest
 
 from retrolytics import cli
 from retrolytics.language import sql
 from retrolytics.language.check import check
+from retrolytics.warehouse import pr_review
 from tests.support.warehouse import Warehouse, copy_project, load_traffic
+
+OLD_SELECTOR = "div.product-card a.product-link"
+# Keeps the product cards of the listing only, and takes the header's links: events both newly
+# match and no longer match.
+NEW_SELECTOR = "main.page-products a.product-link, header a.nav-link"
 
 
 @pytest.mark.integration
@@ -21,48 +32,66 @@ def test_pr_check_reports_the_changed_definition_with_counts(
     production.compile()
     production_state = tmp_path / "production-target"
     production.dbt("build", target_path=production_state)
+    # As deploy.yml keeps them: production's declarations beside its manifest.
+    shutil.copytree(definitions, production_state / "definitions")
     before = production.query(
-        "select count(*) from marts.defined_events where definition_name = 'viewed_product'"
+        "select count(*) from marts.defined_events where definition_name = %s",
+        ("clicked_product_card",),
     )[0][0]
-    old_regex = production.compiled("viewed_product")[0].path_value
+    old_regex = production.compiled("clicked_product_card")[0].selector_regex
 
     changed_definitions = tmp_path / "pull-request"
-    (changed_definitions / "events").mkdir(parents=True)
-    for path in (definitions / "events").iterdir():
-        (changed_definitions / "events" / path.name).write_text(path.read_text())
-    (changed_definitions / "funnels").mkdir()
-    for path in (definitions / "funnels").iterdir():
-        (changed_definitions / "funnels" / path.name).write_text(path.read_text())
+    shutil.copytree(definitions, changed_definitions)
     change = Warehouse(database_url, project, changed_definitions)
-    change.edit_definitions("browse.yml", "like: /product/*\n", "like: /product/11*\n")
-    new_regex = change.compiled("viewed_product")[0].path_value
-    after = len(change.events_matching("viewed_product"))
-    assert 0 < after < before
+    change.edit_definitions(
+        "browse.yml", f"selector: {OLD_SELECTOR}\n", f"selector: {NEW_SELECTOR}\n"
+    )
+    new_regex = change.compiled("clicked_product_card")[0].selector_regex
+    after = len(change.events_matching("clicked_product_card"))
 
     monkeypatch.setenv("RETROLYTICS_DATABASE_URL", database_url)
     # dbt's own login would otherwise come from the local stack's settings: another database.
     monkeypatch.setenv("RETROLYTICS_DBT_DATABASE_URL", database_url)
+    comment = tmp_path / "comment.md"
     status = cli.main(
         [
-            "definitions",
-            "pr-check",
-            "--state",
-            str(production_state),
-            "--scratch-schema",
-            "pr_7",
-            "--path",
-            str(changed_definitions),
-            "--project-dir",
-            str(project),
+            "definitions", "pr-check",
+            "--state", str(production_state),
+            "--scratch-schema", "pr_7",
+            "--path", str(changed_definitions),
+            "--project-dir", str(project),
+            "--format", "markdown",
+            "--output", str(comment),
         ]
-    )
+    )  # fmt: skip
     out = capsys.readouterr().out
-    report = out[out.index("event definition(s) changed:") - 2 :]
-
     assert status == 0, out[-3000:]
+    scratch = production.query(
+        "select count(*) from pr_7_marts.defined_events where definition_name = %s",
+        ("clicked_product_card",),
+    )
+    assert scratch == [(after,)]
+    untouched = production.query(
+        "select count(*) from marts.defined_events where definition_name = %s",
+        ("clicked_product_card",),
+    )
+    assert untouched == [(before,)]
+
+    declared = check(changed_definitions).declarations["funnels"]
+    readers = {f.name for f in declared if "clicked_product_card" in f.definitions_used()}
+    assert readers and len(readers) < len(declared)
+    # The text report stays on stdout, for the CI log.
+    _assert_text_report(out, production, readers, before, after, old_regex, new_regex)
+    _assert_markdown(
+        comment.read_text(), production, readers, before, after, (old_regex, new_regex)
+    )
+
+
+def _assert_text_report(out, production, readers, before, after, old_regex, new_regex):
+    report = out[out.index("event definition(s) changed:") - 2 :]
     assert report.startswith("1 event definition(s) changed:")
     lines = report.splitlines()
-    first = lines.index("== viewed_product (changed)")
+    first = lines.index("== clicked_product_card (changed)")
     before_header, old_predicate, after_header, new_predicate = lines[first + 1 : first + 5]
     assert before_header.startswith("-- before (production): hash ")
     assert before_header.endswith(f", {before} events matched")
@@ -71,21 +100,9 @@ def test_pr_check_reports_the_changed_definition_with_counts(
     assert after_header.endswith(f", {after} events matched")
     assert sql.quote_literal(new_regex) in new_predicate
 
-    scratch = production.query(
-        "select count(*) from pr_7_marts.defined_events where definition_name = 'viewed_product'"
-    )
-    assert scratch == [(after,)]
-    untouched = production.query(
-        "select count(*) from marts.defined_events where definition_name = 'viewed_product'"
-    )
-    assert untouched == [(before,)]
-
-    # The funnels reading viewed_product, with the units that reached each step on each side.
+    # The funnels reading the definition, with the units that reached each step on each side.
     funnels = out[out.index("funnel(s) changed") - 2 :].split("\n\n== ")[1:]
     reported = {block.splitlines()[0]: block.splitlines()[2:] for block in funnels}
-    declared = check(changed_definitions).declarations["funnels"]
-    readers = {f.name for f in declared if "viewed_product" in f.definitions_used()}
-    assert readers and len(readers) < len(declared)
     assert reported.keys() == {f"{name} (changed)" for name in readers}, out[-3000:]
     for name in readers:
         rows = [line.split() for line in reported[f"{name} (changed)"]]
@@ -96,7 +113,68 @@ def test_pr_check_reports_the_changed_definition_with_counts(
                 strict=True,
             )
         )
-        assert any(row[-2] != row[-1] for row in rows)  # the narrower step changed counts
+        assert any(row[-2] != row[-1] for row in rows)  # the changed step changed counts
+
+
+def _assert_markdown(markdown, production, readers, before, after, regexes):
+    assert markdown.startswith(pr_review.MARKER)
+    section = _section(markdown, "#### `clicked_product_card` (changed)")
+    # Both selectors as written, in the YAML of each side; never the compiled regexes.
+    old_yaml, new_yaml = re.findall(r"```yaml\n(.*?)\n```", section, re.DOTALL)
+    assert f"selector: {OLD_SELECTOR}" in old_yaml and OLD_SELECTOR not in new_yaml
+    assert f"selector: {NEW_SELECTOR}" in new_yaml
+    assert not any(regex in markdown for regex in regexes)
+    assert f"| events matched | {before:,} | {after:,} |" in section
+
+    # The examples are events that really newly match / no longer match: both sides, queried.
+    sides = {"newly match": ("pr_7_marts", "marts"), "no longer match": ("marts", "pr_7_marts")}
+    for (label, (side, other)), regex in zip(sides.items(), reversed(regexes), strict=True):
+        only = production.query(
+            f"select s.event_id::text from {side}.defined_events as s"
+            " where s.definition_name = 'clicked_product_card' and not exists ("
+            f" select from {other}.defined_events as o where o.definition_name ="
+            " s.definition_name and o.event_id = s.event_id) order by s.occurred_at, s.event_id"
+        )
+        heading = re.search(rf"\*\*([0-9,]+) events? {label}\*\*", section)
+        assert heading and int(heading[1].replace(",", "")) == len(only) > 0, section
+        rows = _table_after(section, heading.end())
+        assert [row[4] for row in rows] == [event_id for (event_id,) in only[:5]]
+        for time, path, text, part, event_id in rows:
+            ((occurred_at, page_path, target_text, hierarchy),) = production.query(
+                "select occurred_at, page_path, target_text, hierarchy from staging.stg_events"
+                " where event_id = %s",
+                (event_id,),
+            )
+            assert time == occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+            assert (path, text) == (page_path, target_text or "")
+            # The hierarchy cut to whole elements the selector (of that side) matches.
+            assert f";{part};" in f";{hierarchy};" and part != hierarchy
+            assert re.search(regex, part)
+
+    for name in readers:
+        rows = _table_after(_section(markdown, f"#### `{name}` (changed)"), 0)
+        assert [(int(r[1].replace(",", "")), int(r[2].replace(",", ""))) for r in rows] == list(
+            zip(
+                _units_reaching(production, "marts", name),
+                _units_reaching(production, "pr_7_marts", name),
+                strict=True,
+            )
+        )
+
+
+def _section(markdown: str, heading: str) -> str:
+    start = markdown.index(heading)
+    end = markdown.find("\n#### ", start + 1)
+    return markdown[start : end if end > 0 else None]
+
+
+def _table_after(text: str, position: int) -> list[list[str]]:
+    """The body rows of the first Markdown table after ``position``, cells as plain text."""
+    lines = text[position:].split("\n| ", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [
+        [html.unescape(re.sub(r"</?code>", "", cell)).replace("\\", "") for cell in row]
+        for row in (line.strip("| ").split(" | ") for line in lines[2:])
+    ]
 
 
 def _units_reaching(warehouse: Warehouse, schema: str, funnel: str) -> list[int]:
@@ -137,6 +215,23 @@ def test_pr_check_needs_a_production_manifest(tmp_path, capsys):
     status = cli.main(["definitions", "pr-check", "--state", str(tmp_path)])
     assert status == 2
     assert "no manifest.json here" in capsys.readouterr().out
+
+
+def test_pr_check_names_a_missing_production_definitions_folder(tmp_path, capsys):
+    (tmp_path / "manifest.json").write_text("{}")
+    missing = tmp_path / "nowhere"
+    status = cli.main(
+        [
+            "definitions",
+            "pr-check",
+            "--state",
+            str(tmp_path),
+            "--production-definitions",
+            str(missing),
+        ]
+    )
+    assert status == 2
+    assert f"{missing}: no such folder (--production-definitions)" in capsys.readouterr().out
 
 
 @pytest.mark.integration

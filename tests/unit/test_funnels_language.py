@@ -262,6 +262,11 @@ SCOPE = EXCLUSION.format(between="[1, 3]") + "    exclusion_scope: {scope}\n"
             "has none",
         ),
         (
+            VALID + "    entries: every_entry\n" + SCOPE.format(scope="until_step"),
+            "f.yml:16: funnel 'checkout': 'exclusion_scope: until_step' goes with "
+            "'entries: sequential'",
+        ),
+        (
             VALID + "    order: strict\n" + SCOPE.format(scope="until_step"),
             "f.yml:16: funnel 'checkout': 'exclusion_scope: until_step' needs an ordered or "
             "unordered funnel",
@@ -377,6 +382,7 @@ def test_the_content_hash_follows_what_the_funnel_computes() -> None:
         {"breakdown": funnels.Breakdown(person_trait="utm_source")},
         {"unit": "session"},
         {"conversion_window_seconds": 0, "conversion_window_months": 1},
+        {"entries": "every_entry"},
         {"exclusion_scope": "until_step"},
     ):
         changed = funnels.Funnel(**{**base.__dict__, **change})
@@ -418,6 +424,7 @@ def test_seeds_hold_every_funnel_as_data() -> None:
             "attribution_step": "2",
             "attribution_unreached": "keep",
             "hold_constant": '["p","q"]',
+            "entries": "sequential",
             "exclusion_scope": "window",
         }
     ]
@@ -467,3 +474,25 @@ def test_the_shipped_funnels_are_valid_and_cover_the_shop() -> None:
     assert {"browse_to_purchase", "signup", "search_to_cart"} <= names
     assert {f.order for f in parsed} == {"ordered", "strict", "unordered"}
     assert {f.unit for f in parsed} == {"device", "user", "session"}
+
+
+def test_every_entry_needs_a_step_one_to_open_each_window_at() -> None:
+    for order in ("ordered", "strict"):
+        text = replace("conversion_window: 1d", f"conversion_window: 1d\n    order: {order}")
+        assert problems_of(text + "    entries: every_entry\n") == []
+    every = funnel_from_yaml(
+        VALID.split("  - ", 1)[1].replace("\n    ", "\n") + "entries: every_entry\n"
+    )
+    assert every.entries == "every_entry"
+    assert funnels.funnel_row(every)["entries"] == "every_entry"
+    unordered = VALID.replace("        within: 1h\n", "") + (
+        "    order: unordered\n    entries: every_entry\n"
+    )
+    assert problems_of(unordered) == [
+        "f.yml:12: funnel 'checkout': entries: every_entry needs an ordered or strict funnel: an "
+        "unordered attempt enters at any step, so there is no step-1 event to open each window at"
+    ]
+    assert problems_of(VALID + "    entries: each\n") == [
+        "f.yml:12: funnel 'checkout': 'entries' must be one of sequential, every_entry; "
+        "got a string ('each')"
+    ]

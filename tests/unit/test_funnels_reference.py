@@ -598,3 +598,110 @@ def test_breakdowns_by_a_session_column_and_a_person_trait_as_of_the_event() -> 
         # only holds from the identify on: at step 1 (minute 1) plan was not set yet, so first
         # touch takes step 2's value, the first that is not empty.
         assert entry.breakdown_value == value, attribution
+
+
+# -- entries: every_entry (ClickHouse's windowFunnel, PostHog's funnel UDF) ------------------
+
+EVERY_ENTRY = "entries: every_entry\n"
+
+
+def reported(entries):
+    return [(e.attempt_number, e.outcome, e.furthest_step, e.step_reached_at) for e in entries]
+
+
+def test_every_entry_counts_the_best_window_from_any_step_one_event() -> None:
+    events = [ev("d", 0, "a"), ev("d", 8, "a"), ev("d", 12, "b"), ev("d", 15, "c")]
+    # Sequential: the a at 8 starts nothing; b comes after the first attempt's deadline.
+    assert outcomes(funnel_entries(funnel(), events)) == [("d", 1, "dropped_off", 1)]
+    (entry,) = funnel_entries(funnel(EVERY_ENTRY), events)
+    # windowFunnel: the window from the a at 8 holds b and c. The row is that window's.
+    assert (entry.outcome, entry.furthest_step) == ("converted", 3)
+    assert entry.entered_at == at(8) and entry.entry_event_id == events[1].event_id
+    assert entry.step_reached_at == (at(8), at(12), at(15))
+    assert entry.seconds_to_convert == 7 * 60.0  # from the window's own step 1, as PostHog
+
+
+def test_every_entry_opens_a_window_also_at_an_event_that_fills_a_step() -> None:
+    aab = ABC.replace("[did_a, did_b, did_c]", "[did_a, did_a, did_b]")
+    repeated = funnel(EVERY_ENTRY, base=aab)
+    events = [ev("d", 0, "a"), ev("d", 5, "a"), ev("d", 11, "a"), ev("d", 12, "b")]
+    sequential = funnel(base=aab)
+    assert outcomes(funnel_entries(sequential, events)) == [
+        ("d", 1, "dropped_off", 2),
+        ("d", 2, "dropped_off", 1),
+    ]
+    # The a at 5 fills step 2 of the first window and opens a window that the a at 11 and the b
+    # at 12 complete; the a at 11 comes after the first attempt's span (10m) and enters a second
+    # attempt, whose window does not take the b: a conversion uses its event up.
+    assert reported(funnel_entries(repeated, events)) == [
+        (1, "converted", 3, (at(5), at(11), at(12))),
+        (2, "dropped_off", 1, (at(11), None, None)),
+    ]
+
+
+def test_every_entry_reports_the_first_window_to_reach_the_furthest_step() -> None:
+    bounded = funnel(
+        EVERY_ENTRY,
+        base=ABC.replace("[did_a, did_b, did_c]", "[did_a, did_b, {event: did_c, within: 2m}]"),
+    )
+    events = [ev("d", 0, "a"), ev("d", 1, "b"), ev("d", 2, "a"), ev("d", 4, "b")]
+    (entry,) = funnel_entries(bounded, events)
+    # Both windows reach b; the first one got there first (PostHog reports that chain). Its
+    # deadline is 2m after its b.
+    assert (entry.outcome, entry.entered_at, entry.step_reached_at) == (
+        "dropped_off",
+        at(0),
+        (at(0), at(1), None),
+    )
+    assert entry.ended_at == at(3) == entry.deadline_at
+
+
+def test_every_entry_drops_a_window_a_later_one_caught_up_with() -> None:
+    events = [ev("d", 0, "a"), ev("d", 2, "b"), ev("d", 5, "a"), ev("d", 7, "b")]
+    (entry,) = funnel_entries(funnel(EVERY_ENTRY), events)
+    # The window from 5 reaches b: from there it does all the window from 0 would, later.
+    assert (entry.outcome, entry.furthest_step, entry.entered_at) == ("dropped_off", 2, at(5))
+    assert entry.ended_at == at(15)
+
+
+def test_every_entry_is_in_progress_while_any_window_may_go_further() -> None:
+    events = [ev("d", 0, "a"), ev("d", 1, "b"), ev("d", 8, "a")]
+    (entry,) = funnel_entries(funnel(EVERY_ENTRY), events, data_end=at(9))
+    assert (entry.outcome, entry.furthest_step, entry.entered_at) == ("in_progress", 2, at(0))
+    assert entry.ended_at == at(18) == entry.deadline_at  # the window from 8 is still open
+
+
+def test_every_entry_keeps_windows_with_other_hold_values() -> None:
+    held = funnel(EVERY_ENTRY + "hold_constant: p\n")
+    events = [
+        ev("d", 0, "a", props={"p": 1}),
+        ev("d", 1, "a", props={"p": 2}),
+        ev("d", 2, "b", props={"p": 1}),
+        ev("d", 3, "c", props={"p": 1}),
+    ]
+    (entry,) = funnel_entries(held, events)
+    assert (entry.outcome, entry.entered_at) == ("converted", at(0))
+
+
+def test_every_entry_matches_posthogs_multiple_incomplete_tries() -> None:
+    """PostHog's ``test_funnel_with_multiple_incomplete_tries`` (conversion_time_cases.py):
+    signed up, pageview, something else within a day; the later tries stop at step 2."""
+    day = 24 * 60
+    posthog = funnel(EVERY_ENTRY, base=ABC.replace("10m", "1d"))
+    events = [
+        ev("p", 60, "a"),
+        ev("p", 120, "b"),
+        ev("p", 180, "c"),
+        ev("p", 2 * day + 240, "a"),
+        ev("p", 2 * day + 300, "b"),
+        ev("p", 3 * day + 420, "a"),
+        ev("p", 3 * day + 600, "b"),
+    ]
+    entries = funnel_entries(posthog, events)
+    assert [(e.outcome, e.furthest_step) for e in entries] == [
+        ("converted", 3),
+        ("dropped_off", 2),
+        ("dropped_off", 2),
+    ]
+    (converted,) = [e for e in entries if e.converted]
+    assert converted.step_reached_at[1] - converted.entered_at == at(60) - at(0)

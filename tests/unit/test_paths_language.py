@@ -99,7 +99,9 @@ def test_missing_steps_and_a_raw_anchor(tmp_path: Path) -> None:
     )
     found, problems = parsed(text)
     assert found == []
-    assert problems == ["p.yml:2: path 'after_cart': missing required key 'steps' (2 to 20)"]
+    assert problems == [
+        "p.yml:2: path 'after_cart': missing required key 'steps' (a whole number, 2 to 20)"
+    ]
     (declaration,), _ = parsed(text + "    steps: 3\n")
     assert (declaration.anchor_at, declaration.anchor.label) == ("end", "custom:paid")
 

@@ -76,17 +76,6 @@
 {%- endmacro %}
 
 
-{#- SQL: funnel names whose rows the attempts table `target` drops (new, changed and removed
-    versions, against its ledger). -#}
-{% macro funnel_changed_versions(target, versions) -%}
-    select coalesce(current_version.funnel_name, derived.name)
-    from {{ versions }} as current_version
-    full join {{ retro_ledger_relation(target) }} as derived
-        on derived.name = current_version.funnel_name
-    where derived.content_hash is distinct from current_version.content_hash
-{%- endmacro %}
-
-
 {#- Column list: one unit's stream of one funnel as the parallel arrays funnel_walk() takes. -#}
 {% macro funnel_stream_arrays(numbered) -%}
     array_agg({{ numbered }}.occurred_at order by {{ numbered }}.stream_position) as times,
@@ -120,6 +109,7 @@
         {{ streams }}.users,
         {{ streams }}.breakdowns,
         {{ funnel_data_end() }},
+        {{ funnels }}.entries,
         {{ funnels }}.exclusion_scope
     )
 {%- endmacro %}
@@ -261,7 +251,7 @@
     run walks, with unit_id and context_breakdown), its arrays, funnel_walk() over them, and the
     attempt columns (`final`). `user_id`: the SQL of an attempt's user_id, from `attempts`. -#}
 {% macro funnel_walk_ctes(user_id) -%}
-{%- set planned = funnel_attempts_planned() %}
+{%- set planned = unit_facts_planned() %}
 -- Each unit's stream in order, and its hold_constant groups (equal groups, equal values).
 numbered as (
 

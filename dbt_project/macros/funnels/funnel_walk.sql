@@ -58,6 +58,15 @@
             when 'all_events' then event_breakdowns[entry]
         end
 {%- endset -%}
+-- Before the arguments `entries` and `exclusion_scope`: the function had one or two arguments
+-- less (an overload otherwise).
+drop function if exists {{ name }}(integer, text, interval, interval[], integer[], integer[], text,
+    integer, timestamptz[], integer[], integer[], integer[], uuid[], text[], text[], text[],
+    timestamptz);
+drop function if exists {{ name }}(integer, text, interval, interval[], integer[], integer[], text,
+    integer, timestamptz[], integer[], integer[], integer[], uuid[], text[], text[], text[],
+    timestamptz, text);
+{{ funnel_windows_function(name ~ '_windows', attempt, breakdown) }};
 create or replace function {{ name }}(
     step_count integer,
     order_mode text,
@@ -76,6 +85,7 @@ create or replace function {{ name }}(
     event_users text[],
     event_breakdowns text[],
     data_end timestamptz default null,
+    entries text default 'sequential',
     exclusion_scope text default 'window'
 ) returns table (
     entry_event_id uuid,
@@ -128,6 +138,14 @@ declare
     watch_step integer;
     watch_from timestamptz;
 begin
+    -- entries: every_entry: each step-1 event opens a window of its own (funnel_walk_windows).
+    if entries = 'every_entry' then
+        return query select * from {{ name }}_windows(
+            step_count, order_mode, conversion_window, step_within, exclusion_from, exclusion_to,
+            attribution, attribution_step, event_times, event_steps, event_exclusions, event_holds,
+            event_ids, event_devices, event_users, event_breakdowns, data_end);
+        return;
+    end if;
     -- all_events (PostHog's "all events" attribution): one walk per breakdown value, over the
     -- events of that value only, the values in the order they first appear in the stream; any
     -- other attribution: one walk over every event.
@@ -333,6 +351,329 @@ begin
     end loop;
 end
 $walk$;
+{%- endmacro %}
+
+
+{#-
+    funnel_walk_windows(): the walk of `entries: every_entry` (the arguments and rows of
+    funnel_walk(), which calls it). Every step-1 event opens a window; windows are grouped into
+    attempts; each attempt returns the row of its reported window. The rule is written once in
+    retrolytics/semantics/funnels.py ("Every entry"), which this follows step by step.
+
+    State: windows in parallel arrays indexed by window number (w_*; w_steps holds, flat, the
+    stream index of the event that filled each step of each window), attempts likewise (a_*),
+    and `live`, the numbers of the windows still alive, in the order they opened. Per event the
+    work is O(live windows^2), and an attempt keeps at most one live window per step count and
+    hold value (a later window that catches up replaces the earlier): no rescan of the stream
+    per step-1 event. `attempt` and `breakdown` are funnel_walk()'s row fragments, read from
+    entry, entered_step, times, filled and indexes.
+-#}
+{% macro funnel_windows_function(name, attempt, breakdown) -%}
+{#- Whether window w ranks before window `best` as its attempt's reported window: more steps filled,
+    then not excluded, then the first to have filled that many. -#}
+{%- set w_before_best -%}
+(w_filled[w] > w_filled[best]
+    or (w_filled[w] = w_filled[best]
+        and ((w_outcome[w] = 'excluded') < (w_outcome[best] = 'excluded')
+            or ((w_outcome[w] = 'excluded') = (w_outcome[best] = 'excluded')
+                and w_reached[w] < w_reached[best]))))
+{%- endset -%}
+{%- set emit -%}
+            best := a_best[next_emit];
+            entry := w_entry[best];
+            entered_step := 1;
+            filled := w_filled[best];
+            indexes := w_steps[(best - 1) * step_count + 1 : best * step_count];
+            times := array(
+                select event_times[filler] from unnest(indexes) with ordinality as f (filler, n)
+                order by n
+            );
+            if a_progress[next_emit] is not null and w_outcome[best] <> 'converted' then
+                return query select
+{{ attempt }}, 'in_progress'::text, a_progress[next_emit], a_progress[next_emit],
+{{ breakdown }};
+            else
+                return query select
+{{ attempt }}, w_outcome[best], w_ended_at[best], w_deadline[best],
+{{ breakdown }};
+            end if;
+            next_emit := next_emit + 1;
+{%- endset -%}
+create or replace function {{ name }}(
+    step_count integer,
+    order_mode text,
+    conversion_window interval,
+    step_within interval[],
+    exclusion_from integer[],
+    exclusion_to integer[],
+    attribution text,
+    attribution_step integer,
+    event_times timestamptz[],
+    event_steps integer[],
+    event_exclusions integer[],
+    event_holds integer[],
+    event_ids uuid[],
+    event_devices text[],
+    event_users text[],
+    event_breakdowns text[],
+    data_end timestamptz default null
+) returns table (
+    entry_event_id uuid,
+    entry_device text,
+    entry_user_id text,
+    entered_at timestamptz,
+    entry_step integer,
+    step_reached_at timestamptz[],
+    furthest_step integer,
+    outcome text,
+    ended_at timestamptz,
+    deadline_at timestamptz,
+    breakdown_value text
+)
+language plpgsql immutable parallel safe rows 4
+as $windows$
+declare
+    event_count integer := coalesce(cardinality(event_times), 0);
+    exclusion_count integer := coalesce(cardinality(exclusion_from), 0);
+    strict_order boolean := order_mode = 'strict';
+    all_events boolean := attribution = 'all_events';
+    stream_values text[];
+    stream_value text;
+    event_time timestamptz;
+    mask integer;
+    -- windows
+    w_count integer;
+    w_attempt integer[];
+    w_entry integer[];
+    w_hold integer[];
+    w_filled integer[];
+    w_steps integer[];
+    w_deadline timestamptz[];
+    w_reached integer[];
+    w_outcome text[];
+    w_ended_at timestamptz[];
+    live integer[];
+    still integer[];
+    -- attempts
+    a_count integer;
+    a_span_end timestamptz[];
+    a_ended boolean[];
+    a_best integer[];
+    a_progress timestamptz[];
+    next_emit integer;
+    -- one window's turn
+    w integer;
+    a integer;
+    x integer;
+    k integer;
+    caught boolean;
+    used_up boolean;
+    did_fill boolean;
+    ending text;
+    ending_at timestamptz;
+    -- the reported window, as funnel_walk()'s row fragments read it
+    best integer;
+    entry integer;
+    entered_step integer;
+    filled integer;
+    indexes integer[];
+    times timestamptz[];
+begin
+    stream_values := case when all_events then coalesce((
+        select array_agg(value_seen order by first_seen)
+        from (
+            select value_seen, min(position_seen) as first_seen
+            from unnest(event_breakdowns) with ordinality as seen (value_seen, position_seen)
+            group by value_seen
+        ) as firsts
+    ), '{}') else array[null::text] end;
+    foreach stream_value in array stream_values loop
+        w_count := 0;
+        w_attempt := '{}'; w_entry := '{}'; w_hold := '{}'; w_filled := '{}'; w_steps := '{}';
+        w_deadline := '{}'; w_reached := '{}'; w_outcome := '{}'; w_ended_at := '{}';
+        live := '{}';
+        a_count := 0;
+        a_span_end := '{}'; a_ended := '{}'; a_best := '{}'; a_progress := '{}';
+        next_emit := 1;
+        for i in 1 .. event_count loop
+            if all_events and event_breakdowns[i] is distinct from stream_value then
+                continue;
+            end if;
+            event_time := event_times[i];
+            mask := event_steps[i];
+
+            -- Every live window takes the event, the attempts in the order they entered; a
+            -- conversion uses it up.
+            used_up := false;
+            still := '{}';
+            foreach w in array live loop
+                a := w_attempt[w];
+                if a_ended[a] then
+                    continue;  -- its attempt converted at this event
+                end if;
+                if used_up then
+                    still := still || w;
+                    continue;
+                end if;
+                ending := null;
+                if event_time > w_deadline[w] then
+                    ending := 'dropped_off';
+                    ending_at := w_deadline[w];
+                else
+                    did_fill := event_holds[i] is not distinct from w_hold[w]
+                        and mask & (1 << w_filled[w]) <> 0;
+                    if did_fill then
+                        w_filled[w] := w_filled[w] + 1;
+                        w_steps[(w - 1) * step_count + w_filled[w]] := i;
+                        w_reached[w] := i;
+                        w_deadline[w] := (event_times[w_entry[w]] at time zone 'UTC'
+                            + conversion_window) at time zone 'UTC';
+                        if w_filled[w] < step_count and step_within[w_filled[w] + 1] is not null then
+                            w_deadline[w] := least(
+                                w_deadline[w],
+                                (event_time at time zone 'UTC' + step_within[w_filled[w] + 1])
+                                    at time zone 'UTC'
+                            );
+                        end if;
+                    end if;
+                    if did_fill and w_filled[w] = step_count then
+                        ending := 'converted';
+                        ending_at := event_time;
+                    elsif not did_fill and strict_order and mask <> 0 then
+                        ending := 'broken_order';
+                        ending_at := event_time;
+                    elsif event_exclusions[i] <> 0 then
+                        for e in 1 .. exclusion_count loop
+                            if event_exclusions[i] & (1 << (e - 1)) <> 0
+                                and exclusion_from[e] <= w_filled[w]
+                                and w_filled[w] < exclusion_to[e]
+                                and event_time > event_times[
+                                    w_steps[(w - 1) * step_count + exclusion_from[e]]]
+                            then
+                                ending := 'excluded';
+                                ending_at := event_time;
+                                exit;
+                            end if;
+                        end loop;
+                    end if;
+                end if;
+                if ending is null then
+                    still := still || w;
+                    continue;
+                end if;
+                w_outcome[w] := ending;
+                w_ended_at[w] := ending_at;
+                if ending = 'converted' then
+                    a_best[a] := w;
+                    a_ended[a] := true;
+                    used_up := true;
+                else
+                    best := a_best[a];
+                    if best is null or {{ w_before_best }} then
+                        a_best[a] := w;
+                    end if;
+                end if;
+            end loop;
+            live := '{}';
+            foreach w in array still loop
+                if not a_ended[w_attempt[w]] then
+                    live := live || w;
+                end if;
+            end loop;
+
+            -- An attempt without a live window has ended.
+            for attempt_number in next_emit .. a_count loop
+                if not a_ended[attempt_number] then
+                    caught := false;
+                    foreach w in array live loop
+                        if w_attempt[w] = attempt_number then
+                            caught := true;
+                            exit;
+                        end if;
+                    end loop;
+                    a_ended[attempt_number] := not caught;
+                end if;
+            end loop;
+
+            -- A step-1 event opens a window: in the latest attempt while it is open, else in a
+            -- new attempt.
+            if not used_up and mask & 1 <> 0 then
+                if a_count = 0 or a_ended[a_count] or event_time > a_span_end[a_count] then
+                    a_count := a_count + 1;
+                    a_span_end[a_count] := (event_time at time zone 'UTC' + conversion_window)
+                        at time zone 'UTC';
+                    a_ended[a_count] := false;
+                    a_best[a_count] := null;
+                    a_progress[a_count] := null;
+                end if;
+                w_count := w_count + 1;
+                w_attempt[w_count] := a_count;
+                w_entry[w_count] := i;
+                w_hold[w_count] := event_holds[i];
+                w_filled[w_count] := 1;
+                w_steps[w_count * step_count] := null;  -- room for its steps
+                w_steps[(w_count - 1) * step_count + 1] := i;
+                w_reached[w_count] := i;
+                w_deadline[w_count] := (event_time at time zone 'UTC' + conversion_window)
+                    at time zone 'UTC';
+                if step_within[2] is not null then
+                    w_deadline[w_count] := least(
+                        w_deadline[w_count],
+                        (event_time at time zone 'UTC' + step_within[2]) at time zone 'UTC'
+                    );
+                end if;
+                w_outcome[w_count] := null;
+                w_ended_at[w_count] := null;
+                live := live || w_count;
+            end if;
+
+            -- A window that a later one of its attempt, with the same hold value, has caught up
+            -- with is dropped: the later one fills every step it would.
+            still := '{}';
+            for k in reverse cardinality(live) .. 1 loop
+                w := live[k];
+                caught := false;
+                for j in k + 1 .. cardinality(live) loop
+                    x := live[j];
+                    if w_attempt[x] = w_attempt[w] and w_hold[x] is not distinct from w_hold[w]
+                        and w_filled[x] = w_filled[w]
+                    then
+                        caught := true;
+                        exit;
+                    end if;
+                end loop;
+                if not caught then
+                    still := w || still;
+                end if;
+            end loop;
+            live := still;
+
+            -- Attempts return in the order they entered, each once it has ended.
+            while next_emit <= a_count and a_ended[next_emit] loop
+{{ emit }}
+            end loop;
+        end loop;
+
+        -- The stream ends: a live window whose deadline is after the end of the data keeps its
+        -- attempt in progress (it may still go further); every live window is a candidate.
+        foreach w in array live loop
+            a := w_attempt[w];
+            if data_end is not null and w_deadline[w] > data_end then
+                a_progress[a] := greatest(a_progress[a], w_deadline[w]);
+            end if;
+            w_outcome[w] := 'dropped_off';
+            w_ended_at[w] := w_deadline[w];
+            best := a_best[a];
+            if best is null or {{ w_before_best }} then
+                a_best[a] := w;
+            end if;
+        end loop;
+        while next_emit <= a_count loop
+{{ emit }}
+        end loop;
+    end loop;
+end
+$windows$
 {%- endmacro %}
 
 

@@ -12,7 +12,6 @@
     {%- set target_relation = this.incorporate(type='table') -%}
     {%- set existing = load_cached_relation(this) -%}
     {%- set versions = ref('int_retention_versions') -%}
-    {%- set ledger = retro_ledger_relation(target_relation) -%}
     {%- set incremental = retention_mart_incremental() -%}
     {%- if incremental -%}
         {{ retro_require_plan('int_retention_replaced_cells') }}
@@ -25,14 +24,7 @@
     {%- if incremental %}
         {%- call statement('forget') -%}
             lock table {{ target_relation }} in exclusive mode;
-            delete from {{ target_relation }}
-            where retention_name in (
-                select coalesce(current_version.retention_name, derived.name)
-                from {{ versions }} as current_version
-                full join {{ ledger }} as derived
-                    on derived.name = current_version.retention_name
-                where derived.content_hash is distinct from current_version.content_hash
-            );
+            {{ retro_forget_changed_versions(target_relation, versions, 'retention_name') }};
             delete from {{ target_relation }} as mart
             using {{ ref('int_retention_changed_cohorts') }} as changed
             where changed.retention_name = mart.retention_name

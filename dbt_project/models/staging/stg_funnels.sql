@@ -32,6 +32,7 @@ decoded as (
         -- A JSON array of names, kept as JSON: decoding it takes a subquery, which Citus cannot
         -- run next to a reference table inside the funnel facts' pushed-down INSERT ... SELECT.
         hold_constant,
+        entries,
         exclusion_scope
 
     from source

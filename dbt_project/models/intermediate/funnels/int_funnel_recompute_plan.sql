@@ -29,9 +29,12 @@
 --   - attempts in progress whose deadline the data has now passed (funnel_data_end()): their
 --     units from the attempt's entry, even without new events, so they end `dropped_off`.
 -- A unit of an `all_events` funnel is recomputed from the beginning, whatever the reason: its
--- breakdown values are walked apart, so its attempts overlap and have no tail to resume at.
--- So is a unit of a funnel with `exclusion_scope: until_step`: an exclusion after an attempt's
--- deadline (a late event among them) can still disqualify it, however long ago it ended.
+-- breakdown values are walked apart, so its attempts overlap and have no tail to resume at. So
+-- is a unit of an `entries: every_entry` funnel: an attempt's later windows outlive its span
+-- and overlap the next attempt's, and its row may have ended (its reported window) before the
+-- window while another of its windows is still open. And a unit of a funnel with
+-- `exclusion_scope: until_step`: an exclusion after an attempt's deadline (a late event among
+-- them) can still disqualify it, however long ago it ended.
 -- New and edited funnels are not planned: the attempts models derive them over all history
 -- (their ledger says which). Without a window a run recomputes everything: the plan is empty.
 {%- set window = retro_window() %}
@@ -47,7 +50,8 @@ with
 
 funnels as (
 
-    select funnel_name, unit, breakdown_session, breakdown_person, attribution, exclusion_scope
+    select funnel_name, unit, breakdown_session, breakdown_person, attribution, entries,
+        exclusion_scope
     from {{ ref('stg_funnels') }}
 
 ),
@@ -326,7 +330,8 @@ units as (
         reasons.device,
         reasons.reason,
         case
-            when funnels.attribution = 'all_events' or funnels.exclusion_scope = 'until_step'
+            when funnels.attribution = 'all_events' or funnels.entries = 'every_entry'
+                or funnels.exclusion_scope = 'until_step'
                 then '-infinity'::timestamptz
             else reasons.recompute_from
         end as recompute_from

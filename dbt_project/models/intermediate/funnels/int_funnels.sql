@@ -44,6 +44,7 @@ final as (
         funnels.attribution_step,
         funnels.breakdown_session,
         funnels.breakdown_person,
+        funnels.entries,
         funnels.exclusion_scope,
         bounds.step_within,
         bounds.exclusion_from,

@@ -1,6 +1,10 @@
 {{
     config(
-        materialized='funnel_attempts',
+        materialized='unit_facts',
+        versions_model='int_funnel_versions',
+        version_column='funnel_name',
+        plan_model='int_funnel_recompute_plan',
+        replaced_from='ended_at',
         indexes=[{'columns': ['funnel_name', 'entered_at']}, {'columns': ['outcome', 'ended_at']}],
         post_hook=after_commit('analyze {{ this }}'),
     )
@@ -14,7 +18,7 @@
 -- anonymous_id column itself, so on Citus each device's walk runs on the shard of its events
 -- (the whole INSERT ... SELECT is pushed down: every CTE inlined, no correlated subquery).
 -- Semantics: retrolytics/semantics/funnels.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
-{%- set planned = funnel_attempts_planned() %}
+{%- set planned = unit_facts_planned() %}
 {%- set needs = funnel_breakdown_needs('device') %}
 {%- set in_context = needs.session or needs.person %}
 

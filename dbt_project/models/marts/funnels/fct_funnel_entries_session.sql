@@ -1,6 +1,10 @@
 {{
     config(
-        materialized='funnel_attempts',
+        materialized='unit_facts',
+        versions_model='int_funnel_versions',
+        version_column='funnel_name',
+        plan_model='int_funnel_recompute_plan',
+        replaced_from='ended_at',
         indexes=[{'columns': ['funnel_name', 'entered_at']}, {'columns': ['outcome', 'ended_at']}, {'columns': ['anonymous_id', 'entered_at']}],
         post_hook=after_commit('analyze {{ this }}'),
     )
@@ -16,7 +20,7 @@
 -- session is cut by every event of the device, not only the step events: the unit comes from
 -- the sessions, never from the step events' own gaps.
 -- Semantics: retrolytics/semantics/funnels.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
-{%- set planned = funnel_attempts_planned() %}
+{%- set planned = unit_facts_planned() %}
 {%- set needs = funnel_breakdown_needs('session') %}
 
 with

@@ -1,6 +1,10 @@
 {{
     config(
-        materialized='funnel_attempts',
+        materialized='unit_facts',
+        versions_model='int_funnel_versions',
+        version_column='funnel_name',
+        plan_model='int_funnel_recompute_plan',
+        replaced_from='ended_at',
         indexes=[{'columns': ['funnel_name', 'entered_at']}, {'columns': ['outcome', 'ended_at']}],
         post_hook=after_commit('analyze {{ this }}'),
     )
@@ -15,7 +19,7 @@
 -- identified), whose events lie on the shards of all their devices: on Citus this statement
 -- gathers them through the coordinator, a price only user funnels pay.
 -- Semantics: retrolytics/semantics/funnels.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
-{%- set planned = funnel_attempts_planned() %}
+{%- set planned = unit_facts_planned() %}
 {%- set needs = funnel_breakdown_needs('user') %}
 {%- set in_context = needs.session or needs.person %}
 

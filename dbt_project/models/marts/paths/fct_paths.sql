@@ -1,6 +1,10 @@
 {{
     config(
-        materialized='path_segments',
+        materialized='unit_facts',
+        versions_model='int_path_versions',
+        version_column='path_name',
+        plan_model='int_paths_plan',
+        replaced_from='segment_start',
         indexes=[{'columns': ['path_name', 'unit_id', 'segment_start']}],
     )
 }}
