@@ -19,33 +19,24 @@ warehouse holds that many days plus a newest day (the other daily partitions det
 
 from __future__ import annotations
 
-import statistics
-import tempfile
-import time
-from datetime import date
 from pathlib import Path
 
 import psycopg
 
-from benchmarks.bench_definitions import (
-    SHIPPED_DEFINITIONS,
-    day_window,
-    dbt,
-    dbt_project_copy,
-    model_seconds,
-    set_partitions,
-    traffic,
+from benchmarks.common import Section
+from benchmarks.history_growth import (
+    RERUNS,
+    Family,
+    Shop,
+    build_and_rerun,
+    history_section,
+    median_seconds,
+    shop,
 )
-from benchmarks.bulk import event_count, load_scaled
-from benchmarks.common import Section, scratch
-from retrolytics.language.seeds import compile_seed
 
 HISTORY_DAYS = (3, 9, 18)
 QUICK_HISTORY_DAYS = (3, 9)
-RERUNS = 3
-PATH_MODELS = ("int_paths_plan", "fct_paths")
-FULL_EVENTS = 1_000_000
-QUICK_EVENTS = 200_000
+PATHS = Family(("int_paths_plan", "fct_paths"), "intermediate.int_paths_plan")
 EVENTS_VARIABLE = "RETROLYTICS_BENCH_PATH_EVENTS"
 COMPARED = "after_product_view"
 
@@ -118,12 +109,9 @@ class DuckPaths:
         )
 
     def paths(self) -> tuple[float, int]:
-        seconds = []
-        for _ in range(RERUNS):
-            started = time.perf_counter()
-            count = self.connection.execute(f"select count(*) from ({DUCKDB_PATHS})").fetchone()[0]
-            seconds.append(time.perf_counter() - started)
-        return statistics.median(seconds), count
+        return median_seconds(
+            lambda: self.connection.execute(f"select count(*) from ({DUCKDB_PATHS})").fetchone()[0]
+        )
 
 
 def _paths(url: str) -> tuple[int, int]:
@@ -135,58 +123,39 @@ def _paths(url: str) -> tuple[int, int]:
         ).fetchone()
 
 
-def measure(url: str, project: Path, days: list[date], history: int, work: Path) -> tuple:
-    newest = days[-1]
-    set_partitions(url, days, set(days[-1 - history :]))
-    with psycopg.connect(url) as conn:
-        events = conn.execute("select count(*) from raw.events").fetchone()[0]
-    dbt(project, url, ["run", "-s", "+fct_paths", "--exclude", *PATH_MODELS])
-    _, result = dbt(project, url, ["run", "-s", *PATH_MODELS, "--full-refresh"])
-    full = model_seconds(result, "fct_paths")
-    counted = _paths(url)
-    hourly = []
-    for _ in range(RERUNS):
-        _, result = dbt(project, url, ["run", "-s", *PATH_MODELS], **day_window(newest))
-        hourly.append(sum(model_seconds(result, model) for model in PATH_MODELS))
-    assert _paths(url) == counted, "the hourly run changed the paths"
-    with psycopg.connect(url) as conn:
-        planned = conn.execute("select count(*) from intermediate.int_paths_plan").fetchone()[0]
-    duck = DuckPaths(url, work)
+def measure(shop: Shop, history: int) -> tuple:
+    timings = build_and_rerun(shop, PATHS, history, _paths)
+    counted = _paths(shop.url)
+    duck = DuckPaths(shop.url, shop.work)
     duck.load()
     duck_seconds, duck_paths = duck.paths()
     assert duck_paths == counted[1], f"DuckDB found {duck_paths} paths, we {counted[1]}"
+    full = timings.full_seconds("fct_paths")
     return (
         history + 1,
-        events,
+        timings.events,
         counted[0],
         counted[1],
         f"{full:.2f}",
         f"{duck_seconds:.2f}",
         f"{full / duck_seconds:.1f}",
-        planned,
-        f"{statistics.median(hourly):.2f}",
+        timings.planned,
+        f"{timings.hourly_seconds():.2f}",
     )
 
 
 def run(quick: bool) -> Section:
     histories = QUICK_HISTORY_DAYS if quick else HISTORY_DAYS
-    days_total = max(histories) + 1
-    events_total = QUICK_EVENTS if quick else event_count(EVENTS_VARIABLE, FULL_EVENTS)
-    size = f"{EVENTS_VARIABLE}={events_total} " if not quick and events_total != FULL_EVENTS else ""
-    section = Section(
-        "9. Paths: full build and hourly run as history grows, beside DuckDB",
-        f"{size}python -m benchmarks {'--quick ' if quick else ''}--only paths",
+    section = history_section(
+        "9",
+        "Paths: full build and hourly run as history grows, beside DuckDB",
+        "paths",
+        quick,
+        EVENTS_VARIABLE,
     )
-    with scratch("paths") as settings, tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        days, _ = traffic(1, days_total)
-        stored, how = load_scaled(
-            settings.database_url,
-            events_total,
-            lambda n: traffic(n // days_total, days_total)[1],
-        )
+    with shop("paths", quick, EVENTS_VARIABLE, max(histories) + 1) as loaded:
         section.add(
-            f"{stored} shop events over {days_total} days: {how}. Full build: fct_paths "
+            f"{loaded.description}. Full build: fct_paths "
             "--full-refresh for both shipped declarations (dbt's model seconds). Hourly run: "
             "today's partition with a 24 h lookback after that build, int_paths_plan + "
             f"fct_paths, median of {RERUNS}. DuckDB: {COMPARED}'s labelled stream cut, "
@@ -194,10 +163,7 @@ def run(quick: bool) -> Section:
             f"same number of {COMPARED} paths (DuckDB computes one declaration of two, without "
             "the labelling: the ratio flatters it)."
         )
-        project = dbt_project_copy(work)
-        compile_seed(SHIPPED_DEFINITIONS, project)
-        dbt(project, settings.database_url, ["seed"])
-        rows = [measure(settings.database_url, project, days, h, work) for h in histories]
+        rows = [measure(loaded, h) for h in histories]
         section.lines.append("")
         section.table(
             (

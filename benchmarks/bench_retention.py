@@ -4,7 +4,7 @@ beside DuckDB and chDB's ``retention`` function on the same stream.
 Shop traffic is loaded straight into raw.events (``bulk.load_scaled``). For each history length
 the warehouse holds that many days plus a newest day (the other daily partitions detached), and
 
-- the full build: the retention models (``MODELS``: the stream, the plan, the facts, the
+- the full build: the retention models (``RETENTION``: the stream, the plan, the facts, the
   changed cohorts and ``mart_retention``) with ``--full-refresh`` over all of it, for the three
   shipped retention analyses (dbt's model seconds, summed);
 - the hourly run: today's partition as the hourly schedule runs it (``start`` = the newest day,
@@ -23,42 +23,36 @@ the warehouse holds that many days plus a newest day (the other daily partitions
 
 from __future__ import annotations
 
-import statistics
-import tempfile
-import time
-from datetime import date
 from pathlib import Path
 
 import psycopg
 
-from benchmarks.bench_definitions import (
-    SHIPPED_DEFINITIONS,
-    day_window,
-    dbt,
-    dbt_project_copy,
-    model_seconds,
-    set_partitions,
-    traffic,
+from benchmarks.common import Section
+from benchmarks.history_growth import (
+    RERUNS,
+    Family,
+    Shop,
+    build_and_rerun,
+    history_section,
+    median_seconds,
+    shop,
 )
-from benchmarks.bulk import event_count, load_scaled
-from benchmarks.common import Section, scratch
-from retrolytics.language.seeds import compile_seed
 
 HISTORY_DAYS = (3, 9, 18)
-RERUNS = 3
-MODELS = (
-    "int_retention_events",
-    "int_retention_plan",
-    "int_retention_replaced_cells",
-    "fct_retention_activity",
-    "int_retention_changed_cohorts",
-    "mart_retention",
+RETENTION = Family(
+    (
+        "int_retention_events",
+        "int_retention_plan",
+        "int_retention_replaced_cells",
+        "fct_retention_activity",
+        "int_retention_changed_cohorts",
+        "mart_retention",
+    ),
+    "intermediate.int_retention_plan",
 )
 PEER_RETENTION = "daily_browsers"  # definitions/retention/signup_activity.yml
 PEER_PERIODS = 3
 PEER_MIN_RETURNS = 2
-FULL_EVENTS = 1_000_000
-QUICK_EVENTS = 200_000
 EVENTS_VARIABLE = "RETROLYTICS_BENCH_RETENTION_EVENTS"  # e.g. 10000000, the issue's size
 
 EXPORT = f"""
@@ -112,15 +106,6 @@ def _export(url: str, csv: Path) -> None:
             out.write(chunk)
 
 
-def _median_seconds(query) -> tuple[float, int]:  # query: () -> int
-    seconds, value = [], 0
-    for _ in range(RERUNS):
-        started = time.perf_counter()
-        value = query()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds), value
-
-
 def duckdb_returned(csv: Path, folder: Path) -> tuple[float, int]:
     import duckdb
 
@@ -132,7 +117,7 @@ def duckdb_returned(csv: Path, folder: Path) -> tuple[float, int]:
         "'is_return': 'INTEGER'})"
     )
     try:
-        return _median_seconds(lambda: int(connection.execute(DUCKDB_RETURNED).fetchone()[0]))
+        return median_seconds(lambda: int(connection.execute(DUCKDB_RETURNED).fetchone()[0]))
     finally:
         connection.close()
 
@@ -151,7 +136,7 @@ def chdb_returned(csv: Path, folder: Path) -> tuple[float, int]:
             f"insert into stream select * from file('{csv}', 'CSVWithNames', "
             "'anonymous_id String, day Int32, is_start UInt8, is_return UInt8')"
         )
-        return _median_seconds(lambda: int(chdb.query(CHDB_RETURNED, "CSV").data().strip() or 0))
+        return median_seconds(lambda: int(chdb.query(CHDB_RETURNED, "CSV").data().strip() or 0))
     finally:
         chdb.close()
 
@@ -165,71 +150,47 @@ def _our_returned(url: str) -> int:
         ).fetchone()[0]
 
 
-def measure(url: str, project: Path, days: list[date], history: int, work: Path) -> tuple:
-    newest = days[-1]
-    set_partitions(url, days, set(days[-1 - history :]))
-    with psycopg.connect(url) as conn:
-        events = conn.execute("select count(*) from raw.events").fetchone()[0]
-    dbt(project, url, ["run", "-s", "+mart_retention", "--exclude", *MODELS])
-    _, result = dbt(project, url, ["run", "-s", *MODELS, "--full-refresh"])
-    full = sum(model_seconds(result, model) for model in MODELS)
-    full_mart = model_seconds(result, "mart_retention")
-    returned = _our_returned(url)
-    hourly, hourly_mart = [], []
-    for _ in range(RERUNS):
-        _, result = dbt(project, url, ["run", "-s", *MODELS], **day_window(newest))
-        hourly.append(sum(model_seconds(result, model) for model in MODELS))
-        hourly_mart.append(model_seconds(result, "mart_retention"))
-    assert _our_returned(url) == returned, "the hourly run changed the retention"
-    with psycopg.connect(url) as conn:
-        planned = conn.execute("select count(*) from intermediate.int_retention_plan").fetchone()[0]
-    csv = work / "stream.csv"
-    _export(url, csv)
-    duck_seconds, duck_returned = duckdb_returned(csv, work)
-    chdb_seconds, chdb_count = chdb_returned(csv, work)
+def measure(shop: Shop, history: int) -> tuple:
+    timings = build_and_rerun(shop, RETENTION, history, _our_returned)
+    returned = _our_returned(shop.url)
+    csv = shop.work / "stream.csv"
+    _export(shop.url, csv)
+    duck_seconds, duck_returned = duckdb_returned(csv, shop.work)
+    chdb_seconds, chdb_count = chdb_returned(csv, shop.work)
     assert duck_returned == returned, f"DuckDB counted {duck_returned} returns, we {returned}"
     assert chdb_count == returned, f"chDB counted {chdb_count} returns, we {returned}"
     return (
         history + 1,
-        events,
+        timings.events,
         returned,
-        f"{full:.2f}",
-        f"{full_mart:.2f}",
+        f"{timings.full_seconds(*RETENTION.models):.2f}",
+        f"{timings.full_seconds('mart_retention'):.2f}",
         f"{duck_seconds:.3f}",
         f"{chdb_seconds:.3f}",
-        planned,
-        f"{statistics.median(hourly):.2f}",
-        f"{statistics.median(hourly_mart):.2f}",
+        timings.planned,
+        f"{timings.hourly_seconds():.2f}",
+        f"{timings.hourly_seconds('mart_retention'):.2f}",
     )
 
 
 def run(quick: bool) -> Section:
-    days_total = max(HISTORY_DAYS) + 1
-    events_total = QUICK_EVENTS if quick else event_count(EVENTS_VARIABLE, FULL_EVENTS)
-    size = f"{EVENTS_VARIABLE}={events_total} " if not quick and events_total != FULL_EVENTS else ""
-    section = Section(
-        "10. Retention: full build and hourly run as history grows, beside DuckDB and chDB",
-        f"{size}python -m benchmarks {'--quick ' if quick else ''}--only retention",
+    section = history_section(
+        "10",
+        "Retention: full build and hourly run as history grows, beside DuckDB and chDB",
+        "retention",
+        quick,
+        EVENTS_VARIABLE,
     )
-    with scratch("retention") as settings, tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        days, _ = traffic(1, days_total)
-        stored, how = load_scaled(
-            settings.database_url,
-            events_total,
-            lambda n: traffic(n // days_total, days_total)[1],
-        )
+    with shop("retention", quick, EVENTS_VARIABLE, max(HISTORY_DAYS) + 1) as loaded:
         section.add(
-            f"{stored} shop events over {days_total} days: {how}. Full build: the "
-            f"{len(MODELS)} retention models --full-refresh for the three shipped analyses "
-            "(dbt's model seconds). Hourly run: today's partition with a 24 h lookback after "
-            f"that build, median of {RERUNS}. DuckDB and chDB (`retention`): returned units of "
-            f"{PEER_RETENTION} from its exported stream, median of {RERUNS}; all three agree."
+            f"{loaded.description}. Full build: the "
+            f"{len(RETENTION.models)} retention models --full-refresh for the three shipped "
+            "analyses (dbt's model seconds). Hourly run: today's partition with a 24 h lookback "
+            f"after that build, median of {RERUNS}. DuckDB and chDB (`retention`): returned "
+            f"units of {PEER_RETENTION} from its exported stream, median of {RERUNS}; all three "
+            "agree."
         )
-        project = dbt_project_copy(work)
-        compile_seed(SHIPPED_DEFINITIONS, project)
-        dbt(project, settings.database_url, ["seed"])
-        rows = [measure(settings.database_url, project, days, h, work) for h in HISTORY_DAYS]
+        rows = [measure(loaded, h) for h in HISTORY_DAYS]
         section.lines.append("")
         section.table(
             (

@@ -18,32 +18,23 @@ that many days plus a newest day (the other daily partitions detached), and
 
 from __future__ import annotations
 
-import statistics
-import tempfile
-import time
-from datetime import date
 from pathlib import Path
 
 import psycopg
 
-from benchmarks.bench_definitions import (
-    SHIPPED_DEFINITIONS,
-    day_window,
-    dbt,
-    dbt_project_copy,
-    model_seconds,
-    set_partitions,
-    traffic,
+from benchmarks.common import Section
+from benchmarks.history_growth import (
+    RERUNS,
+    Family,
+    Shop,
+    build_and_rerun,
+    history_section,
+    median_seconds,
+    shop,
 )
-from benchmarks.bulk import event_count, load_scaled
-from benchmarks.common import Section, scratch
-from retrolytics.language.seeds import compile_seed
 
 HISTORY_DAYS = (3, 9, 18)
-RERUNS = 3
-SESSION_MODELS = ("int_sessions_plan", "fct_sessions")
-FULL_EVENTS = 1_000_000
-QUICK_EVENTS = 200_000
+SESSIONS = Family(("int_sessions_plan", "fct_sessions"), "intermediate.int_sessions_plan")
 EVENTS_VARIABLE = "RETROLYTICS_BENCH_SESSION_EVENTS"  # e.g. 10000000, the issue's size
 
 DUCKDB_SESSIONS = """
@@ -103,14 +94,11 @@ class DuckSessions:
         return self.connection.execute("select count(*) from events").fetchone()[0]
 
     def sessionize(self) -> tuple[float, int]:
-        seconds = []
-        for _ in range(RERUNS):
-            started = time.perf_counter()
-            count = self.connection.execute(
+        return median_seconds(
+            lambda: self.connection.execute(
                 f"select count(*) from ({DUCKDB_SESSIONS}) as sessions"
             ).fetchone()[0]
-            seconds.append(time.perf_counter() - started)
-        return statistics.median(seconds), count
+        )
 
 
 def _sessions(url: str) -> int:
@@ -118,66 +106,43 @@ def _sessions(url: str) -> int:
         return conn.execute("select count(*) from marts.fct_sessions").fetchone()[0]
 
 
-def measure(url: str, project: Path, days: list[date], history: int, work: Path) -> tuple:
-    newest = days[-1]
-    set_partitions(url, days, set(days[-1 - history :]))
-    with psycopg.connect(url) as conn:
-        events = conn.execute("select count(*) from raw.events").fetchone()[0]
-    dbt(project, url, ["run", "-s", "+fct_sessions", "--exclude", *SESSION_MODELS])
-    _, result = dbt(project, url, ["run", "-s", *SESSION_MODELS, "--full-refresh"])
-    full = model_seconds(result, "fct_sessions")
-    sessions = _sessions(url)
-    hourly = []
-    for _ in range(RERUNS):
-        _, result = dbt(project, url, ["run", "-s", *SESSION_MODELS], **day_window(newest))
-        hourly.append(sum(model_seconds(result, model) for model in SESSION_MODELS))
-    assert _sessions(url) == sessions, "the hourly run changed the number of sessions"
-    with psycopg.connect(url) as conn:
-        planned = conn.execute("select count(*) from intermediate.int_sessions_plan").fetchone()[0]
-    duck = DuckSessions(url, work)
+def measure(shop: Shop, history: int) -> tuple:
+    timings = build_and_rerun(shop, SESSIONS, history, _sessions)
+    sessions = _sessions(shop.url)
+    duck = DuckSessions(shop.url, shop.work)
     duck.load()
     duck_seconds, duck_sessions = duck.sessionize()
     assert duck_sessions == sessions, f"DuckDB found {duck_sessions} sessions, we {sessions}"
-    hourly_seconds = statistics.median(hourly)
+    full = timings.full_seconds("fct_sessions")
     return (
         history + 1,
-        events,
+        timings.events,
         sessions,
         f"{full:.2f}",
         f"{duck_seconds:.2f}",
         f"{full / duck_seconds:.1f}",
-        planned,
-        f"{hourly_seconds:.2f}",
+        timings.planned,
+        f"{timings.hourly_seconds():.2f}",
     )
 
 
 def run(quick: bool) -> Section:
-    days_total = max(HISTORY_DAYS) + 1
-    events_total = QUICK_EVENTS if quick else event_count(EVENTS_VARIABLE, FULL_EVENTS)
-    size = f"{EVENTS_VARIABLE}={events_total} " if not quick and events_total != FULL_EVENTS else ""
-    section = Section(
-        "7. Sessions: full build and hourly run as history grows, beside DuckDB",
-        f"{size}python -m benchmarks {'--quick ' if quick else ''}--only sessions",
+    section = history_section(
+        "7",
+        "Sessions: full build and hourly run as history grows, beside DuckDB",
+        "sessions",
+        quick,
+        EVENTS_VARIABLE,
     )
-    with scratch("sessions") as settings, tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        days, _ = traffic(1, days_total)
-        stored, how = load_scaled(
-            settings.database_url,
-            events_total,
-            lambda n: traffic(n // days_total, days_total)[1],
-        )
+    with shop("sessions", quick, EVENTS_VARIABLE, max(HISTORY_DAYS) + 1) as loaded:
         section.add(
-            f"{stored} shop events over {days_total} days: {how}. Full build: fct_sessions "
+            f"{loaded.description}. Full build: fct_sessions "
             "--full-refresh over the days attached (dbt's model seconds). Hourly run: today's "
             "partition with a 24 h lookback after that build, int_sessions_plan + fct_sessions, "
             f"median of {RERUNS}. DuckDB: the same events sessionized with window functions "
             f"(30 min), median of {RERUNS}; both count the same sessions."
         )
-        project = dbt_project_copy(work)
-        compile_seed(SHIPPED_DEFINITIONS, project)
-        dbt(project, settings.database_url, ["seed"])
-        rows = [measure(settings.database_url, project, days, h, work) for h in HISTORY_DAYS]
+        rows = [measure(loaded, h) for h in HISTORY_DAYS]
         section.lines.append("")
         section.table(
             (
