@@ -4,7 +4,9 @@
 definitions and funnels. Then the queries a funnel dashboard sends for one funnel
 (``browse_to_purchase``) over the 90 days are run many times each on one connection, as a BI tool
 with a connection pool would (no server-side prepared statements: ad-hoc SQL): the funnel's
-steps, the same broken down by utm_source, and the daily conversion trend. Next to each, the
+steps, the same broken down by utm_source, the daily conversion trend, the weekly and monthly
+rows (units once per period, units still in progress) and distinct units over any 30 days from
+the view ``mart_funnel_unit_steps``. Next to each, the
 same answer computed from the facts (``fct_funnel_entries``), which is what the mart saves a
 dashboard from; the two must return the same rows, and the benchmark says whether they did.
 """
@@ -30,6 +32,7 @@ WARM_UP = 5
 
 MART = "marts.mart_funnel_conversion"
 FACTS = "marts.fct_funnel_entries"
+UNIT_STEPS = "marts.mart_funnel_unit_steps"
 WHERE = (
     "funnel_name = %(funnel)s and period = 'day' "
     "and period_start >= %(since)s and period_start < %(until)s"
@@ -80,6 +83,31 @@ QUERIES: dict[str, tuple[str, str]] = {
         "where f.outcome <> 'excluded' and f.funnel_name = %(funnel)s "
         "and f.entry_day >= date_trunc('week', %(since)s::timestamp)::date "
         "and f.entry_day < %(until)s group by 1, 2 order by 1, 2",
+    ),
+    "monthly units and units in progress per step": (
+        "select period_start, step_number, units, units_in_progress from "
+        f"{MART} where funnel_name = %(funnel)s and period = 'month' and breakdown_value = '(all)' "
+        "and period_start >= date_trunc('month', %(since)s::timestamp)::date "
+        "and period_start < %(until)s order by 1, 2",
+        "select date_trunc('month', f.entry_day::timestamp)::date, s.k, count(distinct f.unit_id), "
+        "count(distinct f.unit_id) filter (where f.outcome = 'in_progress') "
+        f"from {FACTS} as f cross join generate_series(1, f.furthest_step) as s (k) "
+        "where f.outcome <> 'excluded' and f.funnel_name = %(funnel)s "
+        "and f.entry_day >= date_trunc('month', %(since)s::timestamp)::date "
+        "and f.entry_day < %(until)s group by 1, 2 order by 1, 2",
+    ),
+    # Any range of days (here the last 30) with each unit once: the documented view, which
+    # reads the facts; no mart grain answers it.
+    "distinct units per step, any 30 days (mart_funnel_unit_steps)": (
+        f"select step_number, count(distinct unit_id) from {UNIT_STEPS} "
+        "where funnel_name = %(funnel)s and breakdown_value = '(all)' "
+        "and entry_day >= %(until)s::date - 30 and entry_day < %(until)s "
+        "group by step_number order by step_number",
+        f"select s.k, count(distinct f.unit_id) from {FACTS} as f "
+        "cross join generate_series(1, f.furthest_step) as s (k) "
+        "where f.outcome <> 'excluded' and f.funnel_name = %(funnel)s "
+        "and f.entry_day >= %(until)s::date - 30 and f.entry_day < %(until)s "
+        "group by s.k order by s.k",
     ),
 }
 
@@ -174,6 +202,8 @@ def run(quick: bool) -> Section:
         section.lines.append("")
         section.add(
             "Summed over days, the mart's units count a person once per entry day and breakdown "
-            "value (its grain); distinct persons over the whole 90 days need the facts."
+            "value (its grain); the week and month rows count a person once per period, and "
+            "any other range of days is read from the view mart_funnel_unit_steps (the last "
+            "row; it reads the facts, so its figures are the facts' own)."
         )
     return section
