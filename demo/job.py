@@ -10,20 +10,15 @@ from __future__ import annotations
 import psycopg
 
 from demo import traffic
+from demo.funnels import show_funnels
 from demo.paths import print_top_paths
 from demo.retention import print_retention_table
 from demo.sessions import print_session_summary
+from demo.tables import print_table
 from ingestion import loader, stack
 from ingestion.settings import Settings
-from retrolytics.language.check import load_redaction
+from retrolytics.language.check import load_catalog, load_redaction
 from retrolytics.warehouse import project, runner
-
-
-def _print_table(title: str, header: tuple[str, ...], rows: list[tuple]) -> None:
-    print(f"\n{title}")
-    widths = [max(len(str(v)) for v in column) for column in zip(header, *rows, strict=False)]
-    for line in (header, *rows):
-        print("  " + "  ".join(str(v).rjust(w) for v, w in zip(line, widths, strict=True)))
 
 
 def show_raw_events(database_url: str) -> None:
@@ -36,8 +31,8 @@ def show_raw_events(database_url: str) -> None:
             "select occurred_at::date, count(*) from raw.events group by 1 order by 1"
         ).fetchall()
         dead = conn.execute("select count(*) from raw.dead_letters").fetchone()[0]
-    _print_table("raw.events by type", ("type", "events", "devices"), by_type)
-    _print_table("raw.events by day (UTC)", ("day", "events"), by_day)
+    print_table("raw.events by type", ("type", "events", "devices"), by_type)
+    print_table("raw.events by day (UTC)", ("day", "events"), by_day)
     print(f"\nraw.dead_letters: {dead}")
 
 
@@ -49,60 +44,9 @@ def show_definitions(database_url: str) -> None:
             "left join marts.defined_events e using (definition_name) "
             "group by 1 order by 2 desc, 1"
         ).fetchall()
-    _print_table(
+    print_table(
         "event definitions (marts.defined_events)", ("definition", "events", "devices"), rows
     )
-
-
-# Units that reached each step at least once, over all history. An unordered funnel's
-# furthest_step counts steps done in any order, so its rows read "k of n steps".
-FUNNEL_STEPS = """
-select s.funnel_name, f.entries, s.position,
-       case when f.order_mode = 'unordered'
-            then format('any %s of %s steps', s.position, f.step_count)
-            else s.label end,
-       count(distinct e.unit_id) filter (where e.furthest_step >= s.position) as units
-from staging.stg_funnel_steps s
-join staging.stg_funnels f using (funnel_name)
-join marts.fct_funnel_entries e
-  on e.funnel_name = s.funnel_name and e.outcome <> 'excluded'
-where s.role = 'step'
-group by 1, 2, 3, 4
-order by 1, 3
-"""
-
-
-# Funnels with exclusions: how long they reach, and how many attempts they disqualified.
-FUNNEL_EXCLUSIONS = """
-select f.funnel_name, f.exclusion_scope,
-       (select count(*) from marts.fct_funnel_entries e
-        where e.funnel_name = f.funnel_name and e.outcome = 'excluded')
-from staging.stg_funnels f
-where exists (select from staging.stg_funnel_steps s
-              where s.funnel_name = f.funnel_name and s.role = 'exclusion')
-"""
-
-
-def show_funnels(database_url: str) -> None:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(FUNNEL_STEPS).fetchall()
-        exclusions = {name: (scope, n) for name, scope, n in conn.execute(FUNNEL_EXCLUSIONS)}
-    funnels: dict[str, list[tuple]] = {}
-    for funnel, entries, position, label, units in rows:
-        # every_entry: each step-1 event's window counts (windowFunnel), said in the title.
-        title = funnel if entries == "sequential" else f"{funnel} (entries: {entries})"
-        funnels.setdefault(title, []).append((position, label, units))
-    for funnel, steps in funnels.items():
-        entered = steps[0][2] or 1
-        table = [
-            (position, label, units, f"{100 * units / entered:.1f}%")
-            for position, label, units in steps
-        ]
-        title = f"funnel {funnel}"
-        if funnel in exclusions:
-            scope, excluded = exclusions[funnel]
-            title += f" ({excluded} attempts excluded, exclusion_scope: {scope})"
-        _print_table(title, ("step", "name", "units", "of entered"), table)
 
 
 def main(events: int = 20_000, days: int = 7, seed: int = 1, definitions: str | None = None) -> int:
@@ -127,7 +71,7 @@ def main(events: int = 20_000, days: int = 7, seed: int = 1, definitions: str | 
     )
     # dbt's login built staging and marts; the owner may not read them (least privilege).
     show_definitions(settings.dbt_url)
-    show_funnels(settings.dbt_url)
+    show_funnels(settings.dbt_url, load_catalog(definitions_dir).funnels)
     print()
     print_session_summary(settings.dbt_url)
     print()

@@ -234,6 +234,23 @@ class Funnel:
             return f"{self.conversion_window_months}mo"
         return format_duration(self.conversion_window_seconds)
 
+    @property
+    def options_label(self) -> str:
+        """The declared options in one line, defaults included where they decide the numbers:
+        ``ordered, per user, 7d window, breakdown utm_source (first_touch)``."""
+        parts = [self.order, f"per {self.unit}", f"{self.window_label} window"]
+        if self.entries != "sequential":
+            parts.append(f"entries: {self.entries}")
+        if self.hold_constant:
+            parts.append(f"hold_constant: {', '.join(self.hold_constant)}")
+        if self.exclusions:
+            count = len(self.exclusions)
+            noun = "exclusion" if count == 1 else "exclusions"
+            parts.append(f"{count} {noun} (exclusion_scope: {self.exclusion_scope})")
+        if self.breakdown is not None:
+            parts.append(f"breakdown {self.breakdown.label}")
+        return ", ".join(parts)
+
     def definitions_used(self) -> frozenset[str]:
         """The event definitions the funnel reads (steps and exclusions)."""
         refs = [s.event for s in self.steps] + [x.event for x in self.exclusions]

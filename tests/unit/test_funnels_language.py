@@ -50,6 +50,26 @@ def replace(old: str, new: str) -> str:
     return VALID.replace(old, new)
 
 
+def test_options_label_names_each_declared_option_and_the_defaults_that_decide_numbers() -> None:
+    plain = funnel_from_yaml(VALID.split("  - ", 1)[1].replace("\n    ", "\n"))
+    assert plain.options_label == "ordered, per device, 1d window"
+    declared = VALID.replace(
+        "    conversion_window: 1d\n",
+        "    conversion_window: 2mo\n    order: strict\n    unit: user\n"
+        "    entries: every_entry\n    hold_constant: [category, brand]\n"
+        "    exclusions:\n      - event: logged_in\n"
+        "    breakdown:\n      field: utm_source\n      attribution: step_2\n"
+        "      unreached: leave_out\n",
+    )
+    assert problems_of(declared) == []
+    funnel = funnel_from_yaml(declared.split("  - ", 1)[1].replace("\n    ", "\n"))
+    assert funnel.options_label == (
+        "strict, per user, 2mo window, entries: every_entry, hold_constant: category, brand, "
+        "1 exclusion (exclusion_scope: window), breakdown utm_source (step_2, unreached: "
+        "leave_out)"
+    )
+
+
 def test_a_valid_funnel_parses_with_defaults() -> None:
     assert problems_of(VALID) == []
     funnel = funnel_from_yaml(VALID.split("  - ", 1)[1].replace("\n    ", "\n"))
