@@ -52,17 +52,16 @@ per step and per exclusion): data that generic SQL reads, never SQL text.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import hashlib
-import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ingestion.contract import EventType
 from retrolytics.language import sql
+from retrolytics.language.seed_format import csv_text, json_cell
 from retrolytics.language.sources import Problem, YamlList, YamlMap
 from retrolytics.language.validation import (
     Report,
@@ -897,32 +896,28 @@ def content_hash(funnel: Funnel) -> str:
     return hashlib.sha256(sql.canonical_json(_semantics(funnel)).encode()).hexdigest()[:16]
 
 
-def _json(value: Any) -> str:
-    return "" if value is None else sql.canonical_json(value)
-
-
 def funnel_row(funnel: Funnel) -> dict[str, str]:
     breakdown = funnel.breakdown or Breakdown()
     return {
         "funnel_name": funnel.name,
         "content_hash": content_hash(funnel),
-        "description": _json(funnel.description),
-        "owner": _json(funnel.owner),
+        "description": json_cell(funnel.description),
+        "owner": json_cell(funnel.owner),
         "step_count": str(len(funnel.steps)),
         "conversion_window_seconds": str(funnel.conversion_window_seconds),
         "conversion_window_months": str(funnel.conversion_window_months),
         "order_mode": funnel.order,
         "unit": funnel.unit,
         "breakdown_field": breakdown.field or "",
-        "breakdown_property": _json(breakdown.property_name),
+        "breakdown_property": json_cell(breakdown.property_name),
         "breakdown_session": breakdown.session_column or "",
-        "breakdown_person": _json(breakdown.person_trait),
+        "breakdown_person": json_cell(breakdown.person_trait),
         "attribution": breakdown.attribution if funnel.breakdown else "",
         "attribution_step": ""
         if breakdown.attribution_step is None
         else str(breakdown.attribution_step),
         "attribution_unreached": breakdown.unreached if breakdown.attribution == "step" else "",
-        "hold_constant": _json(list(funnel.hold_constant)),
+        "hold_constant": json_cell(list(funnel.hold_constant)),
         "entries": funnel.entries,
         "exclusion_scope": funnel.exclusion_scope,
     }
@@ -930,10 +925,10 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
 
 def _ref_cells(ref: EventRef) -> dict[str, str]:
     return {
-        "label": _json(ref.label),
+        "label": json_cell(ref.label),
         "definition_name": ref.definition or "",
         "event_type": ref.event_type or "",
-        "event_name": _json(ref.event_name),
+        "event_name": json_cell(ref.event_name),
     }
 
 
@@ -966,19 +961,11 @@ def step_rows(funnel: Funnel) -> list[dict[str, str]]:
     return rows
 
 
-def _csv(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def seed_files(funnels: Iterable[Funnel]) -> dict[str, str]:
     """The two seeds' CSV text by file name (``retrolytics definitions compile`` writes them
     into ``dbt_project/seeds``)."""
     ordered = sorted(funnels, key=lambda f: f.name)
     return {
-        FUNNELS_SEED: _csv(FUNNEL_COLUMNS, (funnel_row(f) for f in ordered)),
-        FUNNEL_STEPS_SEED: _csv(STEP_COLUMNS, (r for f in ordered for r in step_rows(f))),
+        FUNNELS_SEED: csv_text(FUNNEL_COLUMNS, (funnel_row(f) for f in ordered)),
+        FUNNEL_STEPS_SEED: csv_text(STEP_COLUMNS, (r for f in ordered for r in step_rows(f))),
     }
