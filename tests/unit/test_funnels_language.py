@@ -565,3 +565,12 @@ def test_broken_by_any_event_compiles_and_changes_the_hash() -> None:
     assert funnels.content_hash(any_event) != funnels.content_hash(strict)
     assert any_event.options_label == "strict, per device, 1d window, broken_by: any_event"
     assert strict.options_label == "strict, per device, 1d window"
+
+
+def test_a_shipped_funnel_is_broken_by_any_event_and_its_label_says_so() -> None:
+    document = parse_yaml((SHIPPED / "search_to_click.yml").read_text(), "search_to_click.yml")
+    item = document.data["funnels"][0]
+    funnel, problems = funnels.parse_funnel(item, "search_to_click.yml", item.line, 0)
+    assert problems == [] and funnel is not None
+    assert funnel.broken_by == "any_event"
+    assert "broken_by: any_event" in funnel.options_label
