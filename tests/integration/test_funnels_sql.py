@@ -248,17 +248,19 @@ def test_windowed_runs_late_events_and_reruns(
         custom("watched", START + timedelta(days=1, minutes=45), "c"),
     ]
     late_exclusion = [custom("watched", START + timedelta(days=1, minutes=30), "x")]
-    # f_strict_any (broken by any event): a device converts a, b, c on day 1; a pageview between
-    # a and b arrives late. The day-1 rerun must recompute the unit although no step event of it
-    # is late: the attempt becomes broken_order.
-    interrupted = [
-        custom("interrupted", START + timedelta(days=1, hours=6, minutes=m), name)
-        for m, name in ((0, "a"), (2, "b"), (3, "c"))
+    # f_strict_any (3d window, broken by any event): a device enters on day 0 and converts on day
+    # 3; a pageview of day 1, between a and b, arrives late. The rerun of days 1 and 2 holds none
+    # of the device's step events, only the pageview: its plan must recompute the unit all the
+    # same, and the conversion becomes broken_order.
+    interrupted = custom("interrupted", START + timedelta(hours=23), "a")
+    next_day += [
+        custom("interrupted", START + timedelta(days=3, hours=h), name)
+        for h, name in ((1, "b"), (2, "c"))
     ]
-    late_pageview = custom("interrupted", START + timedelta(days=1, hours=6, minutes=1), "a")
+    late_pageview = custom("interrupted", START + timedelta(days=1, hours=12), "a")
     del late_pageview["name"]
     late_pageview.update(type="pageview", page={"url": "https://shop.test/p/1", "path": "/p/1"})
-    on_time += stories_on_time + pending + watched + interrupted
+    on_time += [*stories_on_time, *pending, *watched, interrupted]
     late += [*stories_late, *late_exclusion, late_pageview]
     documents = on_time + next_day + late
     declared = compile_declarations(definitions, project)
@@ -296,11 +298,12 @@ def test_windowed_runs_late_events_and_reruns(
     compare(raw_db, declared, on_time)
     assert pending_outcomes() == ["in_progress"]
     assert watched_outcomes() == ["dropped_off"]
-    assert interrupted_outcomes() == ["converted"]
+    assert interrupted_outcomes() == ["in_progress"]
 
     store_events(raw_db, next_day)
     run(project, database_url, start=day(3), end=day(4))
     assert pending_outcomes() == ["dropped_off"]
+    assert interrupted_outcomes() == ["converted"]
     compare(raw_db, declared, on_time + next_day)
 
     store_events(raw_db, late)
