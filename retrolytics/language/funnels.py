@@ -38,6 +38,10 @@ A file under ``definitions/funnels/`` holds a list under ``funnels:``::
                                             # attempt starts nothing | every_entry: each one
                                             # opens a window of its own (ordered and strict
                                             # only; ClickHouse windowFunnel, PostHog)
+        broken_by: step_events              # strict only: step_events (default): an event
+                                            # matching a step out of order ends the attempt |
+                                            # any_event: so does any other event of the unit
+                                            # (PostHog's strict funnels)
 
 Durations are a whole number and a unit: ``s``, ``m``, ``h``, ``d`` or ``w`` (``30m``, ``7d``).
 ``conversion_window`` also takes calendar months, ``1mo`` to ``12mo`` (PostHog's ``month``
@@ -90,6 +94,7 @@ FUNNEL_KEYS = (
     "hold_constant",
     "entries",
     "exclusion_scope",
+    "broken_by",
 )
 STEP_KEYS = ("event", "type", "name", "within")
 EXCLUSION_KEYS = ("event", "type", "name", "between")
@@ -107,6 +112,9 @@ UNITS = ("device", "user", "session")
 # Whether a step-1 event inside a live attempt opens a window of its own (every_entry: the best
 # window over every step-1 event, as ClickHouse's windowFunnel and PostHog's funnel UDF count).
 ENTRIES = ("sequential", "every_entry")
+# Which events of the unit break a strict attempt: those matching a step (step_events), or every
+# event, whatever its type (any_event, PostHog's strict funnels). retrolytics/semantics/funnels.py.
+BROKEN_BY = ("step_events", "any_event")
 EVENT_TYPES = tuple(t.value for t in EventType)
 # Event columns a breakdown may read (the entry event's, or the attributed step's).
 BREAKDOWN_FIELDS = (
@@ -226,6 +234,7 @@ class Funnel:
     conversion_window_months: int = 0  # a calendar window (``1mo``): replaces the seconds
     entries: str = "sequential"  # sequential | every_entry
     exclusion_scope: str = "window"  # window | until_step (EXCLUSION_SCOPES)
+    broken_by: str = "step_events"  # step_events | any_event (BROKEN_BY; strict only)
 
     @property
     def window_label(self) -> str:
@@ -240,6 +249,8 @@ class Funnel:
         parts = [self.order, f"per {self.unit}", f"{self.window_label} window"]
         if self.entries != "sequential":
             parts.append(f"entries: {self.entries}")
+        if self.broken_by != "step_events":
+            parts.append(f"broken_by: {self.broken_by}")
         if self.hold_constant:
             parts.append(f"hold_constant: {', '.join(self.hold_constant)}")
         if self.exclusions:
@@ -291,6 +302,7 @@ def parse_funnel(
     breakdown = _breakdown(item, len(steps or ()), report)
     hold_constant = _hold_constant(item, report)
     entries = _entries(item, order, report)
+    broken_by = _broken_by(item, order, report)
     if report.problems or steps is None or window is None or window_months is None:
         return None, report.problems
     funnel = Funnel(
@@ -309,6 +321,7 @@ def parse_funnel(
         conversion_window_months=window_months,
         entries=entries,
         exclusion_scope=exclusion_scope,
+        broken_by=broken_by,
     )
     return funnel, []
 
@@ -771,6 +784,19 @@ def _entries(item: YamlMap, order: str, report: Report) -> str:
     return entries
 
 
+def _broken_by(item: YamlMap, order: str, report: Report) -> str:
+    """``broken_by``: which events break a strict attempt; strict funnels only."""
+    broken_by = choice(item, "broken_by", BROKEN_BY, "step_events", report)
+    if "broken_by" in item and order != "strict":
+        report.add(
+            item.line_of("broken_by"),
+            f"'broken_by' needs 'order: strict'; this funnel is {order}: only a strict attempt "
+            "is broken by an event in between (an ordered one skips other events, an unordered "
+            "one takes its steps in any order)",
+        )
+    return broken_by
+
+
 def check_references(catalog: Catalog) -> list[Problem]:
     """Every step and exclusion must name an event definition of the catalogue."""
     known = {d.name for d in catalog.declarations.get("events", [])}
@@ -816,6 +842,7 @@ FUNNEL_COLUMNS = (
     "hold_constant",
     "entries",
     "exclusion_scope",
+    "broken_by",
 )
 STEP_COLUMNS = (
     "funnel_name",
@@ -865,6 +892,8 @@ def _semantics(funnel: Funnel) -> dict[str, Any]:
             if funnel.exclusion_scope != "window"
             else {}
         ),
+        # Only when not the default, so the hashes of funnels declared before it stay.
+        **({"broken_by": funnel.broken_by} if funnel.broken_by != "step_events" else {}),
     }
 
 
@@ -920,6 +949,7 @@ def funnel_row(funnel: Funnel) -> dict[str, str]:
         "hold_constant": json_cell(list(funnel.hold_constant)),
         "entries": funnel.entries,
         "exclusion_scope": funnel.exclusion_scope,
+        "broken_by": funnel.broken_by,
     }
 
 

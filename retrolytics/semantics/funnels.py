@@ -31,6 +31,9 @@ The events of one unit that match a step or an exclusion of the funnel, in this 
 after all steps), then ``event_id``, then ``anonymous_id``. So two events at the same instant
 count as in funnel order, and an exclusion at the same instant as a step counts after it.
 An event matching several steps is one element of the stream and fills at most one step.
+With ``broken_by: any_event`` (strict funnels, below) the stream is *every* event of the unit,
+whatever its type (pageviews, clicks, custom and identify events alike); one that matches no
+step sorts like an exclusion-only event, after the steps at its instant.
 
 Attempts
 --------
@@ -53,6 +56,16 @@ A unit is *idle* or in one *attempt*. Walking the stream:
 - ``strict``: as ``ordered``, but an event that matches any step of the funnel and does not fill
   the next one ends the attempt (``broken_order``, ended at that event), which is then looked at
   by an idle unit (so a repeated step 1 restarts the funnel).
+- ``broken_by: any_event`` (``strict`` only; the default ``step_events`` is the rule above
+  alone): every event of the unit counts, as in PostHog's strict funnels, which read every event
+  of the person (``funnel_udf.py``: ``skip_step_filter`` when the order is strict) and, after
+  each event, clear every step it does not match (``funnel-udf/src/steps.rs``). An event that
+  matches no step and comes while an attempt is alive (at most its deadline) ends it: ``excluded``
+  if it disqualifies it as an exclusion (below; PostHog applies exclusions before that
+  clearing), else ``broken_order``, ended at that event. A step event keeps the rule above.
+  So an event of another kind between two steps stops the unit at the earlier step
+  (``test_basic_strict_funnel`` in PostHog's ``test_funnel_strict.py``). Such a funnel's stream
+  is the unit's whole event stream: the cost PostHog pays too.
 - ``unordered``: an event fills the lowest not-yet-filled step it matches (hold_constant as
   above). ``furthest_step`` is the number of steps filled; steps may be filled in any order.
 - Filling the last step converts the attempt (``converted``, ended at that event); the event is
@@ -91,7 +104,8 @@ A unit is *idle* or in one *attempt*. Walking the stream:
   with ``entries: every_entry`` (its windows are the UDF's).
 - When the stream ends, an attempt still alive is ``in_progress`` if its deadline is later
   than the end of the data (``data_end``: the latest ``occurred_at`` among the step and
-  exclusion events of all declared funnels when the facts are built), so events still to come
+  exclusion events of all declared funnels when the facts are built; the other events of a
+  ``broken_by: any_event`` stream do not count), so events still to come
   may fill its steps; a later run re-derives it. Otherwise it ends ``dropped_off``. Either way
   ``ended_at`` is its deadline. Without ``data_end`` nothing is in progress.
 
@@ -149,7 +163,10 @@ same step. Here, with attempts:
 - Ties: events at the same instant are taken in stream order (funnel order), as everywhere
   here. PostHog also takes same-timestamp events of different steps in step order, but then
   skips strict breaks and exclusions among them (and its step-1 chains start at such an event
-  too); here a strict break or an exclusion at the same instant applies as at any other.
+  too); here a strict break or an exclusion at the same instant applies as at any other. The
+  same holds for ``broken_by: any_event`` in both walks: an event matching no step at the instant
+  of a step (it sorts after it) breaks the attempt, where PostHog skips the clearing among
+  events sharing a timestamp.
 - A windowed run recomputes a unit of such a funnel from its beginning (its attempts overlap).
 
 Facts: one row per attempt: entry time and event, the time each step was filled (null when
@@ -531,6 +548,13 @@ class _Walk:
             self.end("excluded", item.event.occurred_at)
             if not filled:
                 self.idle(item)
+            return
+        if self.broken_by_other_event(item):
+            self.end("broken_order", item.event.occurred_at)
+
+    def broken_by_other_event(self, item: _StreamEvent) -> bool:
+        """``broken_by: any_event``: an event matching no step breaks a live strict attempt."""
+        return self.funnel.broken_by == "any_event" and not item.steps
 
     def watch(self, item: _StreamEvent) -> None:
         """``until_step``: the event, after their deadlines, for each watched attempt."""
@@ -631,6 +655,8 @@ class _EveryEntryWalk:
                 self.close(group, window, "broken_order", time)
             elif self.rules.excluded(state, item):
                 self.close(group, window, "excluded", time)
+            elif self.rules.broken_by_other_event(item):
+                self.close(group, window, "broken_order", time)
             else:
                 live.append(window)
         group.live = live
@@ -711,7 +737,7 @@ def _stream(funnel: Funnel, events: Iterable[Event]) -> list[_StreamEvent]:
         exclusions = [
             (x.from_step, x.to_step) for x in funnel.exclusions if matches(x.event, event)
         ]
-        if steps or exclusions:
+        if steps or exclusions or funnel.broken_by == "any_event":
             items.append(_StreamEvent(event, steps, exclusions))
     items.sort(
         key=lambda i: (

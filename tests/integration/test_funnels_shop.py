@@ -105,6 +105,16 @@ def test_the_shop_funnels_equal_the_reference(shop) -> None:
     )
     assert {"browse_to_purchase", "signup", "search_to_cart"} <= converted.keys()
     assert converted["browse_to_purchase"] > 0 and converted["search_to_cart"] > 0
+    # search_to_click (strict, broken by any event): some searches are followed by a click at
+    # once, and others are broken by an event of another kind (no step) in between.
+    broken = conn.execute(
+        "select count(*) from marts.fct_funnel_entries as facts"
+        " inner join intermediate.int_funnel_step_events as other"
+        " on other.funnel_name = facts.funnel_name and other.anonymous_id = facts.unit_id"
+        " and other.occurred_at = facts.ended_at and other.step_mask = 0"
+        " where facts.funnel_name = 'search_to_click' and facts.outcome = 'broken_order'"
+    ).fetchone()[0]
+    assert converted["search_to_click"] > 0 and broken > 0
     persons = conn.execute(
         "select count(distinct unit_id) from marts.fct_funnel_entries "
         "where unit = 'user' and unit_id like 'user:%'"

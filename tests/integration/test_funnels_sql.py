@@ -203,6 +203,14 @@ def assert_the_attributions_were_exercised(conn: psycopg.Connection) -> None:
         " where funnel_name = 'f_all_events' group by unit_id"
         " having count(distinct coalesce(breakdown_value, '(none)')) > 1) as units"
     )
+    # Strict attempts that an event matching no step broke (broken_by: any_event).
+    assert count(
+        "select count(*) from marts.fct_funnel_entries as facts"
+        " inner join intermediate.int_funnel_step_events as other"
+        " on other.funnel_name = facts.funnel_name and other.occurred_at = facts.ended_at"
+        " and other.step_mask = 0 and other.exclusion_mask = 0"
+        " where facts.funnel_name = 'f_strict_any' and facts.outcome = 'broken_order'"
+    )
 
 
 def assert_the_exclusions_were_exercised(conn: psycopg.Connection) -> None:
@@ -240,8 +248,20 @@ def test_windowed_runs_late_events_and_reruns(
         custom("watched", START + timedelta(days=1, minutes=45), "c"),
     ]
     late_exclusion = [custom("watched", START + timedelta(days=1, minutes=30), "x")]
-    on_time += stories_on_time + pending + watched
-    late += stories_late + late_exclusion
+    # f_strict_any (3d window, broken by any event): a device enters on day 0 and converts on day
+    # 3; a pageview of day 1, between a and b, arrives late. The rerun of days 1 and 2 holds none
+    # of the device's step events, only the pageview: its plan must recompute the unit all the
+    # same, and the conversion becomes broken_order.
+    interrupted = custom("interrupted", START + timedelta(hours=23), "a")
+    next_day += [
+        custom("interrupted", START + timedelta(days=3, hours=h), name)
+        for h, name in ((1, "b"), (2, "c"))
+    ]
+    late_pageview = custom("interrupted", START + timedelta(days=1, hours=12), "a")
+    del late_pageview["name"]
+    late_pageview.update(type="pageview", page={"url": "https://shop.test/p/1", "path": "/p/1"})
+    on_time += [*stories_on_time, *pending, *watched, interrupted]
+    late += [*stories_late, *late_exclusion, late_pageview]
     documents = on_time + next_day + late
     declared = compile_declarations(definitions, project)
 
@@ -251,6 +271,15 @@ def test_windowed_runs_late_events_and_reruns(
             for (outcome,) in raw_db.execute(
                 "select outcome from marts.fct_funnel_entries"
                 " where funnel_name = 'f_ordered' and unit_id = 'pending'"
+            )
+        ]
+
+    def interrupted_outcomes() -> list[str]:
+        return [
+            outcome
+            for (outcome,) in raw_db.execute(
+                "select outcome from marts.fct_funnel_entries"
+                " where funnel_name = 'f_strict_any' and unit_id = 'device:interrupted'"
             )
         ]
 
@@ -269,16 +298,19 @@ def test_windowed_runs_late_events_and_reruns(
     compare(raw_db, declared, on_time)
     assert pending_outcomes() == ["in_progress"]
     assert watched_outcomes() == ["dropped_off"]
+    assert interrupted_outcomes() == ["in_progress"]
 
     store_events(raw_db, next_day)
     run(project, database_url, start=day(3), end=day(4))
     assert pending_outcomes() == ["dropped_off"]
+    assert interrupted_outcomes() == ["converted"]
     compare(raw_db, declared, on_time + next_day)
 
     store_events(raw_db, late)
     run(project, database_url, start=day(2), end=day(3), lookback_hours=24)
     compare(raw_db, declared, documents)
     assert watched_outcomes() == ["excluded"]
+    assert interrupted_outcomes() == ["broken_order"]
 
     before = sql_facts(raw_db), sql_mart(raw_db)
     run(project, database_url, start=day(2), end=day(3), lookback_hours=24)

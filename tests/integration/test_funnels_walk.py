@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 MACRO = REPO / "dbt_project/macros/funnels/funnel_walk.sql"
 LETTERS = "abcde"
 ENTRIES = ("sequential", "every_entry")
+BROKEN_BY = ("step_events", "any_event")
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,8 @@ def funnels(
             attribution_step=draw(st.integers(1, count)) if attribution == "step" else None,
         ),
         entries=entries,
+        # broken_by goes with strict funnels only (as the validator accepts), in every walk.
+        broken_by=draw(st.sampled_from(BROKEN_BY)) if order == "strict" else "step_events",
     )
 
 
@@ -146,7 +149,9 @@ def streams(
         times = st.integers(0, 12).map(lambda minutes: T0 + timedelta(minutes=minutes))
     events = []
     for number in range(draw(st.integers(0, 14))):
-        matched = draw(st.sets(st.sampled_from(letters + "x"), min_size=1, max_size=2))
+        # "y" matches no step or exclusion of any funnel drawn: an event of another kind, in the
+        # stream of a broken_by: any_event funnel only (as may be a letter its steps do not use).
+        matched = draw(st.sets(st.sampled_from(letters + "xy"), min_size=1, max_size=2))
         # Breakdown values, empty ones among them (first and last touch skip those).
         properties = {"b": draw(st.sampled_from(["u", "v", 7, "", None]))}
         if properties["b"] is None and draw(st.booleans()):
@@ -178,7 +183,7 @@ def walk_in_sql(
         exclusions = [
             i for i, x in enumerate(funnel.exclusions) if x.event.definition in event.definitions
         ]
-        if steps or exclusions:
+        if steps or exclusions or funnel.broken_by == "any_event":
             rows.append((event, steps, exclusions))
     rows.sort(key=lambda r: (r[0].occurred_at, r[1][0] if r[1] else count, r[0].event_id))
     holds: dict = {}
@@ -194,7 +199,7 @@ def walk_in_sql(
         "%s, %s, %s * interval '1 second' + %s * interval '1 month', %s::interval[],"
         " %s::integer[], %s::integer[], %s, %s,"
         " %s::timestamptz[], %s::integer[], %s::integer[], %s::integer[], %s::uuid[],"
-        " %s::text[], %s::text[], %s::text[], %s::timestamptz, %s, %s)",
+        " %s::text[], %s::text[], %s::text[], %s::timestamptz, %s, %s, %s)",
         (
             count,
             funnel.order,
@@ -222,6 +227,7 @@ def walk_in_sql(
             data_end,
             funnel.entries,
             funnel.exclusion_scope,
+            funnel.broken_by,
         ),
     )
     return [(*r[:3], list(r[3]), *r[4:]) for r in result]

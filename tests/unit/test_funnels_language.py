@@ -446,6 +446,7 @@ def test_seeds_hold_every_funnel_as_data() -> None:
             "hold_constant": '["p","q"]',
             "entries": "sequential",
             "exclusion_scope": "window",
+            "broken_by": "step_events",
         }
     ]
     assert [
@@ -516,3 +517,60 @@ def test_every_entry_needs_a_step_one_to_open_each_window_at() -> None:
         "f.yml:12: funnel 'checkout': 'entries' must be one of sequential, every_entry; "
         "got a string ('each')"
     ]
+
+
+STRICT = replace("conversion_window: 1d", "conversion_window: 1d\n    order: strict")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (STRICT + "    broken_by: any_event\n", None),
+        (STRICT + "    broken_by: step_events\n", None),
+        (STRICT + "    entries: every_entry\n    broken_by: any_event\n", None),
+        (
+            STRICT + "    broken_by: anything\n",
+            "f.yml:13: funnel 'checkout': 'broken_by' must be one of step_events, any_event; "
+            "got a string ('anything')",
+        ),
+        (
+            VALID + "    broken_by: any_event\n",
+            "f.yml:12: funnel 'checkout': 'broken_by' needs 'order: strict'; this funnel is "
+            "ordered: only a strict attempt is broken by an event in between",
+        ),
+        (
+            VALID.replace("        within: 1h\n", "")
+            + "    order: unordered\n    broken_by: any_event\n",
+            "f.yml:12: funnel 'checkout': 'broken_by' needs 'order: strict'; this funnel is "
+            "unordered",
+        ),
+    ],
+)
+def test_broken_by(text: str, message: str | None) -> None:
+    found = problems_of(text)
+    if message is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith(message), found
+
+
+def test_broken_by_any_event_compiles_and_changes_the_hash() -> None:
+    strict = funnel_from_yaml(STRICT.split("  - ", 1)[1].replace("\n    ", "\n"))
+    any_event = funnel_from_yaml(
+        STRICT.split("  - ", 1)[1].replace("\n    ", "\n") + "broken_by: any_event\n"
+    )
+    assert strict.broken_by == "step_events"
+    assert any_event.broken_by == "any_event"
+    assert funnels.funnel_row(any_event)["broken_by"] == "any_event"
+    assert funnels.content_hash(any_event) != funnels.content_hash(strict)
+    assert any_event.options_label == "strict, per device, 1d window, broken_by: any_event"
+    assert strict.options_label == "strict, per device, 1d window"
+
+
+def test_a_shipped_funnel_is_broken_by_any_event_and_its_label_says_so() -> None:
+    document = parse_yaml((SHIPPED / "search_to_click.yml").read_text(), "search_to_click.yml")
+    item = document.data["funnels"][0]
+    funnel, problems = funnels.parse_funnel(item, "search_to_click.yml", item.line, 0)
+    assert problems == [] and funnel is not None
+    assert funnel.broken_by == "any_event"
+    assert "broken_by: any_event" in funnel.options_label

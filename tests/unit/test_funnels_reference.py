@@ -705,3 +705,128 @@ def test_every_entry_matches_posthogs_multiple_incomplete_tries() -> None:
     ]
     (converted,) = [e for e in entries if e.converted]
     assert converted.step_reached_at[1] - converted.entered_at == at(60) - at(0)
+
+
+# -- broken_by: any_event (PostHog's strict funnels) ------------------------------------------
+
+ANY_EVENT = "order: strict\nbroken_by: any_event\n"
+
+
+def test_any_event_of_the_unit_breaks_a_strict_attempt() -> None:
+    any_event = funnel(ANY_EVENT)
+    for other in (
+        ev("d", 2, "zzz"),
+        ev("d", 2, type="pageview"),
+        ev("d", 2, type="click"),
+        ev("d", 2, type="identify", user="u1"),
+    ):
+        events = [ev("d", 0, "a"), ev("d", 1, "b"), other, ev("d", 3, "c")]
+        # step_events: only step events break, so the event in between is not seen.
+        assert outcomes(funnel_entries(funnel("order: strict\n"), events)) == [
+            ("d", 1, "converted", 3)
+        ]
+        entries = funnel_entries(any_event, events)
+        assert outcomes(entries) == [("d", 1, "broken_order", 2)], other.type
+        assert entries[0].ended_at == at(2)
+    # An event before the entry or after the deadline breaks nothing; a new attempt enters later.
+    events = [ev("d", 0, "zzz"), ev("d", 1, "a"), ev("d", 12, "zzz"), ev("d", 13, "a")]
+    events += [ev("d", 14, "b"), ev("d", 15, "c")]
+    assert outcomes(funnel_entries(any_event, events)) == [
+        ("d", 1, "dropped_off", 1),
+        ("d", 2, "converted", 3),
+    ]
+    # At the instant of a step it sorts after it (PostHog skips the break among events sharing
+    # a timestamp): here it breaks the attempt the step entered.
+    tied = [ev("d", 0, "a"), ev("d", 0, "zzz"), ev("d", 1, "b"), ev("d", 2, "c")]
+    assert outcomes(funnel_entries(any_event, tied)) == [("d", 1, "broken_order", 1)]
+
+
+def test_any_event_checks_exclusions_before_breaking() -> None:
+    excluding = funnel(ANY_EVENT + "exclusions:\n  - event: did_x\n    between: [2, 3]\n")
+    events = [ev("d", 0, "a"), ev("d", 1, "b"), ev("d", 2, "x"), ev("d", 3, "c")]
+    entries = funnel_entries(excluding, events)
+    assert outcomes(entries) == [("d", 1, "excluded", 2)] and entries[0].ended_at == at(2)
+    # Out of its range (before step 2) the exclusion event is just another event: it breaks.
+    early = [ev("d", 0, "a"), ev("d", 0.5, "x"), ev("d", 1, "b"), ev("d", 3, "c")]
+    assert outcomes(funnel_entries(excluding, early)) == [("d", 1, "broken_order", 1)]
+
+
+def test_any_event_breaks_every_window_of_every_entry() -> None:
+    aab = ABC.replace("[did_a, did_b, did_c]", "[did_a, did_a, did_b]")
+    events = [ev("d", 0, "a"), ev("d", 1, "a"), ev("d", 2, "zzz"), ev("d", 3, "b")]
+    # The a at 1 fills step 2 of the window from 0 and opens a window of its own.
+    assert reported(funnel_entries(funnel("order: strict\n" + EVERY_ENTRY, base=aab), events)) == [
+        (1, "converted", 3, (at(0), at(1), at(3)))
+    ]
+    # zzz breaks both windows; the attempt reports the one that got further.
+    (entry,) = funnel_entries(funnel(ANY_EVENT + EVERY_ENTRY, base=aab), events)
+    assert (entry.outcome, entry.furthest_step, entry.entered_at) == ("broken_order", 2, at(0))
+    assert entry.ended_at == at(2)
+
+
+POSTHOG_STRICT = """
+name: posthog_strict
+description: PostHog's test_basic_strict_funnel
+owner: test
+steps: [did_signup, did_pageview, did_insight]
+conversion_window: 14d
+order: strict
+broken_by: any_event
+"""
+
+
+def test_any_event_matches_posthogs_basic_strict_funnel() -> None:
+    """PostHog's ``test_basic_strict_funnel`` (``test_funnel_strict.py``), each person's events
+    a minute apart in the order created: 7 persons at step 1, 2 at step 2, 1 at step 3."""
+    journeys = {
+        "stopped_after_signup1": ["signup"],
+        "stopped_after_pageview1": ["pageview", "signup"],
+        "stopped_after_insightview": ["signup", "pageview", "blaah", "insight"],
+        "stopped_after_insightview2": ["insight", "blaah", "pageview", "signup"],
+        "stopped_after_insightview3": ["pageview", "signup", "blaah", "pageview", "insight"],
+        "person6": ["blaah", "signup", "blaah", "pageview"],
+        "person7": ["blaah", "signup", "pageview", "insight", "blaah"],
+        "stopped_after_insightview6": ["insight", "pageview"],
+    }
+    events = [
+        ev(person, minute, name)
+        for person, names in journeys.items()
+        for minute, name in enumerate(names)
+    ]
+    strict = funnel_from_yaml(POSTHOG_STRICT)
+    entries = funnel_entries(strict, events)
+    reached = {k: {e.unit_id for e in entries if e.furthest_step >= k} for k in (1, 2, 3)}
+    assert len(reached[1]) == 7
+    assert reached[2] == {"stopped_after_insightview", "person7"}
+    assert reached[3] == {"person7"}
+    # With the default (step events only), the blaah events break nothing: more go further.
+    step_events = funnel_from_yaml(POSTHOG_STRICT.replace("broken_by: any_event\n", ""))
+    loose = funnel_entries(step_events, events)
+    assert {e.unit_id for e in loose if e.furthest_step == 3} == {
+        "stopped_after_insightview",
+        "stopped_after_insightview3",
+        "person7",
+    }
+
+
+def test_any_event_matches_posthogs_strict_breakdown_case() -> None:
+    """PostHog's ``test_strict_breakdown_events_with_multiple_properties``: sign up, blah, play
+    movie (Chrome) stops at step 1; sign up, play movie (Safari) converts."""
+    strict = funnel_from_yaml(
+        POSTHOG_STRICT.replace("[did_signup, did_pageview, did_insight]", "[did_signup, did_play]")
+        + "breakdown:\n  property: browser\n"
+    )
+    chrome, safari = {"browser": "Chrome"}, {"browser": "Safari"}
+    events = [
+        ev("person1", 0, "signup", props=chrome),
+        ev("person1", 60, "blah", props=chrome),
+        ev("person1", 120, "play", props=chrome),
+        ev("person2", 24 * 60 + 60, "signup", props=safari),
+        ev("person2", 24 * 60 + 120, "play", props=safari),
+    ]
+    rows = {
+        (r.breakdown_value, r.step_number): r.units
+        for r in funnel_mart(strict, funnel_entries(strict, events), periods=("week",))
+    }
+    assert rows[("Chrome", 1)] == 1 and rows[("Chrome", 2)] == 0
+    assert rows[("Safari", 1)] == 1 and rows[("Safari", 2)] == 1

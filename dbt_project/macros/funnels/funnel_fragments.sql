@@ -110,14 +110,17 @@
         {{ streams }}.breakdowns,
         {{ funnel_data_end() }},
         {{ funnels }}.entries,
-        {{ funnels }}.exclusion_scope
+        {{ funnels }}.exclusion_scope,
+        {{ funnels }}.broken_by
     )
 {%- endmacro %}
 
 
 {#- SQL: the end of the data, a literal read when the model compiles: the latest occurred_at of
-    the step events (int_funnel_step_events: every declared funnel's step and exclusion events).
-    An attempt alive at the end of its stream whose deadline is later is `in_progress`. -#}
+    the step events (int_funnel_step_events: every declared funnel's step and exclusion events;
+    not the other events a `broken_by: any_event` stream holds, so declaring one moves no other
+    funnel's end). An attempt alive at the end of its stream whose deadline is later is
+    `in_progress`. -#}
 {% macro funnel_data_end() -%}
     {%- if not execute -%}
         {{- return("null::timestamptz") -}}
@@ -125,7 +128,8 @@
     {#- In microseconds since the epoch: a number, which the query's result keeps exactly. -#}
     {%- set latest = run_query(
         "select (extract(epoch from max(occurred_at)) * 1000000)::bigint from "
-        ~ ref('int_funnel_step_events')).columns[0].values()[0] -%}
+        ~ ref('int_funnel_step_events')
+        ~ " where step_mask <> 0 or exclusion_mask <> 0").columns[0].values()[0] -%}
     {%- if latest is none -%}
         null::timestamptz
     {%- else -%}

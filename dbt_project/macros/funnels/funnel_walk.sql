@@ -22,7 +22,8 @@
     `in_progress` rather than `dropped_off`; and the exclusions' scope (`window`, or
     `until_step`: a dropped-off attempt is then watched after its deadline, by a scan forward
     from the event that ended it, which stops once the watch has placed every exclusion's last
-    step). Returns one
+    step); and which events break a strict attempt (`step_events`, or `any_event`: the stream
+    then holds every event of the unit, those matching no step with a step mask of 0). Returns one
     row per attempt, in stream order; nothing needs joining back to the events afterwards.
 -#}
 {% macro funnel_functions_ddl() -%}
@@ -58,14 +59,20 @@
             when 'all_events' then event_breakdowns[entry]
         end
 {%- endset -%}
--- Before the arguments `entries` and `exclusion_scope`: the function had one or two arguments
--- less (an overload otherwise).
+-- Before the arguments `entries`, `exclusion_scope` and `broken_by`: the function had one to
+-- three arguments less (an overload otherwise); likewise funnel_walk_windows before `broken_by`.
 drop function if exists {{ name }}(integer, text, interval, interval[], integer[], integer[], text,
     integer, timestamptz[], integer[], integer[], integer[], uuid[], text[], text[], text[],
     timestamptz);
 drop function if exists {{ name }}(integer, text, interval, interval[], integer[], integer[], text,
     integer, timestamptz[], integer[], integer[], integer[], uuid[], text[], text[], text[],
     timestamptz, text);
+drop function if exists {{ name }}(integer, text, interval, interval[], integer[], integer[], text,
+    integer, timestamptz[], integer[], integer[], integer[], uuid[], text[], text[], text[],
+    timestamptz, text, text);
+drop function if exists {{ name }}_windows(integer, text, interval, interval[], integer[],
+    integer[], text, integer, timestamptz[], integer[], integer[], integer[], uuid[], text[],
+    text[], text[], timestamptz);
 {{ funnel_windows_function(name ~ '_windows', attempt, breakdown) }};
 create or replace function {{ name }}(
     step_count integer,
@@ -86,7 +93,8 @@ create or replace function {{ name }}(
     event_breakdowns text[],
     data_end timestamptz default null,
     entries text default 'sequential',
-    exclusion_scope text default 'window'
+    exclusion_scope text default 'window',
+    broken_by text default 'step_events'
 ) returns table (
     entry_event_id uuid,
     entry_device text,
@@ -107,6 +115,8 @@ declare
     exclusion_count integer := coalesce(cardinality(exclusion_from), 0);
     unordered boolean := order_mode = 'unordered';
     strict_order boolean := order_mode = 'strict';
+    -- broken_by any_event: an event matching no step (mask 0) breaks a live strict attempt.
+    any_event_breaks boolean := order_mode = 'strict' and broken_by = 'any_event';
     i integer := 1;
     alive boolean := false;
     entry integer;
@@ -143,7 +153,7 @@ begin
         return query select * from {{ name }}_windows(
             step_count, order_mode, conversion_window, step_within, exclusion_from, exclusion_to,
             attribution, attribution_step, event_times, event_steps, event_exclusions, event_holds,
-            event_ids, event_devices, event_users, event_breakdowns, data_end);
+            event_ids, event_devices, event_users, event_breakdowns, data_end, broken_by);
         return;
     end if;
     -- all_events (PostHog's "all events" attribution): one walk per breakdown value, over the
@@ -337,6 +347,15 @@ begin
                 end if;
             end if;
 
+            -- broken_by any_event (PostHog's strict funnels): an event matching no step, and no
+            -- exclusion that disqualified the attempt first, breaks it.
+            if any_event_breaks and mask = 0 then
+                return query select
+{{ attempt }}, 'broken_order'::text, event_time, deadline,
+{{ breakdown }};
+                alive := false;
+            end if;
+
             i := i + 1;
         end loop;
 
@@ -416,7 +435,8 @@ create or replace function {{ name }}(
     event_devices text[],
     event_users text[],
     event_breakdowns text[],
-    data_end timestamptz default null
+    data_end timestamptz default null,
+    broken_by text default 'step_events'
 ) returns table (
     entry_event_id uuid,
     entry_device text,
@@ -436,6 +456,7 @@ declare
     event_count integer := coalesce(cardinality(event_times), 0);
     exclusion_count integer := coalesce(cardinality(exclusion_from), 0);
     strict_order boolean := order_mode = 'strict';
+    any_event_breaks boolean := order_mode = 'strict' and broken_by = 'any_event';
     all_events boolean := attribution = 'all_events';
     stream_values text[];
     stream_value text;
@@ -555,6 +576,12 @@ begin
                                 exit;
                             end if;
                         end loop;
+                    end if;
+                    -- broken_by any_event: an event matching no step, unless an exclusion ended
+                    -- the window first.
+                    if ending is null and any_event_breaks and mask = 0 then
+                        ending := 'broken_order';
+                        ending_at := event_time;
                     end if;
                 end if;
                 if ending is null then

@@ -33,7 +33,8 @@ decoded as (
         -- run next to a reference table inside the funnel facts' pushed-down INSERT ... SELECT.
         hold_constant,
         entries,
-        exclusion_scope
+        exclusion_scope,
+        broken_by
 
     from source
 

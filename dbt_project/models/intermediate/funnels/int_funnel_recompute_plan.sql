@@ -15,7 +15,8 @@
 -- funnels the attempts models recompute, and from where. An attempt depends on the ones before
 -- it (a unit enters again only after the previous attempt ended), so a unit is recomputed from
 -- its first attempt that could change, not just over the window:
---   - late or new events: units with step events in the window, from the window start. Their
+--   - late or new events: units with step events in the window (for a `broken_by: any_event`
+--     funnel any event, which its stream holds), from the window start. Their
 --     attempts that ended at or after it are replaced, the walk resuming at the first one's
 --     entry (attempts of a unit end in stream order, so these are its tail);
 --   - changed identities: persons whose devices' identity periods changed since the user

@@ -14,7 +14,11 @@
 -- The funnels' step events: one row per funnel and event that matches one of its steps or
 -- exclusions, with everything the walk needs of the event (no funnel model reads an event
 -- table after this one). Kept per partition window like defined_events: a run derives the
--- window's events, and a new or edited funnel over all history.
+-- window's events, and a new or edited funnel over all history. A strict funnel with
+-- `broken_by: any_event` also gets a row for every other event of stg_events (masks 0): any
+-- event of the unit breaks its attempts, so its stream is the units' whole event stream, as
+-- PostHog's strict funnels read every event of the person. That is the cost of the option:
+-- rows here (and walked) grow with all events, not with the funnel's step events.
 -- Every CTE is inlined (used once, or NOT MATERIALIZED), so on Citus the whole INSERT ... SELECT
 -- runs on the shards of raw.events.
 
@@ -29,6 +33,7 @@ funnels as not materialized (
         funnels.hold_constant,
         funnels.breakdown_field,
         funnels.breakdown_property,
+        funnels.broken_by,
         {{ retro_is_derived() }} as derived
 
     from {{ ref('stg_funnels') }} as funnels
@@ -105,6 +110,30 @@ by_type_in_history as (
 
 ),
 
+-- broken_by: any_event: every event, as the raw-type steps read them (the window's, or all
+-- history for a new or edited funnel), a row with neither step nor exclusion (role `other`);
+-- `final` merges it with the event's step and exclusion rows.
+any_event_in_window as (
+
+    select funnels.funnel_name, 'other'::text as role, 0 as position, {{ funnel_event_columns('events', raw=true) }}
+    from funnels
+    cross join {{ ref('stg_events') }} as events
+    where funnels.derived and funnels.broken_by = 'any_event'
+        and {{ retro_in_window('events.occurred_at') }}
+        and exists (select 1 from funnels where derived and broken_by = 'any_event')
+
+),
+
+any_event_in_history as (
+
+    select funnels.funnel_name, 'other'::text as role, 0 as position, {{ funnel_event_columns('events', raw=true) }}
+    from funnels
+    cross join {{ ref('stg_events') }} as events
+    where not funnels.derived and funnels.broken_by = 'any_event'
+        and exists (select 1 from funnels where not derived and broken_by = 'any_event')
+
+),
+
 matches as (
 
     select * from by_definition_in_window
@@ -114,6 +143,10 @@ matches as (
     select * from by_type_in_window
     union all
     select * from by_type_in_history
+    union all
+    select * from any_event_in_window
+    union all
+    select * from any_event_in_history
 
 ),
 
@@ -142,7 +175,8 @@ described as (
 
 ),
 
--- One row per funnel and event: the steps (bit k-1 = step k) and exclusions it matches.
+-- One row per funnel and event: the steps (bit k-1 = step k) and exclusions it matches (none
+-- for the other events of a `broken_by: any_event` stream).
 final as (
 
     select
@@ -156,7 +190,7 @@ final as (
         coalesce(bit_or(1 << (position - 1)) filter (where role = 'step'), 0) as step_mask,
         coalesce(bit_or(1 << (position - 1)) filter (where role = 'exclusion'), 0)
             as exclusion_mask,
-        -- Events that only match exclusions sort after every step at the same instant.
+        -- Events that match no step sort after every step at the same instant.
         coalesce(min(position) filter (where role = 'step'), 99) as sort_step,
         (array_agg(hold_values))[1] as hold_values,
         min(breakdown_value) as breakdown_value,

@@ -46,6 +46,7 @@ final as (
         funnels.breakdown_person,
         funnels.entries,
         funnels.exclusion_scope,
+        funnels.broken_by,
         bounds.step_within,
         bounds.exclusion_from,
         bounds.exclusion_to
