@@ -23,10 +23,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from ingestion.settings import Settings, state_dir
 from ingestion.stack.layout import exclusive, tail, write_atomically
@@ -114,24 +115,28 @@ def _say(message: str) -> None:
 
 
 def sqlalchemy_url(url: str, *, database: str | None = None, password: str | None = None) -> str:
-    """A ``postgresql://`` URL as SQLAlchemy's psycopg2 dialect takes it, optionally for another
-    database or with another password (Superset's mask)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
-        raise BiError(f"expected a postgresql:// URL, got one starting {parts.scheme}://")
-    netloc = parts.netloc
-    if password is not None and parts.password is not None:
-        login = f"{parts.username}:{quote(password, safe='')}"
-        netloc = f"{login}@{netloc.rpartition('@')[2]}"
-    path = f"/{database}" if database else parts.path
-    return urlunsplit(("postgresql+psycopg2", netloc, path, parts.query, ""))
+    """A libpq connection string (URL or ``key=value``) as SQLAlchemy's psycopg2 dialect takes
+    it, optionally for another database or with another password (Superset's mask)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        raise BiError(f"not a PostgreSQL connection string: {error}") from error
+    if database is not None:
+        params["dbname"] = database
+    if password is not None and params.get("password"):
+        params["password"] = password
+    login = quote(str(params.get("user", "")), safe="")
+    if params.get("password"):
+        login += ":" + quote(str(params["password"]), safe="")
+    host = f"{params.get('host', HOST)}:{params.get('port', 5432)}"
+    return f"postgresql+psycopg2://{login}@{host}/{quote(str(params.get('dbname', '')), safe='')}"
 
 
 def _password_of(url: str) -> str:
-    password = urlsplit(url).password
-    if password is None:
+    password = conninfo_to_dict(url).get("password")
+    if not password:
         raise BiError("RETROLYTICS_BI_DATABASE_URL has no password; Superset needs one to log in")
-    return unquote(password)
+    return str(password)
 
 
 def _made_once(path: Path) -> str:
@@ -162,9 +167,10 @@ def _ensure_metadata_database(owner_url: str) -> bool:
                 )
             return not exists
     except psycopg.OperationalError as error:
-        where = urlsplit(owner_url)
+        where = conninfo_to_dict(owner_url)
+        server = f"{where.get('host')}:{where.get('port')}"
         raise BiError(
-            f"the warehouse's PostgreSQL at {where.hostname}:{where.port} does not answer "
+            f"the warehouse's PostgreSQL at {server} does not answer "
             f"({str(error).strip().splitlines()[-1]}); start it with `retrolytics stack up` "
             "or set RETROLYTICS_DATABASE_URL"
         ) from error
@@ -332,6 +338,35 @@ def write_atomically_bytes(path: Path, content: bytes) -> None:
 # -- up and down -------------------------------------------------------------------------------
 
 
+def _ensure_running(paths: SupersetPaths, settings: Settings, port: int | None, say: Say) -> int:
+    """The server's pid: the running one, else one started (installed and initialized first
+    where needed). Bad input fails before the long install."""
+    new_database = _ensure_metadata_database(settings.database_url)
+    pid = _running_pid(paths)
+    if pid is not None and port is not None and port != _port_of(paths):
+        raise BiError(
+            f"Superset already runs on port {_port_of(paths)}; `retrolytics bi down` first "
+            "to move it"
+        )
+    if pid is not None and new_database:  # its metadata database went away: start afresh
+        _stop(paths, pid)
+        pid = None
+    if pid is None:
+        chosen = _chosen_port(paths, port)
+    environment.ensure(paths.env, say)
+    _made_once(paths.secret_key)
+    _write_config(paths, settings.database_url)
+    if pid is not None:
+        return pid
+    initializing = _needs_initializing(paths, new_database)
+    if initializing:
+        _migrate(paths, say)
+    pid = _start(paths, chosen)  # it boots while the admin and roles are made
+    if initializing:
+        _create_admin_and_roles(paths, _made_once(paths.admin_password))
+    return pid
+
+
 def up(
     settings: Settings,
     *,
@@ -349,29 +384,10 @@ def up(
     paths = SupersetPaths.current()
     paths.home.mkdir(parents=True, exist_ok=True)
     with exclusive(paths.lock):
-        new_database = _ensure_metadata_database(settings.database_url)
-        environment.ensure(paths.env, say)
-        _made_once(paths.secret_key)
-        _write_config(paths, settings.database_url)
-        password = _made_once(paths.admin_password)
-        pid = _running_pid(paths)
-        if pid is not None and port is not None and port != _port_of(paths):
-            raise BiError(
-                f"Superset already runs on port {_port_of(paths)}; `retrolytics bi down` first "
-                "to move it"
-            )
-        if pid is None or new_database:
-            if pid is not None:
-                _stop(paths, pid)
-            chosen = _chosen_port(paths, port)
-            initializing = _needs_initializing(paths, new_database)
-            if initializing:
-                _migrate(paths, say)
-            pid = _start(paths, chosen)  # it boots while the admin and roles are made
-            if initializing:
-                _create_admin_and_roles(paths, password)
+        pid = _ensure_running(paths, settings, port, say)
         url = f"http://{HOST}:{_port_of(paths)}"
         _wait_healthy(paths, url, pid)
+        password = _made_once(paths.admin_password)
         provision(url, password, bi_url, definitions, paths.bundle)
     return Running(
         url=url,
