@@ -172,11 +172,16 @@ def test_the_big_number_on_the_dashboard_equals_the_mart(
         sessions = conn.execute("select sum(sessions) from marts.mart_sessions_daily").fetchone()[0]
     assert sessions > 0
     assert shown == sessions
-    # Every funnel's steps chart drew its funnel (a canvas), not an error.
-    funnels = page.locator(".dashboard-component-chart-holder", has_text=": steps, all days")
-    assert funnels.count() == len(metadata.read(REPO / "definitions", REPO / "dbt_project").funnels)
-    funnels.last.locator("canvas").first.wait_for(timeout=CHART_DEADLINE_MS)
-    assert page.locator(".dashboard-component-chart-holder .alert-danger").count() == 0
+    # Every chart drew something (a canvas, a table, the number), not an error message. The
+    # dashboard draws charts as they scroll into view.
+    holders = page.locator(".dashboard-component-chart-holder")
+    assert holders.count() == len(expected_charts())
+    for index in range(holders.count()):
+        holder = holders.nth(index)
+        holder.scroll_into_view_if_needed()
+        drawn = holder.locator("canvas, table, .header-line").first
+        drawn.wait_for(timeout=CHART_DEADLINE_MS)
+    page.evaluate("window.scrollTo(0, 0)")
     screenshot = SupersetPaths.current().root / "dashboard.png"
     page.screenshot(path=str(screenshot), full_page=True)
     print(f"dashboard screenshot: {screenshot}")
