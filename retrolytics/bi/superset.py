@@ -32,7 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ingestion.settings import Settings, state_dir
 from ingestion.stack.layout import exclusive, tail, write_atomically
 from ingestion.stack.ports import HOST, is_free, pick_free_ports
-from retrolytics.bi import BiError, bundle, environment, metadata
+from retrolytics.bi import BiError, access, bundle, environment, metadata
 from retrolytics.bi.api import SupersetApi
 from retrolytics.warehouse import project
 
@@ -186,6 +186,7 @@ SQLALCHEMY_DATABASE_URI = {metadata_uri!r}
 DATA_DIR = {str(paths.home)!r}
 # Served on loopback over plain HTTP: no HTTPS redirect or HSTS.
 TALISMAN_ENABLED = False
+CONTENT_SECURITY_POLICY_WARNING = False
 RATELIMIT_STORAGE_URI = "memory://"
 SUPERSET_WEBSERVER_TIMEOUT = 300
 SQLLAB_TIMEOUT = 300
@@ -338,10 +339,11 @@ def write_atomically_bytes(path: Path, content: bytes) -> None:
 # -- up and down -------------------------------------------------------------------------------
 
 
-def _ensure_running(paths: SupersetPaths, settings: Settings, port: int | None, say: Say) -> int:
+def _ensure_running(
+    paths: SupersetPaths, settings: Settings, port: int | None, new_database: bool, say: Say
+) -> int:
     """The server's pid: the running one, else one started (installed and initialized first
     where needed). Bad input fails before the long install."""
-    new_database = _ensure_metadata_database(settings.database_url)
     pid = _running_pid(paths)
     if pid is not None and port is not None and port != _port_of(paths):
         raise BiError(
@@ -384,7 +386,9 @@ def up(
     paths = SupersetPaths.current()
     paths.home.mkdir(parents=True, exist_ok=True)
     with exclusive(paths.lock):
-        pid = _ensure_running(paths, settings, port, say)
+        new_database = _ensure_metadata_database(settings.database_url)
+        access.ensure_marts_readable(bi_url, settings.dbt_url, say)
+        pid = _ensure_running(paths, settings, port, new_database, say)
         url = f"http://{HOST}:{_port_of(paths)}"
         _wait_healthy(paths, url, pid)
         password = _made_once(paths.admin_password)
