@@ -247,14 +247,29 @@ def _create_admin_and_roles(paths: SupersetPaths, password: str) -> None:
 # -- the server --------------------------------------------------------------------------------
 
 
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (one that exited and was not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def _running_pid(paths: SupersetPaths) -> int | None:
     """The server's pid when the pid file names a live Superset process."""
     try:
         pid = int(paths.pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if b"superset" in cmdline else None
+    if not _alive(pid):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    # An empty command line was seen for a moment while the server started: not another program.
+    return pid if not cmdline or b"superset" in cmdline else None
 
 
 def _chosen_port(paths: SupersetPaths, requested: int | None) -> int:
@@ -276,7 +291,8 @@ def _chosen_port(paths: SupersetPaths, requested: int | None) -> int:
 def _start(paths: SupersetPaths, port: int) -> int:
     gunicorn = environment.executable(paths.env, "gunicorn")
     command = [str(gunicorn), "--bind", f"{HOST}:{port}", "--workers", "1", "--threads", "8"]
-    command += ["--worker-class", "gthread", "--timeout", "300", "superset.app:create_app()"]
+    command += ["--worker-class", "gthread", "--timeout", "300", "--no-control-socket"]
+    command.append("superset.app:create_app()")
     with paths.log.open("a") as log:
         log.write(f"\n$ gunicorn on {HOST}:{port}\n")
         log.flush()
@@ -296,7 +312,7 @@ def _start(paths: SupersetPaths, port: int) -> int:
 def _wait_healthy(paths: SupersetPaths, url: str, pid: int) -> None:
     deadline = time.monotonic() + HEALTH_DEADLINE_S
     while time.monotonic() < deadline:
-        if _running_pid(paths) != pid:
+        if not _alive(pid):
             raise BiError(
                 f"Superset exited while starting; the end of {paths.log}:\n{tail(paths.log)}"
             )
