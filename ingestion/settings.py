@@ -89,6 +89,7 @@ class Settings:
     consumer_group: str = DEFAULT_CONSUMER_GROUP
     loader_database_url: str | None = None
     dbt_database_url: str | None = None
+    bi_database_url: str | None = None  # a login in retrolytics_bi (BI set-up and tests)
     erasure_key: str | None = None  # RETROLYTICS_ERASURE_KEY (ingestion.erasure)
 
     @property
@@ -120,6 +121,7 @@ class Settings:
             consumer_group=pick("RETROLYTICS_CONSUMER_GROUP", DEFAULT_CONSUMER_GROUP),
             loader_database_url=pick("RETROLYTICS_LOADER_DATABASE_URL", "") or None,
             dbt_database_url=pick("RETROLYTICS_DBT_DATABASE_URL", "") or None,
+            bi_database_url=pick("RETROLYTICS_BI_DATABASE_URL", "") or None,
             erasure_key=pick("RETROLYTICS_ERASURE_KEY", "") or None,
         )
 
@@ -131,4 +133,5 @@ class Settings:
         if "database_url" in given:
             given.setdefault("loader_database_url", None)
             given.setdefault("dbt_database_url", None)
+            given.setdefault("bi_database_url", None)
         return replace(self, **given)

@@ -16,7 +16,17 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
     from ingestion import stack
 
+    if args.action == "down":
+        from retrolytics.bi import superset
+
+        superset.down()  # it runs on the stack's PostgreSQL: stop it first
     return stack.main(args.action, citus=getattr(args, "citus", False))
+
+
+def _bi(args: argparse.Namespace, settings: Settings) -> int:
+    from retrolytics.bi import superset
+
+    return superset.main(settings, args.action, args.port, args.definitions)
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -160,6 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--citus", action="store_true", help="coordinator + 2 workers (needs citus)")
     stack.set_defaults(handler=_stack)
+
+    bi = commands.add_parser(
+        "bi", help="start or stop Apache Superset on the marts, with the dashboard as code"
+    )
+    bi.add_argument("action", choices=["up", "down"])
+    bi.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="the loopback port (default: the one picked the first time, else a free one)",
+    )
+    _add_definitions_option(bi)
+    bi.set_defaults(handler=_bi)
 
     generate = commands.add_parser("generate", help="produce synthetic web-shop traffic to Kafka")
     generate.add_argument("--events", type=int, required=True, help="how many messages, exactly")
