@@ -75,39 +75,11 @@ drop function if exists {{ name }}_windows(integer, text, interval, interval[], 
     text[], text[], timestamptz);
 {{ funnel_windows_function(name ~ '_windows', attempt, breakdown) }};
 create or replace function {{ name }}(
-    step_count integer,
-    order_mode text,
-    conversion_window interval,
-    step_within interval[],
-    exclusion_from integer[],
-    exclusion_to integer[],
-    attribution text,
-    attribution_step integer,
-    event_times timestamptz[],
-    event_steps integer[],
-    event_exclusions integer[],
-    event_holds integer[],
-    event_ids uuid[],
-    event_devices text[],
-    event_users text[],
-    event_breakdowns text[],
-    data_end timestamptz default null,
+{{ funnel_walk_arguments() }},
     entries text default 'sequential',
     exclusion_scope text default 'window',
     broken_by text default 'step_events'
-) returns table (
-    entry_event_id uuid,
-    entry_device text,
-    entry_user_id text,
-    entered_at timestamptz,
-    entry_step integer,
-    step_reached_at timestamptz[],
-    furthest_step integer,
-    outcome text,
-    ended_at timestamptz,
-    deadline_at timestamptz,
-    breakdown_value text
-)
+) {{ funnel_walk_result() }}
 language plpgsql immutable parallel safe rows 4
 as $walk$
 declare
@@ -419,37 +391,9 @@ $walk$;
             next_emit := next_emit + 1;
 {%- endset -%}
 create or replace function {{ name }}(
-    step_count integer,
-    order_mode text,
-    conversion_window interval,
-    step_within interval[],
-    exclusion_from integer[],
-    exclusion_to integer[],
-    attribution text,
-    attribution_step integer,
-    event_times timestamptz[],
-    event_steps integer[],
-    event_exclusions integer[],
-    event_holds integer[],
-    event_ids uuid[],
-    event_devices text[],
-    event_users text[],
-    event_breakdowns text[],
-    data_end timestamptz default null,
+{{ funnel_walk_arguments() }},
     broken_by text default 'step_events'
-) returns table (
-    entry_event_id uuid,
-    entry_device text,
-    entry_user_id text,
-    entered_at timestamptz,
-    entry_step integer,
-    step_reached_at timestamptz[],
-    furthest_step integer,
-    outcome text,
-    ended_at timestamptz,
-    deadline_at timestamptz,
-    breakdown_value text
-)
+) {{ funnel_walk_result() }}
 language plpgsql immutable parallel safe rows 4
 as $windows$
 declare
@@ -732,4 +676,45 @@ begin
     return found;
 end;
 $hold$
+{%- endmacro %}
+
+
+{#- The arguments funnel_walk() and funnel_walk_windows() both start with: the funnel, the stream
+    as parallel arrays and the end of the data (the header of this file describes them). -#}
+{% macro funnel_walk_arguments() -%}
+    step_count integer,
+    order_mode text,
+    conversion_window interval,
+    step_within interval[],
+    exclusion_from integer[],
+    exclusion_to integer[],
+    attribution text,
+    attribution_step integer,
+    event_times timestamptz[],
+    event_steps integer[],
+    event_exclusions integer[],
+    event_holds integer[],
+    event_ids uuid[],
+    event_devices text[],
+    event_users text[],
+    event_breakdowns text[],
+    data_end timestamptz default null
+{%- endmacro %}
+
+
+{#- The attempt rows both walks return. -#}
+{% macro funnel_walk_result() -%}
+returns table (
+    entry_event_id uuid,
+    entry_device text,
+    entry_user_id text,
+    entered_at timestamptz,
+    entry_step integer,
+    step_reached_at timestamptz[],
+    furthest_step integer,
+    outcome text,
+    ended_at timestamptz,
+    deadline_at timestamptz,
+    breakdown_value text
+)
 {%- endmacro %}
