@@ -14,25 +14,20 @@ import secrets
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from demo.traffic import generate_events
-from ingestion import schema
-from ingestion.loader import store_events
 from ingestion.stack.ports import pick_free_ports
 from retrolytics.bi import bundle, metadata
 from retrolytics.bi.superset import METADATA_DATABASE, SupersetPaths
 from retrolytics.warehouse import runner
-from tests.support.funnels import compile_declarations, run
-from tests.support.paths import REPO, copy_dbt_project
+from tests.support.funnels import shipped_shop
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -59,22 +54,11 @@ class Superset:
 @pytest.fixture(scope="module")
 def warehouse(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     """Four days of shop traffic, derived with the shipped declarations; the BI group's grants."""
-    name = f"rt_bi_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(stack.database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(stack.database_url, dbname=name)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            schema.bootstrap(conn)
-            store_events(conn, generate_events(3000, 4, seed=5, until=date(2026, 11, 23)))
-        project = copy_dbt_project(tmp_path_factory.mktemp("bi") / "dbt_project")
-        compile_declarations(REPO / "definitions", project)
-        run(project, url)
+    folder = tmp_path_factory.mktemp("bi")
+    with shipped_shop(stack.database_url, folder, events=3000, seed=5) as (url, project, _):
         runner.run_dbt(["run-operation", "create_bi_role"], database_url=url, project_dir=project)
-        yield Warehouse(url, psycopg.conninfo.make_conninfo(stack.bi_database_url, dbname=name))
-    finally:
-        with psycopg.connect(stack.database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+        database = conninfo_to_dict(url)["dbname"]
+        yield Warehouse(url, make_conninfo(stack.bi_database_url, dbname=database))
 
 
 def retrolytics_bi(

@@ -7,55 +7,36 @@ mart) it computes itself from the raw events.
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
-from datetime import date
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.rows import dict_row
 
-from demo.traffic import generate_events
-from ingestion import schema
-from ingestion.loader import store_events
 from retrolytics.semantics.funnels import Event
 from retrolytics.warehouse import runner
 from tests.support.funnels import (
     assert_same,
-    compile_declarations,
     reference_facts,
     reference_mart,
-    run,
+    shipped_shop,
     sql_facts,
     sql_mart,
 )
-from tests.support.paths import REPO, copy_dbt_project
 
 pytestmark = pytest.mark.integration
-
-SHOP_DEFINITIONS = REPO / "definitions"
 
 
 @pytest.fixture(scope="module")
 def shop(stack, tmp_path_factory: pytest.TempPathFactory):
     """Four days of shop traffic in a database of this module, built with the shipped
     definitions and funnels (once: both tests only read it, or add a role they remove)."""
-    name = f"rt_shop_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(stack.database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(stack.database_url, dbname=name)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            schema.bootstrap(conn)
-            store_events(conn, generate_events(6000, 4, seed=3, until=date(2026, 11, 23)))
-            project = copy_dbt_project(tmp_path_factory.mktemp("shop") / "dbt_project")
-            declared = compile_declarations(SHOP_DEFINITIONS, project)
-            run(project, url)
-            yield conn, url, project, declared
-    finally:
-        with psycopg.connect(stack.database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+    folder = tmp_path_factory.mktemp("shop")
+    with (
+        shipped_shop(stack.database_url, folder, events=6000, seed=3) as (url, project, declared),
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        yield conn, url, project, declared
 
 
 def events_as_stored(conn: psycopg.Connection) -> list[Event]:

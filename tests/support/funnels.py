@@ -9,15 +9,20 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
+from demo.traffic import generate_events
+from ingestion import schema
+from ingestion.loader import store_events
 from retrolytics.language import funnels
 from retrolytics.language.check import load_catalog
 from retrolytics.language.funnels import Funnel
@@ -31,8 +36,34 @@ from retrolytics.semantics.funnels import (
     funnel_mart,
 )
 from retrolytics.warehouse import runner
+from tests.support.paths import REPO, copy_dbt_project
 
 BREAKDOWN_FIELDS = funnels.BREAKDOWN_FIELDS
+SHOP_UNTIL = date(2026, 11, 23)  # the shipped-shop warehouses' last day of traffic
+
+
+@contextmanager
+def shipped_shop(
+    owner_url: str, folder: Path, *, events: int, seed: int
+) -> Iterator[tuple[str, Path, list[Funnel]]]:
+    """Four days of shop traffic in a new database (dropped afterwards), derived with the
+    shipped declarations in a copy of the dbt project under ``folder``: its URL, the project
+    and the declared funnels."""
+    name = f"rt_shop_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(owner_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(owner_url, dbname=name)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            schema.bootstrap(conn)
+            store_events(conn, generate_events(events, 4, seed=seed, until=SHOP_UNTIL))
+        project = copy_dbt_project(folder / "dbt_project")
+        declared = compile_declarations(REPO / "definitions", project)
+        run(project, url)
+        yield url, project, declared
+    finally:
+        with psycopg.connect(owner_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
 
 
 def compile_declarations(definitions_dir: Path, project_dir: Path) -> list[Funnel]:
