@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -205,21 +205,26 @@ def _superset_env(paths: SupersetPaths) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def _logged(paths: SupersetPaths, header: str) -> Iterator[dict]:
+    """The options of a Superset process whose output is appended to the log, after a header."""
+    with paths.log.open("a") as log:
+        log.write(f"\n$ {header}\n")
+        log.flush()
+        yield {
+            "env": _superset_env(paths),
+            "stdout": log,
+            "stderr": subprocess.STDOUT,
+            "stdin": subprocess.DEVNULL,
+            "cwd": paths.root,
+        }
+
+
 def _superset(paths: SupersetPaths, *args: str) -> None:
     """One ``superset`` command in the environment; its output goes to the log."""
     command = [str(environment.executable(paths.env, "superset")), *args]
-    with paths.log.open("a") as log:
-        log.write(f"\n$ superset {args[0]} {args[1] if len(args) > 1 else ''}\n")
-        log.flush()
-        done = subprocess.run(
-            command,
-            env=_superset_env(paths),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            timeout=COMMAND_TIMEOUT_S,
-            cwd=paths.root,
-        )
+    with _logged(paths, f"superset {args[0]} {args[1] if len(args) > 1 else ''}") as options:
+        done = subprocess.run(command, timeout=COMMAND_TIMEOUT_S, **options)
     if done.returncode != 0:
         raise BiError(f"`superset {args[0]}` failed; the end of {paths.log}:\n{tail(paths.log)}")
 
@@ -293,18 +298,9 @@ def _start(paths: SupersetPaths, port: int) -> int:
     command = [str(gunicorn), "--bind", f"{HOST}:{port}", "--workers", "1", "--threads", "8"]
     command += ["--worker-class", "gthread", "--timeout", "300", "--no-control-socket"]
     command.append("superset.app:create_app()")
-    with paths.log.open("a") as log:
-        log.write(f"\n$ gunicorn on {HOST}:{port}\n")
-        log.flush()
-        server = subprocess.Popen(
-            command,
-            env=_superset_env(paths),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=paths.root,
-            start_new_session=True,  # its own process group: `bi down` stops master and worker
-        )
+    with _logged(paths, f"gunicorn on {HOST}:{port}") as options:
+        # Its own process group: `bi down` stops master and worker.
+        server = subprocess.Popen(command, start_new_session=True, **options)
     write_atomically(paths.pid_file, f"{server.pid}\n")
     return server.pid
 
