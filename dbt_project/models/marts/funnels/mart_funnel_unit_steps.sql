@@ -10,9 +10,13 @@ select
     facts.entry_day,
     {{ funnel_breakdown_group('facts', 'funnels') }} as breakdown_value,
     facts.unit_id,
-    reached.step_number,
+    reached.step_number::integer as step_number,
     facts.outcome = 'in_progress' as in_progress
 from {{ ref('fct_funnel_entries') }} as facts
 inner join {{ ref('stg_funnels') }} as funnels on funnels.funnel_name = facts.funnel_name
-cross join lateral generate_series(1, facts.furthest_step) as reached (step_number)
+-- Steps 1 to furthest_step, numbered off the attempt's own step times. Not generate_series(1,
+-- furthest_step): the planner guesses 1000 rows for it, and the inflated cost made PostgreSQL
+-- JIT-compile a 30-day read (680 ms of its 780; 45 ms this way, benchmarks/RESULTS.md section 5).
+cross join lateral unnest(facts.step_reached_at[1:facts.furthest_step])
+    with ordinality as reached (reached_at, step_number)
 where facts.outcome <> 'excluded'
