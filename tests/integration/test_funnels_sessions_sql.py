@@ -33,7 +33,8 @@ from tests.support.funnels import (
     sql_mart,
 )
 from tests.support.paths import REPO, copy_dbt_project
-from tests.support.sessions import IPHONE, WINDOWS_CHROME, fresh_database
+from tests.support.sessions import IPHONE, WINDOWS_CHROME
+from tests.support.warehouse import fresh_database
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from ingestion.loader import store_events
 from retrolytics.language.paths import PathDeclaration
 from tests.support.funnels import assert_same, iso
 from tests.support.path_analyses import build, prepare, reference_state, sql_state
-from tests.support.sessions import fresh_database
+from tests.support.warehouse import fresh_database
 
 pytestmark = pytest.mark.integration
 

@@ -23,13 +23,13 @@ from tests.support.sessions import (
     assert_equal_states,
     build,
     event,
-    fresh_database,
     iso,
     prepare_project,
     reference_state,
     sql_state,
     utc,
 )
+from tests.support.warehouse import fresh_database
 
 pytestmark = pytest.mark.integration
 

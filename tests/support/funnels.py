@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
 from demo.traffic import generate_events
-from ingestion import schema
 from ingestion.loader import store_events
 from retrolytics.language import funnels
 from retrolytics.language.check import load_catalog
@@ -37,6 +35,7 @@ from retrolytics.semantics.funnels import (
 )
 from retrolytics.warehouse import runner
 from tests.support.paths import REPO, copy_dbt_project
+from tests.support.warehouse import fresh_database
 
 BREAKDOWN_FIELDS = funnels.BREAKDOWN_FIELDS
 SHOP_UNTIL = date(2026, 11, 23)  # the shipped-shop warehouses' last day of traffic
@@ -49,21 +48,13 @@ def shipped_shop(
     """Four days of shop traffic in a new database (dropped afterwards), derived with the
     shipped declarations in a copy of the dbt project under ``folder``: its URL, the project
     and the declared funnels."""
-    name = f"rt_shop_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(owner_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(owner_url, dbname=name)
-    try:
+    with fresh_database(owner_url) as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            schema.bootstrap(conn)
             store_events(conn, generate_events(events, 4, seed=seed, until=SHOP_UNTIL))
         project = copy_dbt_project(folder / "dbt_project")
         declared = compile_declarations(REPO / "definitions", project)
         run(project, url)
         yield url, project, declared
-    finally:
-        with psycopg.connect(owner_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
 
 
 def compile_declarations(definitions_dir: Path, project_dir: Path) -> list[Funnel]:

@@ -7,18 +7,15 @@ user agents are parsed as on ingest); dbt runs in-process on a copy of the proje
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
-from ingestion import schema
 from retrolytics.language.seeds import compile_seed
 from retrolytics.semantics import sessions as reference
 from retrolytics.warehouse import runner
@@ -65,23 +62,6 @@ def build(
     if full_refresh:
         args.append("--full-refresh")
     runner.run_dbt(args, database_url=database_url, project_dir=project, window=window)
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new bootstrapped database (for a hypothesis example), dropped afterwards."""
-    name = f"rt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            schema.bootstrap(conn)
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            drop = sql.SQL("drop database if exists {} with (force)")
-            admin.execute(drop.format(sql.Identifier(name)))
 
 
 # -- events ----------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -128,3 +130,20 @@ def new_warehouse(database_url: str, tmp_path: Path) -> Warehouse:
     project, definitions = copy_project(tmp_path)
     load_traffic(database_url)
     return Warehouse(database_url, project, definitions)
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    """A new bootstrapped database of a test (or of a hypothesis example), dropped afterwards."""
+    name = f"rt_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            schema.bootstrap(conn)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            drop = sql.SQL("drop database if exists {} with (force)")
+            admin.execute(drop.format(sql.Identifier(name)))
