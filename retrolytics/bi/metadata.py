@@ -75,19 +75,19 @@ def read(definitions: Path, dbt_project: Path) -> DashboardMetadata:
     funnels = tuple(
         FunnelCharts(
             name=funnel.name,
-            description=" ".join(funnel.description.split()),
+            description=_one_line(funnel.description) or "",
             step_labels=tuple(step.event.label for step in funnel.steps),
             breakdown=funnel.breakdown.label if funnel.breakdown else None,
         )
         for funnel in catalog.funnels
     )
     retentions = tuple(
-        RetentionCharts(name=item.name, description=" ".join(item.description.split()))
+        RetentionCharts(name=item.name, description=_one_line(item.description) or "")
         for item in catalog.declarations.get("retention", [])
     )
     return DashboardMetadata(
         title=f"Retrolytics: {exposure.get('label', DASHBOARD_EXPOSURE)}",
-        description=" ".join(str(exposure.get("description", "")).split()),
+        description=_one_line(exposure.get("description")) or "",
         funnels=funnels,
         retentions=retentions,
         models=models,
