@@ -336,16 +336,10 @@ def provision(url: str, password: str, bi_url: str, definitions: str | None, out
     described = metadata.read(project.definitions_dir(definitions), project.dbt_project_dir())
     documents = bundle.files(described, sqlalchemy_url(bi_url, password=PASSWORD_MASK))
     packed = bundle.zipped(documents)
-    write_atomically_bytes(out, packed)
+    write_atomically(out, packed)
     api = SupersetApi(url)
     api.login(ADMIN, password)
     api.import_bundle(packed, {bundle.DATABASE_FILE: _password_of(bi_url)})
-
-
-def write_atomically_bytes(path: Path, content: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(content)
-    partial.replace(path)
 
 
 # -- up and down -------------------------------------------------------------------------------
