@@ -9,9 +9,9 @@ from collections.abc import Callable
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from retrolytics.bi import BiError
+from retrolytics.bi import MARTS_SCHEMA, BiError
 
-SCHEMA = "marts"
+SCHEMA = MARTS_SCHEMA
 
 
 def reads_marts(bi_url: str) -> bool:

@@ -18,13 +18,14 @@ from typing import Any
 
 import yaml
 
+from retrolytics.bi import MARTS_SCHEMA
 from retrolytics.bi.metadata import DashboardMetadata, FunnelCharts, Model, RetentionCharts
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://retrolytics.invalid/superset")
 VERSION = "1.0.0"
 DATABASE_NAME = "Retrolytics marts"
 DATABASE_FILE = "databases/Retrolytics_marts.yaml"
-SCHEMA = "marts"
+SCHEMA = MARTS_SCHEMA
 BIG_NUMBER_TITLE = "Sessions, all days"
 ROOT = "retrolytics_dashboard"  # the bundle's top folder
 GRID_WIDTH = 12
