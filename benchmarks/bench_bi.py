@@ -6,7 +6,7 @@ definitions and funnels. Then the queries a funnel dashboard sends for one funne
 with a connection pool would (no server-side prepared statements: ad-hoc SQL): the funnel's
 steps, the same broken down by utm_source, the daily conversion trend, the weekly and monthly
 rows (units once per period, units still in progress) and distinct units over any 30 days from
-the view ``mart_funnel_unit_steps``. Next to each, the
+``mart_funnel_unit_steps``. Next to each, the
 same answer computed from the facts (``fct_funnel_entries``), which is what the mart saves a
 dashboard from; the two must return the same rows, and the benchmark says whether they did.
 """
@@ -96,10 +96,10 @@ QUERIES: dict[str, tuple[str, str]] = {
         "and f.entry_day >= date_trunc('month', %(since)s::timestamp)::date "
         "and f.entry_day < %(until)s group by 1, 2 order by 1, 2",
     ),
-    # Any range of days (here the last 30) with each unit once: the documented view, which
-    # reads the facts; no mart grain answers it.
+    # Any range of days (here the last 30) with each unit once: the documented table of each
+    # attempt's steps; no mart grain answers it.
     "distinct units per step, any 30 days (mart_funnel_unit_steps)": (
-        # Every attempt of the funnel: the view's breakdown_value is the value besides (all).
+        # Every attempt of the funnel: its breakdown_value is the value besides (all).
         f"select step_number, count(distinct unit_id) from {UNIT_STEPS} "
         "where funnel_name = %(funnel)s "
         "and entry_day >= %(until)s::date - 30 and entry_day < %(until)s "
@@ -208,7 +208,6 @@ def run(quick: bool) -> Section:
         section.add(
             "Summed over days, the mart's units count a person once per entry day and breakdown "
             "value (its grain); the week and month rows count a person once per period, and "
-            "any other range of days is read from the view mart_funnel_unit_steps (the last "
-            "row; it reads the facts, so its figures are the facts' own)."
+            "any other range of days is read from mart_funnel_unit_steps (the last row)."
         )
     return section

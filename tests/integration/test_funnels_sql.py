@@ -28,9 +28,11 @@ from tests.support.funnels import (
     reference_events,
     reference_facts,
     reference_mart,
+    reference_unit_steps,
     run,
     sql_facts,
     sql_mart,
+    sql_unit_steps,
 )
 from tests.support.paths import REPO, copy_dbt_project
 
@@ -116,8 +118,10 @@ def compare(
     conn: psycopg.Connection, declared, documents: list[dict], definitions_of=custom_definitions
 ) -> None:
     events = reference_events(documents, definitions_of)
-    assert_same(sql_facts(conn), reference_facts(declared, events), "fct_funnel_entries")
+    facts = reference_facts(declared, events)
+    assert_same(sql_facts(conn), facts, "fct_funnel_entries")
     assert_same(sql_mart(conn), reference_mart(declared, events), "mart_funnel_conversion")
+    assert sql_unit_steps(conn) == reference_unit_steps(facts), "mart_funnel_unit_steps"
 
 
 def test_facts_and_mart_equal_the_reference_on_edge_cases(

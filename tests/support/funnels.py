@@ -110,6 +110,26 @@ def sql_mart(conn: psycopg.Connection) -> dict[tuple, dict[str, Any]]:
     return {tuple(r[k] for k in MART_KEY): r for r in rows}
 
 
+def sql_unit_steps(conn: psycopg.Connection) -> dict[tuple, tuple]:
+    """mart_funnel_unit_steps by (funnel, unit, attempt, step): (entry day, in progress)."""
+    rows = conn.execute(
+        "select funnel_name, unit_id, attempt_number, step_number, entry_day, in_progress"
+        " from marts.mart_funnel_unit_steps"
+    )
+    return {tuple(row[:4]): tuple(row[4:]) for row in rows}
+
+
+def reference_unit_steps(facts: dict[tuple, dict]) -> dict[tuple, tuple]:
+    """The same, from reference facts: every step 1 to furthest_step of each attempt that is not
+    excluded."""
+    return {
+        (*key, step): (row["entry_day"], row["outcome"] == "in_progress")
+        for key, row in facts.items()
+        if row["outcome"] != "excluded"
+        for step in range(1, row["furthest_step"] + 1)
+    }
+
+
 def reference_mart(declared: Sequence[Funnel], events: Sequence[Event]) -> dict[tuple, dict]:
     mart = {}
     data_end = data_end_of(declared, events)

@@ -1,12 +1,15 @@
 {#-
-    funnel_mart: the materialization of mart_funnel_conversion, a small table BI tools read.
-    Created empty and filled by the model's one INSERT ... SELECT; a reference table on Citus
-    (every node can join it; it has no device column to colocate on).
+    funnel_mart: the materialization of the funnel marts BI tools read (mart_funnel_conversion,
+    mart_funnel_unit_steps). Created empty (with the model's `indexes`) and filled by the model's
+    one INSERT ... SELECT; a reference table on Citus (every node can join it; it has no device
+    column to colocate on).
 
-    A windowed run (the mart exists, vars start/end given) first deletes the groups the model
-    recomputes: the periods holding a changed (funnel, entry day) of int_funnel_changed_days
-    (funnel_mart_recomputed_periods), and every row of a funnel whose version is not the current
-    one (edited or removed funnels). Without a window the mart is rebuilt.
+    A windowed run (the mart exists, vars start/end given) first deletes the rows the model
+    recomputes: those of every changed (funnel, entry day) of int_funnel_changed_days, as
+    periods (funnel_mart_recomputed_periods: its day, week and month) or, with
+    `replaced_grain='day'`, as the rows whose entry_day it is; and every row of a funnel whose
+    version is not the current one (edited or removed funnels). Without a window the mart is
+    rebuilt.
 -#}
 {% materialization funnel_mart, adapter='postgres' -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -19,8 +22,14 @@
         {%- call statement('forget') -%}
             lock table {{ target_relation }} in exclusive mode;
             delete from {{ target_relation }} as mart
-            where (mart.funnel_name, mart.period, mart.period_start)
+            where
+                {%- if config.get('replaced_grain', 'period') == 'day' %}
+                (mart.funnel_name, mart.entry_day)
+                    in (select funnel_name, entry_day from {{ ref('int_funnel_changed_days') }})
+                {%- else %}
+                (mart.funnel_name, mart.period, mart.period_start)
                     in ({{ funnel_mart_recomputed_periods() }})
+                {%- endif %}
                 or not exists (
                     select 1 from {{ ref('int_funnel_versions') }} as versions
                     where versions.funnel_name = mart.funnel_name
@@ -35,6 +44,7 @@
             {{ distributed_create_empty(target_relation, sql) }};
             select retrolytics.make_reference('{{ target_relation.include(database=false) }}'::regclass)
         {%- endcall -%}
+        {%- do create_indexes(target_relation) -%}
     {%- endif %}
     {%- call statement('main') -%}
         {{ distributed_insert(target_relation, sql) }}

@@ -1,22 +1,98 @@
-{{ config(materialized='view') }}
+{{
+    config(
+        materialized='funnel_mart',
+        replaced_grain='day',
+        indexes=[{'columns': ['funnel_name', 'entry_day', 'step_number', 'unit_id']}],
+    )
+}}
+-- depends_on: {{ ref('int_funnel_versions') }}
+-- depends_on: {{ ref('int_funnel_changed_days') }}
 -- Funnel numbers over any range of days: one row per attempt (not excluded) and step it
 -- reached, with its unit, entry time and breakdown group. A BI tool counts distinct unit_id
 -- over the days it needs, by step_number, and gets each unit once however many days it entered
 -- on; for a day, week or month that is the mart's `units` of the period's rows.
-select
-    facts.funnel_name,
-    facts.unit,
-    facts.entered_at,
-    facts.entry_day,
-    {{ funnel_breakdown_group('facts', 'funnels') }} as breakdown_value,
-    facts.unit_id,
-    reached.step_number::integer as step_number,
-    facts.outcome = 'in_progress' as in_progress
-from {{ ref('fct_funnel_entries') }} as facts
-inner join {{ ref('stg_funnels') }} as funnels on funnels.funnel_name = facts.funnel_name
--- Steps 1 to furthest_step, numbered off the attempt's own step times. Not generate_series(1,
--- furthest_step): the planner guesses 1000 rows for it, and the inflated cost made PostgreSQL
--- JIT-compile a 30-day read (680 ms of its 780; 45 ms this way, benchmarks/RESULTS.md section 5).
-cross join lateral unnest(facts.step_reached_at[1:facts.furthest_step])
-    with ordinality as reached (reached_at, step_number)
-where facts.outcome <> 'excluded'
+--
+-- A table, not a view over the facts: a 30-day count then reads its index alone, rows stored
+-- in (funnel, day) order, instead of every attempt's wide row and its steps unnested per query
+-- (benchmarks/RESULTS.md section 5). A windowed run recomputes the (funnel, day) pairs whose
+-- facts changed (int_funnel_changed_days) and the funnels whose version changed.
+{%- set incremental = funnel_mart_incremental() %}
+
+with
+
+funnels as (
+
+    select funnel_name, breakdown_field, breakdown_property, breakdown_session,
+        breakdown_person, attribution_step, attribution_unreached
+    from {{ ref('stg_funnels') }}
+
+),
+
+{% if incremental %}
+-- Funnels whose rows here are of another version (edited, new): all their days.
+rebuilt_funnels as (
+
+    select versions.funnel_name
+    from {{ ref('int_funnel_versions') }} as versions
+    where not exists (
+        select 1 from {{ this }} as mart
+        where mart.funnel_name = versions.funnel_name
+            and mart.content_hash = versions.content_hash
+    )
+
+),
+
+-- The facts of the changed days, read through the facts' (funnel_name, entered_at) index.
+recomputed_facts as (
+
+    select facts.*
+    from {{ ref('int_funnel_changed_days') }} as changed
+    inner join {{ ref('fct_funnel_entries') }} as facts
+        on facts.funnel_name = changed.funnel_name
+        and facts.entered_at >= changed.entry_day::timestamp at time zone 'UTC'
+        and facts.entered_at < (changed.entry_day + 1)::timestamp at time zone 'UTC'
+    where changed.funnel_name not in (select funnel_name from rebuilt_funnels)
+
+    union all
+
+    select facts.*
+    from {{ ref('fct_funnel_entries') }} as facts
+    where facts.funnel_name in (select funnel_name from rebuilt_funnels)
+
+),
+{% else %}
+recomputed_facts as (
+
+    select * from {{ ref('fct_funnel_entries') }}
+
+),
+{% endif %}
+
+final as (
+
+    select
+        facts.funnel_name,
+        facts.content_hash,
+        facts.unit,
+        facts.unit_id,
+        facts.attempt_number,
+        facts.entered_at,
+        facts.entry_day,
+        {{ funnel_breakdown_group('facts', 'funnels') }} as breakdown_value,
+        reached.step_number::integer as step_number,
+        facts.outcome = 'in_progress' as in_progress
+
+    from recomputed_facts as facts
+    inner join funnels on funnels.funnel_name = facts.funnel_name
+    -- Steps 1 to furthest_step, numbered off the attempt's own step times. Not
+    -- generate_series(1, furthest_step): the planner guesses 1000 rows for it, and the inflated
+    -- cost made PostgreSQL JIT-compile the statement (benchmarks/RESULTS.md section 5).
+    cross join lateral unnest(facts.step_reached_at[1:facts.furthest_step])
+        with ordinality as reached (reached_at, step_number)
+    where facts.outcome <> 'excluded'
+
+)
+
+-- In (funnel, day) order, so a range of days of one funnel lies in few pages.
+select * from final
+order by funnel_name, entry_day, step_number
