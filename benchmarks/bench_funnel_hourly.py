@@ -26,6 +26,7 @@ from benchmarks.bench_definitions import (
     load_events,
     model_seconds,
 )
+from benchmarks.bench_funnel_engines import ATTEMPTS_MODELS, MART_MODELS, STEP_EVENTS_MODEL
 from benchmarks.common import Section, scratch
 from demo import traffic
 from retrolytics.language.seeds import compile_seed
@@ -35,17 +36,8 @@ HISTORY_DAYS = tuple(
 )
 LAST_HISTORY_DAY = date(2026, 11, 20)
 LOOKBACK_HOURS = 1
-FUNNEL_MODELS = (
-    "int_funnel_step_events",
-    "int_identity_snapshots",
-    "int_funnel_recompute_plan",
-    "fct_funnel_entries_device",
-    "fct_funnel_entries_user",
-    "fct_funnel_entries_session",
-    "fct_funnel_entries",
-    "int_funnel_changed_days",
-    "mart_funnel_conversion",
-)
+# The funnel build, with the identity snapshot the attempts read.
+FUNNEL_MODELS = (STEP_EVENTS_MODEL, "int_identity_snapshots", *ATTEMPTS_MODELS, *MART_MODELS)
 # Rebuilt from scratch for the comparison (the snapshot keeps its history: not a funnel stage).
 REBUILT_MODELS = tuple(m for m in FUNNEL_MODELS if m != "int_identity_snapshots")
 
