@@ -161,11 +161,19 @@ def edge_cases() -> tuple[list[dict], list[dict]]:
         event("laptop", at(hour=8) + one, "identify", user_id="u1"),
         event("laptop", at(hour=8, minute=1) + one, "a"),
         event("laptop", at(hour=8, minute=2) + one, "c"),
+        # A device identified late as a person whose segment its first event continues (4
+        # minutes after the person's last event, gap 10): the person is redone from that
+        # segment's start, and a -> b -> c is one path.
+        event("tablet", at(hour=9, minute=59) - one, "identify", user_id="u2"),
+        event("tablet", at(hour=10) - one, "a"),
+        event("tablet", at(hour=10, minute=5) - one, "b"),
+        event("watch", at(hour=10, minute=9) - one, "c"),
     ]
     late = [
         event("mid", at(hour=10, minute=5), "b", **arrival),
         event("join", at(hour=10, minute=40) + one, "d", **arrival),
         event("phone", at(hour=9) + 2 * one, "identify", user_id="u1", **arrival),
+        event("watch", at(hour=9) + 2 * one, "identify", user_id="u2", **arrival),
         event("night", at(hour=23, minute=58), "a", **arrival),
     ]
     return early, late
@@ -196,6 +204,11 @@ def test_late_events_in_a_windowed_run_equal_the_reference(warehouse: Warehouse)
     # The phone's paths belong to its person now, beside the laptop's.
     persons = {k[1] for k in segments if k[0] == "before_c"}
     assert "user:u1" in persons and "device:phone" not in persons
+    # The watch's c, days before the window, joined the tablet's segment of the same person.
+    joined = [v for k, v in segments.items() if k[:2] == ("before_c", "user:u2")]
+    assert [(v["event_count"], v["steps"]) for v in joined] == [
+        (3, ("did_a_or_b", "did_b", "did_c"))
+    ]
 
 
 def test_the_demo_prints_a_declarations_top_paths_from_the_mart(warehouse: Warehouse) -> None:

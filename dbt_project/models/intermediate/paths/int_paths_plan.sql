@@ -7,7 +7,6 @@
 }}
 -- depends_on: {{ ref('int_path_versions') }}
 -- depends_on: {{ ref('int_sessions_plan') }}
--- depends_on: {{ ref('int_identify_events') }}
 -- What a windowed run [start - lookback_hours, end) of fct_paths recomputes: per path and unit,
 -- the point from which its segments are derived again (and its stored segments from there on
 -- deleted). A segment depends on the stream events around it (a late event may extend one or
@@ -19,9 +18,12 @@
 --   - `gap: session`: the devices whose sessions this run re-derives (int_sessions_plan), from
 --     the start of their range, which is a session boundary; for `unit: user` every person the
 --     device belongs to;
---   - `unit: user`: a device whose identity periods the window changes (an identify of another
---     user than its last one before the window, or its first) moves events between persons:
---     its persons and its own `device:` unit are redone from the beginning.
+--   - `unit: user`: a device whose identity periods the window changes (int_sessions_plan's
+--     rule: an identify of another user than its last one before the window, or its first)
+--     moves its events between persons from its first event on (int_sessions_plan's point for
+--     it): its persons and its own `device:` unit are redone from a segment boundary before
+--     that event, as for events in the window. These rows are `identity_changed`: their points
+--     reach back before the window, so fct_paths reads their devices one index range each.
 -- New and edited paths are not planned: fct_paths derives them over all history (its ledger
 -- says which). Without a window the plan is empty: the run rebuilds everything.
 {%- set stored = stored_relation_of('fct_paths') %}
@@ -74,7 +76,8 @@ by_gap as (
         least(window_events.first_at, min(segments.segment_start))
         {%- else -%}
         window_events.first_at
-        {%- endif %} as recompute_from
+        {%- endif %} as recompute_from,
+        false as identity_changed
 
     from window_events
     inner join paths on paths.path_name = window_events.path_name
@@ -94,8 +97,8 @@ by_session as (
         paths.path_name,
         units.unit_id,
         'sessions changed' as reason,
-        case when sessions.identity_changed and paths.unit = 'user' then '-infinity'::timestamptz
-            else sessions.recompute_from end as recompute_from
+        sessions.recompute_from,
+        sessions.identity_changed
 
     from {{ ref('int_sessions_plan') }} as sessions
     cross join paths
@@ -116,31 +119,13 @@ by_session as (
 
 ),
 
-window_identifies as (
+-- Devices whose identity periods the window changes, from their first event (int_sessions_plan
+-- redoes them from their first stored session).
+moved_devices as (
 
-    select anonymous_id, user_id
-    from {{ ref('int_identify_events') }}
-    where {{ retro_in_window('occurred_at') }}
-
-),
-
-last_identify_before as (
-
-    select distinct on (identifies.anonymous_id) identifies.anonymous_id, identifies.user_id
-    from {{ ref('int_identify_events') }} as identifies
-    where identifies.anonymous_id in (select anonymous_id from window_identifies)
-        and identifies.occurred_at < '{{ window.since }}'::timestamptz
-    order by identifies.anonymous_id, identifies.occurred_at desc, identifies.event_id desc
-
-),
-
-identified as (
-
-    select distinct window_identifies.anonymous_id
-    from window_identifies
-    left join last_identify_before
-        on last_identify_before.anonymous_id = window_identifies.anonymous_id
-    where last_identify_before.user_id is distinct from window_identifies.user_id
+    select anonymous_id, recompute_from as first_at
+    from {{ ref('int_sessions_plan') }}
+    where identity_changed
 
 ),
 
@@ -150,17 +135,29 @@ by_identity as (
         paths.path_name,
         moved.unit_id,
         'identity changed' as reason,
-        '-infinity'::timestamptz as recompute_from
+        {% if stored is not none -%}
+        least(moved.first_at, min(segments.segment_start))
+        {%- else -%}
+        moved.first_at
+        {%- endif %} as recompute_from,
+        true as identity_changed
 
     from paths
     cross join (
-        select anonymous_id, 'device:' || anonymous_id as unit_id from identified
+        select anonymous_id, first_at, 'device:' || anonymous_id as unit_id from moved_devices
         union all
-        select persons.anonymous_id, persons.person_id
-        from persons
-        inner join identified on identified.anonymous_id = persons.anonymous_id
+        select moved_devices.anonymous_id, moved_devices.first_at, persons.person_id
+        from moved_devices
+        inner join persons on persons.anonymous_id = moved_devices.anonymous_id
     ) as moved
-    where paths.unit = 'user'
+    {% if stored is not none -%}
+    left join {{ stored }} as segments
+        on segments.path_name = paths.path_name
+        and segments.unit_id = moved.unit_id
+        and segments.segment_end >= moved.first_at - paths.gap
+    {%- endif %}
+    where paths.unit = 'user' and not paths.gap_session
+    group by paths.path_name, moved.unit_id, moved.first_at
 
 ),
 
@@ -177,7 +174,8 @@ reasons as (
 -- A unit planned for several reasons is redone from the earliest point.
 final as (
 
-    select distinct on (path_name, unit_id) path_name, unit_id, reason, recompute_from
+    select distinct on (path_name, unit_id)
+        path_name, unit_id, reason, recompute_from, identity_changed
     from reasons
     order by path_name, unit_id, recompute_from
 
@@ -186,7 +184,7 @@ final as (
 final as (
 
     select null::text as path_name, null::text as unit_id, null::text as reason,
-        null::timestamptz as recompute_from
+        null::timestamptz as recompute_from, null::boolean as identity_changed
     where false
 
 )

@@ -51,25 +51,26 @@ persons as not materialized (
 {% if window is not none %}
 plan as not materialized (
 
-    select plan.path_name, plan.unit_id, plan.recompute_from, paths.unit
+    select plan.path_name, plan.unit_id, plan.recompute_from, plan.identity_changed, paths.unit
     from {{ ref('int_paths_plan') }} as plan
     inner join paths on paths.path_name = plan.path_name
     where paths.derived
 
 ),
 
--- The devices whose events a planned unit may hold, from the unit's point on.
+-- The devices whose events a planned unit may hold, from the unit's point on; `by_device`
+-- when a unit of theirs is planned for a moved identity (its point may lie days back).
 planned_devices as (
 
-    select path_name, anonymous_id, min(from_at) as from_at
+    select path_name, anonymous_id, min(from_at) as from_at, bool_or(identity_changed) as by_device
     from (
-        select path_name, unit_id as anonymous_id, recompute_from as from_at
+        select path_name, unit_id as anonymous_id, recompute_from as from_at, identity_changed
         from plan where unit = 'device'
         union all
-        select path_name, substr(unit_id, length('device:') + 1), recompute_from
+        select path_name, substr(unit_id, length('device:') + 1), recompute_from, identity_changed
         from plan where unit = 'user' and unit_id like 'device:%'
         union all
-        select plan.path_name, persons.anonymous_id, plan.recompute_from
+        select plan.path_name, persons.anonymous_id, plan.recompute_from, plan.identity_changed
         from plan
         inner join persons on persons.person_id = plan.unit_id
         where plan.unit = 'user'
@@ -90,16 +91,18 @@ events as (
         on planned.path_name = events.path_name
         and planned.anonymous_id = events.anonymous_id
         and events.occurred_at >= planned.from_at
-    where planned.from_at > '-infinity'
+    where not planned.by_device
         and events.occurred_at >= {{ paths_plan_lower_bound() }}
 
     union all
 
-    -- Units redone from the beginning (moved identities): each planned device's whole stream,
-    -- read by index (defined_events and raw.events by anonymous_id; the LATERAL's conditions
-    -- reach them through the stream's grouping), never a labelling of all history, which a
-    -- join does (measured at 10 days: 5.7 s of the run's 7.8 s, growing with history). OFFSET
-    -- 0 keeps PostgreSQL from flattening the LATERAL into that join, as in fct_sessions.
+    -- Devices of units planned for a moved identity, whose points may lie days back: each
+    -- device's stream from its point, read by index (defined_events and raw.events by
+    -- anonymous_id, only the daily partitions from the point on; the LATERAL's conditions reach
+    -- them through the stream's grouping), never a labelling of all history from the earliest
+    -- point, which the join above would do (measured at 10 days: 5.7 s of the run's 7.8 s,
+    -- growing with history). OFFSET 0 keeps PostgreSQL from flattening the LATERAL into that
+    -- join, as in fct_sessions.
     select events.*
     from planned_devices as planned
     cross join lateral (
@@ -107,9 +110,10 @@ events as (
         from {{ ref('int_path_events') }} as device_events
         where device_events.path_name = planned.path_name
             and device_events.anonymous_id = planned.anonymous_id
+            and device_events.occurred_at >= planned.from_at
         offset 0
     ) as events
-    where planned.from_at = '-infinity'
+    where planned.by_device
 
     union all
 
