@@ -81,3 +81,39 @@
     from {{ ref('int_funnel_changed_days') }} as changed
     cross join unnest({{ funnel_periods() }}) as periods (period)
 {%- endmacro %}
+
+
+{#- A subquery: the funnels whose rows in the mart being built are of another version than the
+    current one (edited, new), which a windowed run recomputes over all their days. -#}
+{% macro funnel_mart_rebuilt_funnels() -%}
+    select versions.funnel_name
+    from {{ ref('int_funnel_versions') }} as versions
+    where not exists (
+        select 1 from {{ this }} as mart
+        where mart.funnel_name = versions.funnel_name
+            and mart.content_hash = versions.content_hash
+    )
+{%- endmacro %}
+
+
+{#- A subquery: the facts a funnel mart is built from. All of them, but in a windowed run those
+    entered in the ranges of `ranges` (funnel_name, entered_from, entered_until; read through
+    the facts' (funnel_name, entered_at) index) and every fact of the funnels of `rebuilt`. -#}
+{% macro funnel_mart_facts_of(ranges, rebuilt) -%}
+    {%- if not funnel_mart_incremental() -%}
+    select * from {{ ref('fct_funnel_entries') }}
+    {%- else -%}
+    select facts.*
+    from {{ ranges }} as ranges
+    inner join {{ ref('fct_funnel_entries') }} as facts
+        on facts.funnel_name = ranges.funnel_name
+        and facts.entered_at >= ranges.entered_from
+        and facts.entered_at < ranges.entered_until
+
+    union all
+
+    select facts.*
+    from {{ ref('fct_funnel_entries') }} as facts
+    where facts.funnel_name in (select funnel_name from {{ rebuilt }})
+    {%- endif -%}
+{%- endmacro %}

@@ -44,7 +44,19 @@ persons as (
 ),
 
 {% if window is not none %}
-window_events as (
+-- Devices whose identity periods the window changes, from their first event (int_sessions_plan
+-- redoes them from their first stored session).
+moved_devices as (
+
+    select anonymous_id, recompute_from as first_at
+    from {{ ref('int_sessions_plan') }}
+    where identity_changed
+
+),
+
+-- Per gap path and unit, the first event a run adds to its stream: its first window event, and
+-- for a user unit that a moved device's events join or leave, that device's first event.
+first_changes as (
 
     select
         events.path_name,
@@ -52,7 +64,9 @@ window_events as (
             when paths.unit = 'device' then events.anonymous_id
             else coalesce(persons.person_id, 'device:' || events.anonymous_id)
         end as unit_id,
-        min(events.occurred_at) as first_at
+        'events in the window' as reason,
+        min(events.occurred_at) as first_at,
+        false as identity_changed
 
     from {{ ref('int_path_events') }} as events
     inner join paths on paths.path_name = events.path_name
@@ -64,30 +78,45 @@ window_events as (
     where {{ retro_in_window('events.occurred_at') }} and not paths.gap_session
     group by 1, 2
 
+    union all
+
+    select paths.path_name, moved.unit_id, 'identity changed', moved.first_at, true
+    from paths
+    cross join (
+        select anonymous_id, first_at, 'device:' || anonymous_id as unit_id from moved_devices
+        union all
+        select moved_devices.anonymous_id, moved_devices.first_at, persons.person_id
+        from moved_devices
+        inner join persons on persons.anonymous_id = moved_devices.anonymous_id
+    ) as moved
+    where paths.unit = 'user' and not paths.gap_session
+
 ),
 
+-- From the start of the stored segment that event may extend or join.
 by_gap as (
 
     select
-        window_events.path_name,
-        window_events.unit_id,
-        'events in the window' as reason,
+        changes.path_name,
+        changes.unit_id,
+        changes.reason,
         {% if stored is not none -%}
-        least(window_events.first_at, min(segments.segment_start))
+        least(changes.first_at, min(segments.segment_start))
         {%- else -%}
-        window_events.first_at
+        changes.first_at
         {%- endif %} as recompute_from,
-        false as identity_changed
+        changes.identity_changed
 
-    from window_events
-    inner join paths on paths.path_name = window_events.path_name
+    from first_changes as changes
+    inner join paths on paths.path_name = changes.path_name
     {% if stored is not none -%}
     left join {{ stored }} as segments
-        on segments.path_name = window_events.path_name
-        and segments.unit_id = window_events.unit_id
-        and segments.segment_end >= window_events.first_at - paths.gap
+        on segments.path_name = changes.path_name
+        and segments.unit_id = changes.unit_id
+        and segments.segment_end >= changes.first_at - paths.gap
     {%- endif %}
-    group by window_events.path_name, window_events.unit_id, window_events.first_at
+    group by changes.path_name, changes.unit_id, changes.reason, changes.first_at,
+        changes.identity_changed
 
 ),
 
@@ -119,55 +148,11 @@ by_session as (
 
 ),
 
--- Devices whose identity periods the window changes, from their first event (int_sessions_plan
--- redoes them from their first stored session).
-moved_devices as (
-
-    select anonymous_id, recompute_from as first_at
-    from {{ ref('int_sessions_plan') }}
-    where identity_changed
-
-),
-
-by_identity as (
-
-    select
-        paths.path_name,
-        moved.unit_id,
-        'identity changed' as reason,
-        {% if stored is not none -%}
-        least(moved.first_at, min(segments.segment_start))
-        {%- else -%}
-        moved.first_at
-        {%- endif %} as recompute_from,
-        true as identity_changed
-
-    from paths
-    cross join (
-        select anonymous_id, first_at, 'device:' || anonymous_id as unit_id from moved_devices
-        union all
-        select moved_devices.anonymous_id, moved_devices.first_at, persons.person_id
-        from moved_devices
-        inner join persons on persons.anonymous_id = moved_devices.anonymous_id
-    ) as moved
-    {% if stored is not none -%}
-    left join {{ stored }} as segments
-        on segments.path_name = paths.path_name
-        and segments.unit_id = moved.unit_id
-        and segments.segment_end >= moved.first_at - paths.gap
-    {%- endif %}
-    where paths.unit = 'user' and not paths.gap_session
-    group by paths.path_name, moved.unit_id, moved.first_at
-
-),
-
 reasons as (
 
     select * from by_gap
     union all
     select * from by_session
-    union all
-    select * from by_identity
 
 ),
 

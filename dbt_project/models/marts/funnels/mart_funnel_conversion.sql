@@ -27,16 +27,10 @@ steps as (
 ),
 
 {% if incremental %}
--- Funnels whose rows in the mart are of another version (edited, new): all their days.
+-- Funnels whose rows here are of another version (edited, new): all their days.
 rebuilt_funnels as (
 
-    select versions.funnel_name
-    from {{ ref('int_funnel_versions') }} as versions
-    where not exists (
-        select 1 from {{ this }} as mart
-        where mart.funnel_name = versions.funnel_name
-            and mart.content_hash = versions.content_hash
-    )
+    {{ funnel_mart_rebuilt_funnels() }}
 
 ),
 
@@ -56,32 +50,15 @@ recomputed_ranges as (
     group by changed.funnel_name
 
 ),
-
--- The facts of those ranges, read through the facts' (funnel_name, entered_at) index, so a run
--- costs the periods that changed, not the history.
-recomputed_facts as (
-
-    select facts.*
-    from recomputed_ranges as ranges
-    inner join {{ ref('fct_funnel_entries') }} as facts
-        on facts.funnel_name = ranges.funnel_name
-        and facts.entered_at >= ranges.entered_from
-        and facts.entered_at < ranges.entered_until
-
-    union all
-
-    select facts.*
-    from {{ ref('fct_funnel_entries') }} as facts
-    where facts.funnel_name in (select funnel_name from rebuilt_funnels)
-
-),
-{% else %}
-recomputed_facts as (
-
-    select * from {{ ref('fct_funnel_entries') }}
-
-),
 {% endif %}
+
+-- The facts of those ranges and funnels (all of them in a full build): a windowed run costs the
+-- periods that changed, not the history.
+recomputed_facts as (
+
+    {{ funnel_mart_facts_of('recomputed_ranges', 'rebuilt_funnels') }}
+
+),
 
 -- Each attempt in its day, week and month (only the periods this run recomputes), and there in
 -- the overall group `(all)` and in that of its breakdown value (funnel_breakdown_group).

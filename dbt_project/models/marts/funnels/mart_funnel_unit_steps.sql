@@ -32,41 +32,29 @@ funnels as (
 -- Funnels whose rows here are of another version (edited, new): all their days.
 rebuilt_funnels as (
 
-    select versions.funnel_name
-    from {{ ref('int_funnel_versions') }} as versions
-    where not exists (
-        select 1 from {{ this }} as mart
-        where mart.funnel_name = versions.funnel_name
-            and mart.content_hash = versions.content_hash
-    )
+    {{ funnel_mart_rebuilt_funnels() }}
 
 ),
 
--- The facts of the changed days, read through the facts' (funnel_name, entered_at) index.
-recomputed_facts as (
+-- The changed days, as ranges of entry times.
+recomputed_ranges as (
 
-    select facts.*
-    from {{ ref('int_funnel_changed_days') }} as changed
-    inner join {{ ref('fct_funnel_entries') }} as facts
-        on facts.funnel_name = changed.funnel_name
-        and facts.entered_at >= changed.entry_day::timestamp at time zone 'UTC'
-        and facts.entered_at < (changed.entry_day + 1)::timestamp at time zone 'UTC'
-    where changed.funnel_name not in (select funnel_name from rebuilt_funnels)
-
-    union all
-
-    select facts.*
-    from {{ ref('fct_funnel_entries') }} as facts
-    where facts.funnel_name in (select funnel_name from rebuilt_funnels)
-
-),
-{% else %}
-recomputed_facts as (
-
-    select * from {{ ref('fct_funnel_entries') }}
+    select
+        funnel_name,
+        entry_day::timestamp at time zone 'UTC' as entered_from,
+        (entry_day + 1)::timestamp at time zone 'UTC' as entered_until
+    from {{ ref('int_funnel_changed_days') }}
+    where funnel_name not in (select funnel_name from rebuilt_funnels)
 
 ),
 {% endif %}
+
+-- The facts of those days and funnels (all of them in a full build).
+recomputed_facts as (
+
+    {{ funnel_mart_facts_of('recomputed_ranges', 'rebuilt_funnels') }}
+
+),
 
 final as (
 
