@@ -3,6 +3,7 @@
         materialized='funnel_mart',
         replaced_grain='day',
         indexes=[{'columns': ['funnel_name', 'entry_day', 'step_number', 'unit_id']}],
+        post_hook=after_commit('vacuum (analyze) {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}
@@ -12,9 +13,9 @@
 -- over the days it needs, by step_number, and gets each unit once however many days it entered
 -- on; for a day, week or month that is the mart's `units` of the period's rows.
 --
--- A table, not a view over the facts: a 30-day count then reads its index alone, rows stored
--- in (funnel, day) order, instead of every attempt's wide row and its steps unnested per query
--- (benchmarks/RESULTS.md section 5). A windowed run recomputes the (funnel, day) pairs whose
+-- A table, not a view over the facts: a 30-day count then reads its index alone (the vacuum
+-- after each run marks the pages all-visible, so it never visits the rows), instead of every
+-- attempt's wide row and its steps unnested per query (benchmarks/RESULTS.md section 5). A windowed run recomputes the (funnel, day) pairs whose
 -- facts changed (int_funnel_changed_days) and the funnels whose version changed.
 {%- set incremental = funnel_mart_incremental() %}
 
