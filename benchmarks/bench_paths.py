@@ -36,7 +36,11 @@ from benchmarks.history_growth import (
 
 HISTORY_DAYS = (3, 9, 18)
 QUICK_HISTORY_DAYS = (3, 9)
-PATHS = Family(("int_paths_plan", "fct_paths"), "intermediate.int_paths_plan")
+# The hourly run as Dagster's windowed step runs it: the `gap: session` path's plan reads the
+# sessions plan of the same run, and a moved identity's point comes from it.
+SESSION_MODELS = ("int_sessions_plan", "fct_sessions")
+PATH_MODELS = ("int_paths_plan", "fct_paths")
+PATHS = Family((*SESSION_MODELS, *PATH_MODELS), "intermediate.int_paths_plan")
 EVENTS_VARIABLE = "RETROLYTICS_BENCH_PATH_EVENTS"
 COMPARED = "after_product_view"
 
@@ -145,8 +149,9 @@ def measure(shop: Shop, history: int) -> tuple:
         f"{full / duck_seconds:.1f}",
         timings.planned,
         moved,
-        f"{timings.hourly_seconds():.2f}",
+        f"{timings.hourly_seconds(*PATH_MODELS):.2f}",
         f"{timings.hourly_seconds('int_paths_plan'):.2f}",
+        f"{timings.hourly_seconds(*SESSION_MODELS):.2f}",
     )
 
 
@@ -163,8 +168,9 @@ def run(quick: bool) -> Section:
         section.add(
             f"{loaded.description}. Full build: fct_paths "
             "--full-refresh for both shipped declarations (dbt's model seconds). Hourly run: "
-            "today's partition with a 24 h lookback after that build, int_paths_plan + "
-            f"fct_paths, median of {RERUNS}. DuckDB: {COMPARED}'s labelled stream cut, "
+            "today's partition with a 24 h lookback after that build, with the sessions "
+            "models the paths plan reads (int_sessions_plan, fct_sessions; their seconds in "
+            f"their own column), median of {RERUNS}. DuckDB: {COMPARED}'s labelled stream cut, "
             f"collapsed and anchored with window functions, median of {RERUNS}; both find the "
             f"same number of {COMPARED} paths (DuckDB computes one declaration of two, without "
             "the labelling: the ratio flatters it)."
@@ -182,8 +188,9 @@ def run(quick: bool) -> Section:
                 "ours ÷ DuckDB",
                 "units planned",
                 "of which for a moved identity",
-                "hourly run (s)",
+                "hourly run: paths models (s)",
                 "of which the plan (s)",
+                "same run: sessions models (s)",
             ),
             rows,
         )
