@@ -28,6 +28,7 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -187,14 +188,32 @@ def is_captured_attribute(name: str) -> bool:
 
 
 def canonical_element(element: Element) -> str:
-    parts = [element.tag.lower()]
-    if element.id:
-        parts.append("#" + escape_ident(element.id))
-    parts.extend("." + escape_ident(c) for c in sorted(set(element.classes)))
-    if element.nth_child is not None:
-        parts.append(f":nth-child({element.nth_child})")
-    for name in sorted(element.attributes, key=str.lower):
-        value = element.attributes[name]
+    return _canonical_element(
+        element.tag,
+        element.id,
+        tuple(element.classes),
+        element.nth_child,
+        tuple(element.attributes.items()),
+    )
+
+
+# A site's pages repeat the same few hundred elements (html, body, the header's links) in nearly
+# every event: canonicalising each distinct element once pays for the cache many times over.
+@lru_cache(maxsize=8192)
+def _canonical_element(
+    tag: str,
+    id: str | None,
+    classes: tuple[str, ...],
+    nth_child: int | None,
+    attributes: tuple[tuple[str, str], ...],
+) -> str:
+    parts = [tag.lower()]
+    if id:
+        parts.append("#" + escape_ident(id))
+    parts.extend("." + escape_ident(c) for c in sorted(set(classes)))
+    if nth_child is not None:
+        parts.append(f":nth-child({nth_child})")
+    for name, value in sorted(attributes, key=lambda pair: pair[0].lower()):
         parts.append(f'[{escape_ident(name.lower())}="{escape_value(value)}"]')
     return "".join(parts)
 
