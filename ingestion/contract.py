@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import msgspec
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -382,10 +383,23 @@ def check_time_bounds(occurred_at: datetime, received_at: datetime) -> None:
         )
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
 def _json_column(value: Any, field: str) -> str:
     """JSON text for a jsonb column. A number JSON can spell but jsonb cannot hold (1e999 parses
     to infinity) or Python cannot print (an integer of thousands of digits) refuses the event
-    here, naming the field, instead of failing the whole batch's COPY."""
+    here, naming the field, instead of failing the whole batch's COPY.
+
+    msgspec encodes; its text differs from json.dumps' only where jsonb stores the same value
+    (spacing, escapes, "1e16" for "1e+16"). It writes NaN and infinity as null, though, so text
+    with a null in it, and what msgspec cannot encode, take json.dumps, which refuses them."""
+    try:
+        encoded = _encode_json(value)
+    except (msgspec.EncodeError, OverflowError, TypeError, ValueError):
+        encoded = None
+    if encoded is not None and b"null" not in encoded:
+        return encoded.decode()
     try:
         return json.dumps(value, allow_nan=False)
     except ValueError as exc:
