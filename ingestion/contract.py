@@ -29,7 +29,7 @@ import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -43,6 +43,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+if TYPE_CHECKING:  # it reads the plain message fast, into look-alikes of the models below
+    from ingestion import fast_contract
 
 MAX_MESSAGE_BYTES = 64 * 1024
 # Deeper JSON than this is refused: Python's json and json.dumps recurse per level, and no
@@ -307,6 +310,11 @@ def _refuse_constant(name: str) -> Any:
 _NEEDS_SLOW_PATH = re.compile(rb"\\u0000|\\u[dD]|NaN|Infinity")
 
 
+def needs_slow_path(payload: bytes) -> bool:
+    """Whether the message spells something only json.loads and ``_storable`` make storable."""
+    return _NEEDS_SLOW_PATH.search(payload) is not None
+
+
 def parse_message(payload: bytes | None) -> RawEvent:
     """Validate one Kafka message value; raise ContractViolation naming what is wrong."""
     if payload is None:
@@ -316,7 +324,7 @@ def parse_message(payload: bytes | None) -> RawEvent:
             f"message is {len(payload)} bytes, larger than the {MAX_MESSAGE_BYTES}-byte limit"
         )
     check_json_depth(payload)
-    if not _NEEDS_SLOW_PATH.search(payload):
+    if not needs_slow_path(payload):
         # Fast path: pydantic parses and validates the bytes in one go. Anything it refuses
         # takes the slow path below, which names the problem precisely.
         try:
@@ -406,7 +414,7 @@ def _json_column(value: Any, field: str) -> str:
         raise ContractViolation(f"{field}: holds a number that cannot be stored ({exc})") from None
 
 
-def _unknown_fields(event: RawEvent) -> dict[str, Any]:
+def _unknown_fields(event: RawEvent | fast_contract.Event) -> dict[str, Any]:
     extra = dict(event.model_extra or {})
     if event.page is not None and event.page.model_extra:
         extra["page"] = event.page.model_extra
@@ -414,7 +422,11 @@ def _unknown_fields(event: RawEvent) -> dict[str, Any]:
 
 
 def to_row(
-    event: RawEvent, *, received_at: datetime, partition: int | None, offset: int | None
+    event: RawEvent | fast_contract.Event,
+    *,
+    received_at: datetime,
+    partition: int | None,
+    offset: int | None,
 ) -> tuple:
     """The ``raw.events`` row for an event, in ``EVENT_COLUMNS`` order."""
     received_at = event.received_at or received_at

@@ -37,6 +37,7 @@ from psycopg.types.json import Jsonb
 
 from ingestion import erasure, schema, user_agents
 from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
+from ingestion.fast_contract import read_message
 from ingestion.progress import Progress
 from ingestion.redaction import Redaction, redact
 from ingestion.settings import Settings
@@ -171,7 +172,7 @@ def _row_or_reason(record: Record, rules: Redaction) -> tuple[tuple | None, str 
     Never raises: one message that trips an unforeseen error must not stop the partition behind
     it, so it becomes a dead letter too."""
     try:
-        event = parse_message(record.value)
+        event = read_message(record.value)
         redacted = redact(event, rules)
         row = to_row(
             event,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ingestion.contract import RawEvent, canonical_hierarchy
+from ingestion.fast_contract import Event
 
 DEFAULT_QUERY_PARAMETERS = frozenset(
     {
@@ -70,7 +71,7 @@ class Redaction:
         object.__setattr__(self, "_patterns", tuple(re.compile(p) for p in self.private_text))
 
 
-def redact(event: RawEvent, rules: Redaction) -> bool:
+def redact(event: RawEvent | Event, rules: Redaction) -> bool:
     """Apply the rules to the event in place; whether anything was removed or replaced."""
     changed = False
     if event.page is not None:
