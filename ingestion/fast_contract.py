@@ -121,18 +121,22 @@ def decode(payload: bytes) -> Event | None:
     """The event, if the message is plain and valid; None sends it to pydantic."""
     try:
         event = _decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return None  # UnicodeDecodeError: invalid UTF-8 inside a string
     return event if _stripped(event) and _has_what_its_type_needs(event) else None
 
 
 def _stripped(event: Event) -> bool:
     """Whether pydantic's str_strip_whitespace (RawEvent's strings and the keys of its dicts)
     would leave the event as it is."""
-    texts = (event.name, event.anonymous_id, event.user_id, event.session_id)
-    return all(text is None or text == text.strip() for text in texts) and all(
-        key == key.strip() for keys in (event.context, event.properties) for key in keys
-    )
+    for text in (event.name, event.anonymous_id, event.user_id, event.session_id):
+        if text is not None and text != text.strip():
+            return False
+    for keys in (event.context, event.properties):
+        for key in keys:
+            if key != key.strip():
+                return False
+    return True
 
 
 def _has_what_its_type_needs(event: Event) -> bool:

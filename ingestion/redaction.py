@@ -110,6 +110,8 @@ def redact(event: RawEvent | Event, rules: Redaction) -> bool:
 
 
 def _without_parameters(url: str, names: frozenset[str]) -> str:
+    if "?" not in url:  # no query to clean: spare splitting the URL
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -20,6 +20,7 @@ from ingestion.contract import ContractViolation, parse_message, to_row
 from ingestion.fast_contract import decode, read_message
 from ingestion.redaction import Redaction, redact
 from tests.support.factories import BASE_TIME, click_event, encode, pageview_event
+from tests.unit.test_contract import BAD_MESSAGES
 
 RULES = Redaction(private_text=(r"(^|;)form#cart",), hash_properties=frozenset({"query"}))
 
@@ -88,6 +89,20 @@ def test_what_the_fast_path_cannot_read_exactly_is_left_to_pydantic(kind: str) -
     assert decode(payload) is None
     assert _outcome(parse_message, payload)[0] == "row"
     _assert_same_as_the_contract(payload)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MESSAGES))
+def test_bad_messages_are_refused_with_the_contracts_reason(kind: str) -> None:
+    payload, _ = BAD_MESSAGES[kind]
+    assert _outcome(read_message, payload) == _outcome(parse_message, payload)
+    assert _outcome(read_message, payload)[0] == "refused"
+
+
+def _with_bytes(payload: bytes, spliced: bytes, where: int) -> bytes:
+    """The message with raw bytes put inside one of its strings (after a quote)."""
+    quotes = [i for i, byte in enumerate(payload) if byte == ord('"')]
+    at = quotes[where % len(quotes)] + 1
+    return payload[:at] + spliced + payload[at:]
 
 
 json_scalars = (
@@ -165,8 +180,16 @@ def mutated_events(draw: st.DrawFn) -> bytes:
     return encode(event)
 
 
+raw_bytes_in_strings = st.builds(
+    _with_bytes,
+    mutated_events(),
+    st.sampled_from([b"\xc3\x28", b"\xff", b"\xed\xa0\x80", b"\x00", b"\\x41", b"\\u00e9"]),
+    st.integers(min_value=0),
+)
+
+
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payload=mutated_events())
+@given(payload=mutated_events() | raw_bytes_in_strings)
 def test_any_message_is_decided_and_stored_as_the_contract_does(payload: bytes) -> None:
     if decode(payload) is not None:
         assert _outcome(parse_message, payload)[0] == "row"
