@@ -306,14 +306,18 @@ def _refuse_constant(name: str) -> Any:
     raise ContractViolation(f"message is not JSON: {name} is not a JSON value")
 
 
-# Spellings that only the slow path handles: NUL and surrogate escapes, NaN and Infinity.
-_SLOW_PATH_SPELLINGS = (b"\\u0000", b"\\ud", b"\\uD", b"NaN", b"Infinity")
+_RARE_ESCAPE = re.compile(rb"\\u0000|\\u[dD]")
 
 
 def needs_slow_path(payload: bytes) -> bool:
-    """Whether the message spells something only json.loads and ``_storable`` make storable.
-    (Five substring searches cost a fifth of one regex with alternatives over the message.)"""
-    return any(spelling in payload for spelling in _SLOW_PATH_SPELLINGS)
+    """Whether the message spells something only json.loads and ``_storable`` make storable:
+    NUL and surrogate escapes, NaN and Infinity. Substring searches first: cheaper than one
+    regex with alternatives, which tries each at every byte of the message."""
+    return (
+        b"NaN" in payload
+        or b"Infinity" in payload
+        or (b"\\u" in payload and _RARE_ESCAPE.search(payload) is not None)
+    )
 
 
 def parse_message(payload: bytes | None) -> RawEvent:
