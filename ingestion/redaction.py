@@ -25,6 +25,7 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ingestion.contract import RawEvent, canonical_hierarchy
@@ -112,6 +113,13 @@ def redact(event: RawEvent | Event, rules: Redaction) -> bool:
 def _without_parameters(url: str, names: frozenset[str]) -> str:
     if "?" not in url:  # no query to clean: spare splitting the URL
         return url
+    return _cleaned_query(url, names)
+
+
+# Landing pages, listings and referrers repeat their URLs many times over: parse each once.
+# A URL is at most contract.MAX_URL_LENGTH characters, so the cache holds a few MB at most.
+@lru_cache(maxsize=1024)
+def _cleaned_query(url: str, names: frozenset[str]) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
