@@ -177,7 +177,7 @@ def _row_or_reason(record: Record, rules: Redaction) -> tuple[tuple | None, str 
         redacted = redact(event, rules)
         row = to_row(
             event,
-            received_at=record.broker_time,
+            received_at=event.received_at or record.broker_time,  # the broker's if not stamped
             partition=record.partition,
             offset=record.offset,
         )
