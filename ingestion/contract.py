@@ -192,12 +192,13 @@ def is_captured_attribute(name: str) -> bool:
 
 
 def canonical_element(element: Element) -> str:
+    attributes = element.attributes
     return _canonical_element(
         element.tag,
         element.id,
         tuple(element.classes),
         element.nth_child,
-        tuple(element.attributes.items()),
+        tuple(attributes.items()) if attributes else (),
     )
 
 

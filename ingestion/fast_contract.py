@@ -67,7 +67,8 @@ NthChild = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 class Element(msgspec.Struct, forbid_unknown_fields=True):
     tag: Tag
     id: AttributeValue | None = None
-    classes: Annotated[list[ClassName], msgspec.Meta(max_length=64)] = []
+    # A tuple: canonical_element's cache key takes it as it is.
+    classes: Annotated[tuple[ClassName, ...], msgspec.Meta(max_length=64)] = ()
     nth_child: NthChild | None = None
     attributes: Annotated[dict[AttributeName, AttributeValue], msgspec.Meta(max_length=64)] = {}
 
