@@ -3,7 +3,8 @@
 A Kafka message is one JSON object. This module validates it (pydantic), normalises it and turns
 it into a ``raw.events`` row, including the canonical element-hierarchy string that compiled CSS
 selectors match (``retrolytics.language.selectors``). Unknown top-level fields are kept in the
-``extra`` column, never dropped.
+``extra`` column, never dropped. The loader reads plain messages faster with msgspec
+(``ingestion.fast_contract``), which leaves any other message to this module.
 
 The canonical hierarchy string
 ------------------------------
