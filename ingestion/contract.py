@@ -3,7 +3,8 @@
 A Kafka message is one JSON object. This module validates it (pydantic), normalises it and turns
 it into a ``raw.events`` row, including the canonical element-hierarchy string that compiled CSS
 selectors match (``retrolytics.language.selectors``). Unknown top-level fields are kept in the
-``extra`` column, never dropped.
+``extra`` column, never dropped. The loader reads plain messages faster with msgspec
+(``ingestion.fast_contract``), which leaves any other message to this module.
 
 The canonical hierarchy string
 ------------------------------
@@ -28,9 +29,11 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
+import msgspec
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -41,6 +44,9 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+if TYPE_CHECKING:  # it reads the plain message fast, into look-alikes of the models below
+    from ingestion import fast_contract
 
 MAX_MESSAGE_BYTES = 64 * 1024
 # Deeper JSON than this is refused: Python's json and json.dumps recurse per level, and no
@@ -187,14 +193,33 @@ def is_captured_attribute(name: str) -> bool:
 
 
 def canonical_element(element: Element) -> str:
-    parts = [element.tag.lower()]
-    if element.id:
-        parts.append("#" + escape_ident(element.id))
-    parts.extend("." + escape_ident(c) for c in sorted(set(element.classes)))
-    if element.nth_child is not None:
-        parts.append(f":nth-child({element.nth_child})")
-    for name in sorted(element.attributes, key=str.lower):
-        value = element.attributes[name]
+    attributes = element.attributes
+    return _canonical_element(
+        element.tag,
+        element.id,
+        tuple(element.classes),
+        element.nth_child,
+        tuple(attributes.items()) if attributes else (),
+    )
+
+
+# A site's pages repeat the same few hundred elements (html, body, the header's links) in nearly
+# every event: canonicalising each distinct element once pays for the cache many times over.
+@lru_cache(maxsize=8192)
+def _canonical_element(
+    tag: str,
+    id: str | None,
+    classes: tuple[str, ...],
+    nth_child: int | None,
+    attributes: tuple[tuple[str, str], ...],
+) -> str:
+    parts = [tag.lower()]
+    if id:
+        parts.append("#" + escape_ident(id))
+    parts.extend("." + escape_ident(c) for c in sorted(set(classes)))
+    if nth_child is not None:
+        parts.append(f":nth-child({nth_child})")
+    for name, value in sorted(attributes, key=lambda pair: pair[0].lower()):
         parts.append(f'[{escape_ident(name.lower())}="{escape_value(value)}"]')
     return "".join(parts)
 
@@ -283,8 +308,18 @@ def _refuse_constant(name: str) -> Any:
     raise ContractViolation(f"message is not JSON: {name} is not a JSON value")
 
 
-# Spellings that only the slow path handles: NUL and surrogate escapes, NaN and Infinity.
-_NEEDS_SLOW_PATH = re.compile(rb"\\u0000|\\u[dD]|NaN|Infinity")
+_RARE_ESCAPE = re.compile(rb"\\u0000|\\u[dD]")
+
+
+def needs_slow_path(payload: bytes) -> bool:
+    """Whether the message spells something only json.loads and ``_storable`` make storable:
+    NUL and surrogate escapes, NaN and Infinity. Substring searches first: cheaper than one
+    regex with alternatives, which tries each at every byte of the message."""
+    return (
+        b"NaN" in payload
+        or b"Infinity" in payload
+        or (b"\\u" in payload and _RARE_ESCAPE.search(payload) is not None)
+    )
 
 
 def parse_message(payload: bytes | None) -> RawEvent:
@@ -296,7 +331,7 @@ def parse_message(payload: bytes | None) -> RawEvent:
             f"message is {len(payload)} bytes, larger than the {MAX_MESSAGE_BYTES}-byte limit"
         )
     check_json_depth(payload)
-    if not _NEEDS_SLOW_PATH.search(payload):
+    if not needs_slow_path(payload):
         # Fast path: pydantic parses and validates the bytes in one go. Anything it refuses
         # takes the slow path below, which names the problem precisely.
         try:
@@ -363,17 +398,30 @@ def check_time_bounds(occurred_at: datetime, received_at: datetime) -> None:
         )
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
 def _json_column(value: Any, field: str) -> str:
     """JSON text for a jsonb column. A number JSON can spell but jsonb cannot hold (1e999 parses
     to infinity) or Python cannot print (an integer of thousands of digits) refuses the event
-    here, naming the field, instead of failing the whole batch's COPY."""
+    here, naming the field, instead of failing the whole batch's COPY.
+
+    msgspec encodes; its text differs from json.dumps' only where jsonb stores the same value
+    (spacing, escapes, "1e16" for "1e+16"). It writes NaN and infinity as null, though, so text
+    with a null in it, and what msgspec cannot encode, take json.dumps, which refuses them."""
+    try:
+        encoded = _encode_json(value)
+    except (msgspec.EncodeError, OverflowError, TypeError, ValueError):
+        encoded = None
+    if encoded is not None and b"null" not in encoded:
+        return encoded.decode()
     try:
         return json.dumps(value, allow_nan=False)
     except ValueError as exc:
         raise ContractViolation(f"{field}: holds a number that cannot be stored ({exc})") from None
 
 
-def _unknown_fields(event: RawEvent) -> dict[str, Any]:
+def _unknown_fields(event: RawEvent | fast_contract.Event) -> dict[str, Any]:
     extra = dict(event.model_extra or {})
     if event.page is not None and event.page.model_extra:
         extra["page"] = event.page.model_extra
@@ -381,7 +429,11 @@ def _unknown_fields(event: RawEvent) -> dict[str, Any]:
 
 
 def to_row(
-    event: RawEvent, *, received_at: datetime, partition: int | None, offset: int | None
+    event: RawEvent | fast_contract.Event,
+    *,
+    received_at: datetime,
+    partition: int | None,
+    offset: int | None,
 ) -> tuple:
     """The ``raw.events`` row for an event, in ``EVENT_COLUMNS`` order."""
     received_at = event.received_at or received_at

@@ -33,10 +33,12 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from psycopg.types.json import Jsonb
+from psycopg import postgres, pq
+from psycopg.adapt import Dumper
 
 from ingestion import erasure, schema, user_agents
 from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
+from ingestion.fast_contract import read_message
 from ingestion.progress import Progress
 from ingestion.redaction import Redaction, redact
 from ingestion.settings import Settings
@@ -171,11 +173,11 @@ def _row_or_reason(record: Record, rules: Redaction) -> tuple[tuple | None, str 
     Never raises: one message that trips an unforeseen error must not stop the partition behind
     it, so it becomes a dead letter too."""
     try:
-        event = parse_message(record.value)
+        event = read_message(record.value)
         redacted = redact(event, rules)
         row = to_row(
             event,
-            received_at=record.broker_time,
+            received_at=event.received_at or record.broker_time,  # the broker's if not stamped
             partition=record.partition,
             offset=record.offset,
         )
@@ -226,7 +228,6 @@ def _stored_offsets(
 _column_types: weakref.WeakKeyDictionary[psycopg.Connection, list[str]] = (
     weakref.WeakKeyDictionary()
 )
-_JSONB_COLUMNS = tuple(EVENT_COLUMNS.index(c) for c in ("properties", "context", "extra"))
 
 
 def _types_of_columns(conn: psycopg.Connection) -> list[str]:
@@ -240,20 +241,26 @@ def _types_of_columns(conn: psycopg.Connection) -> list[str]:
     return _column_types[conn]
 
 
-def _as_text(value: str) -> str:
-    return value
+class _JsonTextDumper(Dumper):
+    """Binary jsonb from the JSON text the rows already hold (``contract.to_row``): the COPY's
+    dumper for jsonb columns, chosen by type (``set_types``), so rows go in without a wrapper."""
+
+    format = pq.Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()  # jsonb's binary format: a version byte, then the text
 
 
 def _copy_rows(conn: psycopg.Connection, table: str, rows: list[tuple]) -> None:
     types = _types_of_columns(conn)
     statement = f"copy {table} ({_COLUMN_LIST}) from stdin (format binary)"
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(types)
-        for row in rows:
-            values = list(row)
-            for index in _JSONB_COLUMNS:  # already JSON text: send it as it is
-                values[index] = Jsonb(values[index], dumps=_as_text)
-            copy.write_row(values)
+    with conn.cursor() as cur:
+        cur.adapters.register_dumper(None, _JsonTextDumper)  # this cursor's COPY only
+        with cur.copy(statement) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
 
 
 def _insert_deduplicated(conn: psycopg.Connection, rows: list[tuple]) -> int:

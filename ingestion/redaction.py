@@ -25,9 +25,11 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ingestion.contract import RawEvent, canonical_hierarchy
+from ingestion.fast_contract import Event
 
 DEFAULT_QUERY_PARAMETERS = frozenset(
     {
@@ -70,7 +72,7 @@ class Redaction:
         object.__setattr__(self, "_patterns", tuple(re.compile(p) for p in self.private_text))
 
 
-def redact(event: RawEvent, rules: Redaction) -> bool:
+def redact(event: RawEvent | Event, rules: Redaction) -> bool:
     """Apply the rules to the event in place; whether anything was removed or replaced."""
     changed = False
     if event.page is not None:
@@ -109,6 +111,15 @@ def redact(event: RawEvent, rules: Redaction) -> bool:
 
 
 def _without_parameters(url: str, names: frozenset[str]) -> str:
+    if "?" not in url:  # no query to clean: spare splitting the URL
+        return url
+    return _cleaned_query(url, names)
+
+
+# Landing pages, listings and referrers repeat their URLs many times over: parse each once.
+# A URL is at most contract.MAX_URL_LENGTH characters, so the cache holds a few MB at most.
+@lru_cache(maxsize=1024)
+def _cleaned_query(url: str, names: frozenset[str]) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
