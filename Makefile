@@ -32,7 +32,7 @@ install:
 # apt-get for both: two at once would race for dpkg's lock.
 DEBIAN_PACKAGES = chromium shellcheck
 debian-packages:
-	@missing="$$(for package in $(DEBIAN_PACKAGES); do command -v $$package >/dev/null || echo $$package; done)"; \
+	@missing="$$(for package in $(DEBIAN_PACKAGES); do command -v $$package >/dev/null || printf '%s ' $$package; done)"; \
 		test -z "$$missing" || $(APT) "apt-get update -qq && apt-get install -y -qq $$missing"
 
 # actionlint, upstream, built from the Go module proxy (its PyPI wrapper downloads the binary when
