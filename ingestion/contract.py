@@ -435,7 +435,9 @@ def to_row(
     partition: int | None,
     offset: int | None,
 ) -> tuple:
-    """The ``raw.events`` row for an event, in ``EVENT_COLUMNS`` order."""
+    """The ``raw.events`` row for an event, in ``EVENT_COLUMNS`` order. ``received_at`` is the
+    fallback (the broker's or the caller's time): the collector's stamp, if the event has one,
+    wins."""
     received_at = event.received_at or received_at
     check_time_bounds(event.occurred_at, received_at)
     target = event.target

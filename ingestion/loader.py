@@ -177,7 +177,7 @@ def _row_or_reason(record: Record, rules: Redaction) -> tuple[tuple | None, str 
         redacted = redact(event, rules)
         row = to_row(
             event,
-            received_at=event.received_at or record.broker_time,  # the broker's if not stamped
+            received_at=record.broker_time,  # to_row keeps the collector's stamp if it has one
             partition=record.partition,
             offset=record.offset,
         )

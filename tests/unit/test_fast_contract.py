@@ -9,15 +9,16 @@ offset), since pydantic's and the standard library's time zone objects are diffe
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from demo.traffic import generate_events
-from ingestion.contract import ContractViolation, parse_message, to_row
+from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
 from ingestion.fast_contract import decode, read_message
+from ingestion.loader import Record, _row_or_reason
 from ingestion.redaction import Redaction, redact
 from tests.support.factories import BASE_TIME, click_event, encode, pageview_event
 from tests.unit.test_contract import BAD_MESSAGES
@@ -194,3 +195,24 @@ def test_any_message_is_decided_and_stored_as_the_contract_does(payload: bytes) 
     if decode(payload) is not None:
         assert _outcome(parse_message, payload)[0] == "row"
     _assert_same_as_the_contract(payload)
+
+
+def test_the_loader_keeps_the_collectors_stamp_else_takes_the_brokers_time() -> None:
+    """``received_at``: the collector's stamp when the message has one, else the broker's."""
+    broker_time = BASE_TIME + timedelta(minutes=5)
+    stamped = pageview_event()
+    unstamped = {key: value for key, value in pageview_event().items() if key != "received_at"}
+    received = []
+    for event in (stamped, unstamped):
+        record = Record(
+            topic="events",
+            partition=0,
+            offset=0,
+            key=None,
+            value=encode(event),
+            timestamp_ms=int(broker_time.timestamp() * 1000),
+        )
+        row, reason, _ = _row_or_reason(record, RULES)
+        assert reason is None, reason
+        received.append(row[EVENT_COLUMNS.index("received_at")])
+    assert received == [BASE_TIME + timedelta(seconds=1), broker_time]
