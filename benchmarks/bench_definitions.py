@@ -64,6 +64,8 @@ NEW_SELECTIVE = {
     "match": [{"type": "click", "selector": 'button#add-to-cart[data-product-id="102"]'}],
 }
 PER_DAY_VARIABLE = "RETROLYTICS_BENCH_DEFINITIONS_PER_DAY"  # events per day, default 20000
+# Set (e.g. 10000000, the issue's size): only the new definition over 30 days, at that size.
+EVENTS_VARIABLE = "RETROLYTICS_BENCH_DEFINITIONS_EVENTS"
 
 
 # -- shared by the dbt benchmarks -----------------------------------------------------------
@@ -553,7 +555,56 @@ def traffic(per_day: int, days: int) -> tuple[list[date], Iterator[dict]]:
     return all_days, generate_events(per_day * days, days, seed=11, until=until)
 
 
+NEW_DEFINITION_COLUMNS = (
+    "history days",
+    "raw events",
+    "rows of the new definition (share of events)",
+    "hourly run with it (s)",
+    "same run, nothing new, median (s)",
+    "the new definition alone: difference (s)",
+    "full rebuild (s)",
+    "÷ full rebuild (run / difference)",
+)
+
+
+def run_new_definition_at_scale(events: int) -> Section:
+    """Only the new-definition table, on 30 days of history at ``events`` events (the bulk
+    path): the other tables rebuild and rerun per history and per definition count, hours at
+    this size."""
+    from benchmarks.bulk import load_scaled  # bulk imports load_events from this module
+
+    history = max(HISTORY_DAYS)
+    section = Section(
+        "3b. Definitions: a new definition over all history at the issue's size",
+        f"{EVENTS_VARIABLE}={events} python -m benchmarks --only definitions",
+    )
+    with scratch("definitions") as settings, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        days, _ = traffic(1, history + 1)
+        stored, how = load_scaled(
+            settings.database_url, events, lambda n: traffic(n // (history + 1), history + 1)[1]
+        )
+        warehouse = Warehouse(settings.database_url, work, days)
+        shipped = warehouse.use(SHIPPED_DEFINITIONS).definitions
+        build, _ = warehouse.build_history(history)
+        raw = _count(warehouse.url, "select count(*) from raw.events")
+        row = (history, raw, *new_definition(warehouse, with_new_definition(work), raw))
+        section.add(
+            f"{stored} shop events over {history + 1} days: {how}. A new selective definition "
+            f"(`{NEW_SELECTIVE['name']}`) derived over all history by an hourly run (the newest "
+            "hour, no lookback), beside the same run with nothing new and a full rebuild of the "
+            f"{shipped} shipped definitions over the {history} days before the newest."
+        )
+        section.lines.append("")
+        section.table(NEW_DEFINITION_COLUMNS, _new_definition_table([(*row, f"{build:.2f}")]))
+    return section
+
+
 def run(quick: bool) -> Section:
+    if os.environ.get(EVENTS_VARIABLE) and not quick:
+        from benchmarks.bulk import event_count
+
+        return run_new_definition_at_scale(event_count(EVENTS_VARIABLE, 10_000_000))
     per_day = int(os.environ.get(PER_DAY_VARIABLE) or (3_000 if quick else 20_000))
     section = Section(
         "3. Definitions: the daily defined_events run as history and definitions grow",
@@ -589,19 +640,7 @@ def run(quick: bool) -> Section:
             f"rebuild of the {shipped} shipped definitions:",
             "",
         ]
-        section.table(
-            (
-                "history days",
-                "raw events",
-                "rows of the new definition (share of events)",
-                "hourly run with it (s)",
-                "same run, nothing new, median (s)",
-                "the new definition alone: difference (s)",
-                "full rebuild (s)",
-                "÷ full rebuild (run / difference)",
-            ),
-            _new_definition_table(new_rows),
-        )
+        section.table(NEW_DEFINITION_COLUMNS, _new_definition_table(new_rows))
         rederive = rederivation(warehouse, work)
         section.lines += ["", "Definitions (7 days of history):", ""]
         section.table(

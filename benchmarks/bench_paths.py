@@ -26,6 +26,7 @@ import psycopg
 from benchmarks.common import Section
 from benchmarks.history_growth import (
     RERUNS,
+    SESSION_MODELS,
     Family,
     Shop,
     build_and_rerun,
@@ -38,7 +39,6 @@ HISTORY_DAYS = (3, 9, 18)
 QUICK_HISTORY_DAYS = (3, 9)
 # The hourly run as Dagster's windowed step runs it: the `gap: session` path's plan reads the
 # sessions plan of the same run, and a moved identity's point comes from it.
-SESSION_MODELS = ("int_sessions_plan", "fct_sessions")
 PATH_MODELS = ("int_paths_plan", "fct_paths")
 PATHS = Family((*SESSION_MODELS, *PATH_MODELS), "intermediate.int_paths_plan")
 EVENTS_VARIABLE = "RETROLYTICS_BENCH_PATH_EVENTS"

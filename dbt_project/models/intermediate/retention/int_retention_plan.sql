@@ -13,8 +13,8 @@
 -- its cells by the mart, so a late start event older than the unit's first one moves it.
 --
 -- A device whose identity periods the window changes (its first identify, or another user
--- than its last identify before the window; the rule of int_sessions_plan) is redone whole
--- (recompute_from = -infinity): its events may belong to another person now.
+-- than its last identify before the window: int_sessions_plan's `identity_changed`) is redone
+-- whole (recompute_from = -infinity): its events may belong to another person now.
 --
 -- A session breakdown reads the start event's session: the devices whose sessions this run
 -- re-derives (int_sessions_plan) are rebuilt from the period of the first re-derived session.
@@ -25,8 +25,8 @@
 -- Empty without a window: such a run rebuilds every cell.
 {%- set window = retro_window() %}
 {%- set needs = retention_breakdown_needs() %}
--- depends_on: {{ ref('int_sessions_plan') }}
 -- depends_on: {{ ref('int_device_persons') }}
+-- depends_on: {{ ref('int_identify_events') }}
 
 with
 
@@ -53,34 +53,12 @@ window_rows as (
 
 ),
 
-window_identifies as (
-
-    select anonymous_id, user_id
-    from {{ ref('int_identify_events') }}
-    where {{ retro_in_window('occurred_at') }}
-        and {{ 'true' if window is not none else 'false' }}
-
-),
-
-last_identify_before as (
-
-    select distinct on (identifies.anonymous_id) identifies.anonymous_id, identifies.user_id
-    from {{ ref('int_identify_events') }} as identifies
-    where identifies.anonymous_id in (select anonymous_id from window_identifies)
-        and {% if window is none %}false{% else -%}
-        identifies.occurred_at < '{{ window.since }}'::timestamptz{% endif %}
-    order by identifies.anonymous_id, identifies.occurred_at desc, identifies.event_id desc
-
-),
-
+-- The devices whose identity periods the window changes: int_sessions_plan's rule, read there.
 identified as (
 
-    select window_identifies.anonymous_id
-    from window_identifies
-    left join last_identify_before
-        on last_identify_before.anonymous_id = window_identifies.anonymous_id
-    where last_identify_before.user_id is distinct from window_identifies.user_id
-    group by window_identifies.anonymous_id
+    select anonymous_id
+    from {{ ref('int_sessions_plan') }}
+    where identity_changed and {{ 'true' if window is not none else 'false' }}
 
 ),
 
