@@ -1,8 +1,8 @@
 {#-
     distributed_table: a table rebuilt by each run (or, with `append: true`, added to), created
     EMPTY from the model's contract and distributed through the single Citus switch, then filled
-    by the model's one INSERT ... SELECT. Only DDL and distribution here: what the rows are is the
-    model's SQL.
+    by the model's one INSERT ... SELECT, then analyzed. Only DDL, distribution and statistics
+    here: what the rows are is the model's SQL.
 
     Configs: distributed_by (the distribution column, colocated with raw.events; default
     anonymous_id), reference (true: a reference table instead, a copy on every node, for a
@@ -51,7 +51,16 @@
         {{ distributed_insert(target_relation, sql) }}
     {%- endcall -%}
 
-    {{ return(distributed_finish(target_relation, post_hooks)) }}
+    {%- set result = distributed_finish(target_relation, post_hooks) -%}
+    {#- Rewritten whole (or appended to) by every run, so its statistics describe the previous
+        run's rows, often none (a windowed plan is empty after a full build), and the next model
+        is planned before autovacuum comes by. Planned as near empty, the 8,000 devices of an
+        hourly paths plan were nested-loop joined: fct_paths took 50 s instead of 2
+        (benchmarks/RESULTS.md, 4c). After the commit, as an after_commit hook runs. -#}
+    {%- call statement('analyze', auto_begin=False) -%}
+        analyze {{ target_relation }}
+    {%- endcall -%}
+    {{ return(result) }}
 {%- endmaterialization %}
 
 

@@ -3,7 +3,6 @@
         materialized='distributed_table',
         append=true,
         indexes=[{'columns': ['recorded_at']}],
-        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- The identity snapshot: each state of a device's identity periods (int_device_persons) that a

@@ -2,7 +2,6 @@
     config(
         materialized='distributed_table',
         reference=true,
-        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- Which element hierarchies of this run's window match which selectors: one row per distinct

@@ -3,7 +3,6 @@
         materialized='distributed_table',
         distributed_by='unit_id',
         indexes=[{'columns': ['unit_id', 'funnel_name']}],
-        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_funnel_step_events') }}

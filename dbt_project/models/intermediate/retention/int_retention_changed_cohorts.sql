@@ -2,7 +2,6 @@
     config(
         materialized='distributed_table',
         distributed_by='retention_name',
-        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_retention_plan') }}

@@ -1,7 +1,6 @@
 {{
     config(
         materialized='distributed_table',
-        post_hook=after_commit('analyze {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_retention_plan') }}

@@ -6,8 +6,13 @@
         plan_model='int_paths_plan',
         replaced_from='segment_start',
         indexes=[{'columns': ['path_name', 'unit_id', 'segment_start']}],
+        pre_hook='set local enable_nestloop = off',
     )
 }}
+-- No nested loops (this transaction only): after autovacuum's ANALYZE, the estimates of this
+-- model's chained CTEs compound to a few rows where an hourly run has thousands, and the
+-- nested loops chosen for them ran a settled warehouse's hourly run for 13 s instead of 2
+-- (benchmarks/RESULTS.md, 4c). The per-device LATERAL reads, the only way to run them, stay.
 -- depends_on: {{ ref('int_path_versions') }}
 -- depends_on: {{ ref('int_paths_plan') }}
 -- One row per path analysis, unit and segment: the unit's stream (int_path_events) cut where a

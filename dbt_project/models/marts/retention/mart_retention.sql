@@ -2,8 +2,13 @@
     config(
         materialized='retention_mart',
         indexes=[{'columns': ['retention_name', 'cohort_period']}, {'columns': ['is_complete']}],
+        pre_hook='set local enable_nestloop = off',
     )
 }}
+-- No nested loops (this transaction only): after autovacuum's ANALYZE, the estimates of this
+-- model's chained CTEs compound to a few rows where an hourly run has thousands, and the
+-- nested loops chosen for them ran a settled warehouse's hourly run for 31 s instead of
+-- under 1 (benchmarks/RESULTS.md, 4c).
 -- depends_on: {{ ref('int_retention_versions') }}
 -- depends_on: {{ ref('int_retention_changed_cohorts') }}
 -- One row per retention, cohort period, breakdown value and offset 0..periods: the cohort's
