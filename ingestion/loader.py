@@ -11,16 +11,25 @@ transaction, so the valid messages around them still load.
 
 Two modes: a long-running stream (consumer group, rebalances) and ``drain`` (assign every
 partition, stop at the end offsets seen at start, exit).
+
+Pipelined: while a writer thread writes batch N (PostgreSQL's work, waited for without the GIL),
+the main thread reads batch N+1 from Kafka and turns its messages into rows (Python's work). At
+most one batch is in flight and batches are written in order, each in its own transaction, so
+the guarantees above are unchanged. The main thread uses the database only when no write is in
+flight.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -367,23 +376,54 @@ def _store_offsets(
         )
 
 
-def write_batch(
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch of messages read into rows and dead letters: the CPU half of writing it."""
+
+    records: Sequence[Record]
+    rows: list[tuple]
+    dead: list[tuple]
+    redacted: int
+
+
+def prepare_batch(records: Sequence[Record], redaction: Redaction) -> PreparedBatch:
+    """Read the messages into rows (or dead letters); touches no database."""
+    with _cycle_collection_paused():
+        rows, dead, redacted = _rows_and_dead_letters(records, redaction)
+    return PreparedBatch(records, rows, dead, redacted)
+
+
+@contextmanager
+def _cycle_collection_paused() -> Iterator[None]:
+    """Reading a batch allocates millions of objects and no reference cycles: reference counts
+    free them all. Left on, the cycle collector ran every 700 allocations over the batch still
+    held, a fifth of the reading's CPU (2.65 s against 3.34 s per 100k messages)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def write_prepared(
     conn: psycopg.Connection,
     group: str,
-    records: Sequence[Record],
+    batch: PreparedBatch,
     recent: RecentKeys | None = None,
     erasure_key: bytes | None = None,
-    redaction: Redaction = DEFAULT_REDACTION,
 ) -> BatchResult:
-    """Write records and the offsets they reach in one transaction; skip what is already stored.
+    """Write a batch's rows and the offsets it reaches in one transaction; skip what is already
+    stored.
 
     With ``recent`` (what this loader stored lately) rows without a likely duplicate take the
     plain COPY; should one of them be stored after all, the whole batch is written again the
     deduplicating way.
     """
+    records, rows, dead = batch.records, batch.rows, batch.dead
     if not records:
         return BatchResult(0, 0, 0)
-    rows, dead, redacted = _rows_and_dead_letters(records, redaction)
     schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
     try:
         result = _write_transaction(conn, group, records, rows, dead, recent, erasure_key)
@@ -393,7 +433,19 @@ def write_batch(
         result = _write_transaction(conn, group, records, rows, dead, None, erasure_key)
     if recent is not None:
         recent.remember(rows)
-    return replace(result, redacted=redacted)
+    return replace(result, redacted=batch.redacted)
+
+
+def write_batch(
+    conn: psycopg.Connection,
+    group: str,
+    records: Sequence[Record],
+    recent: RecentKeys | None = None,
+    erasure_key: bytes | None = None,
+    redaction: Redaction = DEFAULT_REDACTION,
+) -> BatchResult:
+    """``prepare_batch`` then ``write_prepared``, in the caller's thread."""
+    return write_prepared(conn, group, prepare_batch(records, redaction), recent, erasure_key)
 
 
 def _write_transaction(
@@ -492,6 +544,9 @@ class Loader:
         self._last_transient: int | None = None
         self._last_outage: float | None = None  # when Kafka first reported the current outage
         self._conn: psycopg.Connection | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-write")
+        self._in_flight: Future[tuple[BatchResult, Sequence[Record]]] | None = None
+        self._recoveries = 0  # a drain plans again after each
         try:  # a schema this login may not create is an error at once, not after retries
             self._database()
         except OUTAGE_ERRORS as exc:  # stream() and drain() wait for it under the retry policy
@@ -551,6 +606,8 @@ class Loader:
         self._stopping = True
 
     def close(self) -> None:
+        self._await_write()
+        self._writer.shutdown()
         self._consumer.close()
         if self._conn is not None:
             self._conn.close()
@@ -597,6 +654,8 @@ class Loader:
     def _recover(self) -> None:
         """Rewind every assigned partition to its stored offset (reconnecting to PostgreSQL to
         read them): the batch that failed was rolled back, but the consumer had read past it."""
+        self._settle_write()
+        self._recoveries += 1
         assigned = self._consumer.assignment()
         if not assigned:  # the start failed, or a rebalance is under way: nothing to rewind
             return
@@ -624,6 +683,7 @@ class Loader:
         return partitions
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._await_write()  # its offsets are stored, or it failed: either way they are final
         consumer.assign(self._positions(partitions))
         log.info("assigned partitions %s", sorted(p.partition for p in partitions))
 
@@ -685,15 +745,30 @@ class Loader:
         self._consumer = self._new_consumer()
         self._consumer.subscribe([self.settings.topic], on_assign=self._on_assign)
 
-    def _write(self, records: list[Record]) -> None:
-        result = write_batch(
-            self._database(),
-            self.settings.consumer_group,
-            records,
-            self.recent,
-            self._erasure_key,
-            self.redaction,
-        )
+    def _hand_over(self, records: list[Record]) -> None:
+        """Turn the records into rows here, then hand them to the writer once the batch before
+        them is written."""
+        batch = prepare_batch(records, self.redaction)
+        self._finish_write()
+        self._in_flight = self._writer.submit(self._write_prepared, batch)
+
+    def _write_prepared(self, batch: PreparedBatch) -> tuple[BatchResult, Sequence[Record]]:
+        """The writer thread's work."""
+        group = self.settings.consumer_group
+        result = write_prepared(self._database(), group, batch, self.recent, self._erasure_key)
+        return result, batch.records
+
+    def _await_write(self) -> None:
+        if self._in_flight is not None:
+            wait([self._in_flight])
+
+    def _finish_write(self) -> None:
+        """Wait for the batch in flight, count it and tell Kafka how far it reached; or raise
+        what its write raised (the transaction was rolled back)."""
+        future, self._in_flight = self._in_flight, None
+        if future is None:
+            return
+        result, records = future.result()
         self.stats.add(result)
         # Informational only: resuming always uses the offsets stored in PostgreSQL.
         ends: dict[int, int] = {}
@@ -703,6 +778,14 @@ class Loader:
             offsets=[TopicPartition(self.settings.topic, p, o) for p, o in ends.items()],
             asynchronous=True,
         )
+
+    def _settle_write(self) -> None:
+        """``_finish_write`` where a failed write is no longer news: its messages are read again
+        from the stored offsets."""
+        try:
+            self._finish_write()
+        except OUTAGE_ERRORS as exc:
+            log.warning("the batch in flight was not written (%s); it is read again", _detail(exc))
 
     def _lag(self) -> int:
         lag = 0
@@ -745,11 +828,12 @@ class Loader:
             self._rejoin_after_outage()
             records = self._next_batch()
             if records:
-                self._write(records)
+                self._hand_over(records)
             last_report = self._report(last_report)
             return True
 
         self._run_resilient(step)
+        self._settle_write()
         return self.stats
 
     def drain(self, share: tuple[int, int] = (0, 1)) -> LoadStats:
@@ -765,21 +849,28 @@ class Loader:
             nonlocal plan, last_report
             if plan is None:
                 plan = self._start_drain(share)
+            elif plan.recoveries != self._recoveries:
+                # Partitions counted as read may have lost their last batch: ask the stored
+                # offsets again.
+                plan = replace(self._start_drain(share), progress=plan.progress)
             if not plan.pending:
                 return False
             records = self._next_batch()
             if records:
-                self._write(records)
+                self._hand_over(records)
             reached = self._consumer.position(
                 [TopicPartition(self.settings.topic, p) for p in plan.pending]
             )
             for tp in reached:
                 if tp.offset >= plan.ends[tp.partition]:
                     plan.pending.discard(tp.partition)
+            if not plan.pending:
+                self._finish_write()  # the drain ends once its last batch is stored
             last_report = self._report(last_report, plan.progress)
             return bool(plan.pending)
 
         self._run_resilient(step)
+        self._settle_write()
         return self.stats
 
     def _start_drain(self, share: tuple[int, int]) -> _DrainPlan:
@@ -813,7 +904,7 @@ class Loader:
                 to_read += high - start
         self._consumer.assign(assigned)
         ends = {partition: high for partition, (_, high) in watermarks.items()}
-        return _DrainPlan(ends, pending, Progress(to_read, "messages"))
+        return _DrainPlan(ends, pending, Progress(to_read, "messages"), self._recoveries)
 
 
 @dataclass
@@ -824,6 +915,7 @@ class _DrainPlan:
     ends: dict[int, int]
     pending: set[int]
     progress: Progress
+    recoveries: int  # the loader's count of recoveries when this plan was made
 
 
 def _detail(error: BaseException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
@@ -12,7 +13,15 @@ import psycopg
 import pytest
 
 from ingestion.contract import MAX_MESSAGE_BYTES
-from ingestion.loader import RecentKeys, Record, write_batch
+from ingestion.loader import (
+    BatchResult,
+    Loader,
+    PreparedBatch,
+    RecentKeys,
+    Record,
+    RetryPolicy,
+    write_batch,
+)
 from ingestion.settings import Settings
 from ingestion.topics import DEFAULT_PARTITIONS
 from tests.support.factories import (
@@ -36,6 +45,41 @@ def test_drain_loads_every_event_and_stops(settings: Settings) -> None:
     assert (stats.loaded, stats.duplicates, stats.dead_letters) == (1200, 0, 0)
     stored = scalar(settings.database_url, "select array_agg(event_id::text) from raw.events")
     assert sorted(stored) == sorted(e["event_id"] for e in events)
+
+
+class _LoaderCutOffBeforeItsLastWrite(Loader):
+    """A loader whose PostgreSQL session is terminated (a real outage) as its writer thread is
+    about to write the batch that completes the drain: the main thread has by then read to the
+    topic's end."""
+
+    def __init__(self, settings: Settings, total: int) -> None:
+        super().__init__(settings, batch_size=300, retry=RetryPolicy(first_delay_s=0.1))
+        self.total = total
+        self.cut_off = False
+
+    def _write_prepared(self, batch: PreparedBatch) -> tuple[BatchResult, Sequence[Record]]:
+        if not self.cut_off and self.stats.handled + len(batch.records) >= self.total:
+            self.cut_off = True
+            with psycopg.connect(self.settings.database_url, autocommit=True) as admin:
+                pid = self._database().info.backend_pid
+                admin.execute("select pg_terminate_backend(%s)", (pid,))
+        return super()._write_prepared(batch)
+
+
+def test_a_drain_whose_last_write_fails_reads_it_again(settings: Settings) -> None:
+    events = many_events(1500)
+    produce_events(settings, events)
+    loader = _LoaderCutOffBeforeItsLastWrite(settings, total=len(events))
+    try:
+        stats = loader.drain()
+    finally:
+        loader.close()
+    assert loader.cut_off
+    assert (stats.loaded, stats.duplicates, stats.dead_letters) == (1500, 0, 0)
+    total, distinct = scalar_pair(
+        settings.database_url, "select count(*), count(distinct event_id) from raw.events"
+    )
+    assert total == distinct == len(events)
 
 
 def test_offsets_are_stored_with_the_rows(settings: Settings) -> None:
@@ -306,6 +350,11 @@ def test_rebalances_while_streaming_lose_and_duplicate_nothing(settings: Setting
             "select count(*), count(distinct event_id) from raw.events"
         ).fetchone()
     assert total == distinct == len(events)
+
+
+def scalar_pair(database_url: str, query: str) -> tuple:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(query).fetchone()
 
 
 def scalar_rows(settings: Settings) -> int:
