@@ -315,11 +315,12 @@ def needs_slow_path(payload: bytes) -> bool:
     """Whether the message spells something only json.loads and ``_storable`` make storable:
     NUL and surrogate escapes, NaN and Infinity. Substring searches first: cheaper than one
     regex with alternatives, which tries each at every byte of the message."""
-    return (
-        b"NaN" in payload
-        or b"Infinity" in payload
-        or (b"\\u" in payload and _RARE_ESCAPE.search(payload) is not None)
-    )
+    return b"NaN" in payload or b"Infinity" in payload or has_rare_escape(payload)
+
+
+def has_rare_escape(payload: bytes) -> bool:
+    """A NUL or surrogate escape: text PostgreSQL cannot store as it is."""
+    return b"\\u" in payload and _RARE_ESCAPE.search(payload) is not None
 
 
 def parse_message(payload: bytes | None) -> RawEvent:

@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import psycopg
 from confluent_kafka import (
@@ -144,9 +145,8 @@ class BatchResult:
     redacted: int = 0  # events redaction changed (ingestion.redaction)
 
 
-@dataclass(frozen=True)
-class Record:
-    """What the loader needs of one Kafka message."""
+class Record(NamedTuple):
+    """What the loader needs of one Kafka message (a tuple: made 100k times a second)."""
 
     topic: str
     partition: int

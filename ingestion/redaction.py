@@ -75,26 +75,36 @@ class Redaction:
 def redact(event: RawEvent | Event, rules: Redaction) -> bool:
     """Apply the rules to the event in place; whether anything was removed or replaced."""
     changed = False
-    if event.page is not None:
+    page = event.page
+    if page is not None:
         for name in ("url", "referrer"):
-            value = getattr(event.page, name)
-            cleaned = _without_parameters(value, rules.query_parameters) if value else value
-            if cleaned != value:
-                setattr(event.page, name, cleaned)
-                changed = True
-    if event.target is not None and event.target.text and rules._patterns:
-        if _is_private(canonical_hierarchy(event.target), rules._patterns):
-            event.target.text = None
-            changed = True
-    for name in rules.drop_properties & event.properties.keys():
-        del event.properties[name]
+            value = getattr(page, name)
+            if value and "?" in value:  # no query to clean: spare splitting the URL
+                cleaned = _cleaned_query(value, rules.query_parameters)
+                if cleaned != value:
+                    setattr(page, name, cleaned)
+                    changed = True
+    target = event.target
+    if (
+        target is not None
+        and target.text
+        and rules._patterns
+        and _is_private(canonical_hierarchy(target), rules._patterns)
+    ):
+        target.text = None
         changed = True
-    for name in rules.hash_properties & event.properties.keys():
-        value = event.properties[name]
-        if not (isinstance(value, str) and value.startswith("sha256:")):
-            encoded = json.dumps(value, sort_keys=True).encode()
-            event.properties[name] = "sha256:" + hashlib.sha256(encoded).hexdigest()
+    properties = event.properties
+    if properties and not rules.drop_properties.isdisjoint(properties):
+        for name in rules.drop_properties & properties.keys():
+            del properties[name]
             changed = True
+    if properties and not rules.hash_properties.isdisjoint(properties):
+        for name in rules.hash_properties & properties.keys():
+            value = properties[name]
+            if not (isinstance(value, str) and value.startswith("sha256:")):
+                encoded = json.dumps(value, sort_keys=True).encode()
+                properties[name] = "sha256:" + hashlib.sha256(encoded).hexdigest()
+                changed = True
     if "ip" in event.context:
         address = event.context["ip"]
         kept = (
@@ -114,12 +124,6 @@ def redact(event: RawEvent | Event, rules: Redaction) -> bool:
 @lru_cache(maxsize=8192)
 def _is_private(hierarchy: str, patterns: tuple[re.Pattern[str], ...]) -> bool:
     return any(pattern.search(hierarchy) for pattern in patterns)
-
-
-def _without_parameters(url: str, names: frozenset[str]) -> str:
-    if "?" not in url:  # no query to clean: spare splitting the URL
-        return url
-    return _cleaned_query(url, names)
 
 
 # Landing pages, listings and referrers repeat their URLs many times over: parse each once.
