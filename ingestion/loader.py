@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 import psycopg
@@ -64,6 +64,7 @@ _USER_ID = EVENT_COLUMNS.index("user_id")
 _CONTEXT = EVENT_COLUMNS.index("context")
 _PARTITION = EVENT_COLUMNS.index("source_partition")
 _OFFSET = EVENT_COLUMNS.index("source_offset")
+_EPOCH = date(1970, 1, 1)
 
 
 DEFAULT_REDACTION = Redaction()  # the default query parameters; no selectors without the language
@@ -272,6 +273,45 @@ def _copy_rows(conn: psycopg.Connection, table: str, rows: list[tuple]) -> None:
                 copy.write_row(row)
 
 
+@dataclass(frozen=True)
+class BatchRows:
+    """A batch's rows and what writing them needs to know of them, worked out before the
+    transaction: in the loader by the main thread, so that the writer thread holds the GIL as
+    little as it can while PostgreSQL works."""
+
+    rows: list[tuple]
+    keys: list[int]  # RecentKeys.key of each row
+    days: frozenset[date]  # their daily partitions
+    user_agents: frozenset[str]  # the User-Agent headers they carry
+
+    @classmethod
+    def of(cls, rows: list[tuple]) -> BatchRows:
+        """From ``contract.to_row`` rows."""
+        keys, epoch_days, contexts = [], set(), set()
+        for row in rows:
+            keys.append(RecentKeys.key(row))
+            epoch_days.add(int(row[_OCCURRED_AT].timestamp()) // 86_400)
+            contexts.add(row[_CONTEXT])
+        return cls(
+            rows=rows,
+            keys=keys,
+            days=frozenset(_EPOCH + timedelta(days=day) for day in epoch_days),
+            user_agents=frozenset(user_agents.headers_of(contexts)),
+        )
+
+    def where(self, keep: Callable[[tuple], bool]) -> BatchRows:
+        """The rows ``keep`` keeps (rows of erased identities, messages stored already)."""
+        kept = [(row, key) for row, key in zip(self.rows, self.keys, strict=True) if keep(row)]
+        rows = [row for row, _ in kept]
+        contexts = {row[_CONTEXT] for row in rows}
+        return BatchRows(
+            rows=rows,
+            keys=[key for _, key in kept],
+            days=self.days,
+            user_agents=frozenset(user_agents.headers_of(contexts)),
+        )
+
+
 def _insert_deduplicated(conn: psycopg.Connection, rows: list[tuple]) -> int:
     """Insert through a temporary table and ``ON CONFLICT DO NOTHING``: the path for rows that
     may already be stored. Returns how many were new."""
@@ -290,7 +330,7 @@ def _insert_deduplicated(conn: psycopg.Connection, rows: list[tuple]) -> int:
 
 
 def _insert_rows(
-    conn: psycopg.Connection, rows: list[tuple], recent: RecentKeys | None = None
+    conn: psycopg.Connection, batch: BatchRows, recent: RecentKeys | None = None
 ) -> int:
     """Insert rows, storing each key once; returns how many were new.
 
@@ -302,12 +342,11 @@ def _insert_rows(
     takes the deduplicating path, in a new transaction.
     """
     with conn.cursor() as cur:  # the devices, browsers and OSes of the batch (user_agents)
-        user_agents.record_new(cur, user_agents.headers_of(row[_CONTEXT] for row in rows))
+        user_agents.record_new(cur, batch.user_agents)
     if recent is None:
-        return _insert_deduplicated(conn, rows)
+        return _insert_deduplicated(conn, batch.rows)
     direct, careful, seen = [], [], set()
-    for row in rows:
-        key = recent.key(row)
+    for row, key in zip(batch.rows, batch.keys, strict=True):
         (careful if key in seen or key in recent else direct).append(row)
         seen.add(key)
     _copy_rows(conn, "raw.events", direct)
@@ -326,14 +365,14 @@ class RecentKeys:
 
     @staticmethod
     def key(row: tuple) -> int:
-        return hash((row[_ANONYMOUS_ID], row[_EVENT_ID], row[_OCCURRED_AT]))
+        # The UUID's int: hashing the UUID object is a Python call.
+        return hash((row[_ANONYMOUS_ID], row[_EVENT_ID].int, row[_OCCURRED_AT]))
 
     def __contains__(self, key: int) -> bool:
         return key in self._hashes
 
-    def remember(self, rows: Iterable[tuple]) -> None:
-        for row in rows:
-            key = self.key(row)
+    def remember(self, keys: Iterable[int]) -> None:
+        for key in keys:
             if key not in self._hashes:
                 self._hashes.add(key)
                 self._order.append(key)
@@ -381,16 +420,22 @@ class PreparedBatch:
     """A batch of messages read into rows and dead letters: the CPU half of writing it."""
 
     records: Sequence[Record]
-    rows: list[tuple]
+    rows: BatchRows
     dead: list[tuple]
     redacted: int
+    offsets: dict[int, tuple[int, int]]  # partition: (its first offset, the next after its last)
 
 
 def prepare_batch(records: Sequence[Record], redaction: Redaction) -> PreparedBatch:
     """Read the messages into rows (or dead letters); touches no database."""
     with _cycle_collection_paused():
         rows, dead, redacted = _rows_and_dead_letters(records, redaction)
-    return PreparedBatch(records, rows, dead, redacted)
+        copy_rows = BatchRows.of(rows)
+    offsets: dict[int, tuple[int, int]] = {}
+    for r in records:
+        first, end = offsets.get(r.partition, (r.offset, r.offset + 1))
+        offsets[r.partition] = (min(first, r.offset), max(end, r.offset + 1))
+    return PreparedBatch(records, copy_rows, dead, redacted, offsets)
 
 
 @contextmanager
@@ -421,18 +466,17 @@ def write_prepared(
     plain COPY; should one of them be stored after all, the whole batch is written again the
     deduplicating way.
     """
-    records, rows, dead = batch.records, batch.rows, batch.dead
-    if not records:
+    if not batch.records:
         return BatchResult(0, 0, 0)
-    schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
+    schema.ensure_partitions(conn, batch.rows.days)
     try:
-        result = _write_transaction(conn, group, records, rows, dead, recent, erasure_key)
+        result = _write_transaction(conn, group, batch, recent, erasure_key)
     except psycopg.Error as error:
         if not is_duplicate_key(error):
             raise
-        result = _write_transaction(conn, group, records, rows, dead, None, erasure_key)
+        result = _write_transaction(conn, group, batch, None, erasure_key)
     if recent is not None:
-        recent.remember(rows)
+        recent.remember(batch.rows.keys)
     return replace(result, redacted=batch.redacted)
 
 
@@ -451,44 +495,44 @@ def write_batch(
 def _write_transaction(
     conn: psycopg.Connection,
     group: str,
-    records: Sequence[Record],
-    rows: list[tuple],
-    dead: list[tuple],
+    batch: PreparedBatch,
     recent: RecentKeys | None,
     erasure_key: bytes | None,
 ) -> BatchResult:
-    topic = records[0].topic
+    topic = batch.records[0].topic
+    rows, dead = batch.rows, batch.dead
     with conn.transaction():
-        stored = _stored_offsets(conn, group, topic, {r.partition for r in records}, lock=True)
-        fresh = {(r.partition, r.offset) for r in records if r.offset >= stored.get(r.partition, 0)}
-        rows = [row for row in rows if (row[_PARTITION], row[_OFFSET]) in fresh]
-        dead = [d for d in dead if (d[1], d[2]) in fresh]
+        stored = _stored_offsets(conn, group, topic, batch.offsets, lock=True)
+        if any(first < stored.get(p, 0) for p, (first, _) in batch.offsets.items()):
+            # Some of it is stored already: a rebalance, or a batch written before a restart.
+            fresh = {
+                (r.partition, r.offset)
+                for r in batch.records
+                if r.offset >= stored.get(r.partition, 0)
+            }
+            rows = rows.where(lambda row: (row[_PARTITION], row[_OFFSET]) in fresh)
+            dead = [d for d in dead if (d[1], d[2]) in fresh]
         rows, erased = _without_erased(conn, rows, erasure_key)
         loaded = _insert_rows(conn, rows, recent)
         _insert_dead_letters(conn, dead)
-        next_offsets: dict[int, int] = {}
-        for r in records:
-            next_offsets[r.partition] = max(next_offsets.get(r.partition, 0), r.offset + 1)
-        _store_offsets(conn, group, topic, next_offsets)
+        _store_offsets(conn, group, topic, {p: end for p, (_, end) in batch.offsets.items()})
     return BatchResult(
-        loaded=loaded, duplicates=len(rows) - loaded, dead_letters=len(dead), erased=erased
+        loaded=loaded, duplicates=len(rows.rows) - loaded, dead_letters=len(dead), erased=erased
     )
 
 
 def _without_erased(
-    conn: psycopg.Connection, rows: list[tuple], key: bytes | None
-) -> tuple[list[tuple], int]:
+    conn: psycopg.Connection, rows: BatchRows, key: bytes | None
+) -> tuple[BatchRows, int]:
     """The rows of identities not on the erasure list, and how many were left out."""
     erased = erasure.erased_hashes(conn)
     if not erased.hashes:
         return rows, 0
     key = erased.require(key)
-    kept = [
-        row
-        for row in rows
-        if not erasure.is_erased(erased.hashes, key, row[_ANONYMOUS_ID], row[_USER_ID])
-    ]
-    return kept, len(rows) - len(kept)
+    kept = rows.where(
+        lambda row: not erasure.is_erased(erased.hashes, key, row[_ANONYMOUS_ID], row[_USER_ID])
+    )
+    return kept, len(rows.rows) - len(kept.rows)
 
 
 def store_events(conn: psycopg.Connection, events: Iterable[dict]) -> int:
@@ -504,15 +548,16 @@ def store_events(conn: psycopg.Connection, events: Iterable[dict]) -> int:
     for event in events:
         parsed = parse_message(json.dumps(event).encode())
         rows.append(to_row(parsed, received_at=now, partition=None, offset=None))
-    schema.ensure_partitions(conn, (row[_OCCURRED_AT].astimezone(UTC).date() for row in rows))
+    batch = BatchRows.of(rows)
+    schema.ensure_partitions(conn, batch.days)
     try:
         with conn.transaction():
-            return _insert_rows(conn, rows, RecentKeys())
+            return _insert_rows(conn, batch, RecentKeys())
     except psycopg.Error as error:
         if not is_duplicate_key(error):
             raise
         with conn.transaction():
-            return _insert_rows(conn, rows)
+            return _insert_rows(conn, batch)
 
 
 # -- consuming ------------------------------------------------------------------------------
@@ -545,7 +590,7 @@ class Loader:
         self._last_outage: float | None = None  # when Kafka first reported the current outage
         self._conn: psycopg.Connection | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-write")
-        self._in_flight: Future[tuple[BatchResult, Sequence[Record]]] | None = None
+        self._in_flight: Future[tuple[BatchResult, PreparedBatch]] | None = None
         self._recoveries = 0  # a drain plans again after each
         try:  # a schema this login may not create is an error at once, not after retries
             self._database()
@@ -752,11 +797,11 @@ class Loader:
         self._finish_write()
         self._in_flight = self._writer.submit(self._write_prepared, batch)
 
-    def _write_prepared(self, batch: PreparedBatch) -> tuple[BatchResult, Sequence[Record]]:
+    def _write_prepared(self, batch: PreparedBatch) -> tuple[BatchResult, PreparedBatch]:
         """The writer thread's work."""
         group = self.settings.consumer_group
         result = write_prepared(self._database(), group, batch, self.recent, self._erasure_key)
-        return result, batch.records
+        return result, batch
 
     def _await_write(self) -> None:
         if self._in_flight is not None:
@@ -768,14 +813,13 @@ class Loader:
         future, self._in_flight = self._in_flight, None
         if future is None:
             return
-        result, records = future.result()
+        result, batch = future.result()
         self.stats.add(result)
         # Informational only: resuming always uses the offsets stored in PostgreSQL.
-        ends: dict[int, int] = {}
-        for r in records:
-            ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
         self._consumer.commit(
-            offsets=[TopicPartition(self.settings.topic, p, o) for p, o in ends.items()],
+            offsets=[
+                TopicPartition(self.settings.topic, p, end) for p, (_, end) in batch.offsets.items()
+            ],
             asynchronous=True,
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
@@ -57,7 +56,7 @@ class _LoaderCutOffBeforeItsLastWrite(Loader):
         self.total = total
         self.cut_off = False
 
-    def _write_prepared(self, batch: PreparedBatch) -> tuple[BatchResult, Sequence[Record]]:
+    def _write_prepared(self, batch: PreparedBatch) -> tuple[BatchResult, PreparedBatch]:
         if not self.cut_off and self.stats.handled + len(batch.records) >= self.total:
             self.cut_off = True
             with psycopg.connect(self.settings.database_url, autocommit=True) as admin:
