@@ -18,6 +18,7 @@ from benchmarks.common import machine_description
 BENCHMARKS = {
     "loader": "benchmarks.bench_loader",
     "freshness": "benchmarks.bench_freshness",
+    "generator": "benchmarks.bench_generator",
     "definitions": "benchmarks.bench_definitions",
     "funnel_engines": "benchmarks.bench_funnel_engines",
     "funnel_hourly": "benchmarks.bench_funnel_hourly",

@@ -36,7 +36,12 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         print(line, file=sys.stderr, flush=True)
 
     summary = traffic.produce(
-        settings, events=args.events, days=args.days, seed=args.seed, report=report
+        settings,
+        events=args.events,
+        days=args.days,
+        seed=args.seed,
+        report=report,
+        sample=args.sample,
     )
     print(summary)
     return 0
@@ -185,9 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     bi.set_defaults(handler=_bi)
 
     generate = commands.add_parser("generate", help="produce synthetic web-shop traffic to Kafka")
-    generate.add_argument("--events", type=int, required=True, help="how many messages, exactly")
-    generate.add_argument("--days", type=int, default=7, help="spread over this many past days")
+    generate.add_argument(
+        "--events", type=positive_int, required=True, help="how many messages, exactly"
+    )
+    generate.add_argument(
+        "--days", type=positive_int, default=7, help="spread over this many past days"
+    )
     generate.add_argument("--seed", type=int, default=1, help="same seed, same events")
+    generate.add_argument(
+        "--sample",
+        type=positive_int,
+        help="generate only this many; the rest are their copies by other devices and persons "
+        "(the fast path for test and benchmark data)",
+    )
     generate.set_defaults(handler=_generate)
 
     load = commands.add_parser("load", help="load the topic into raw.events, exactly once")
@@ -315,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="a dbt command and its options")
     dbt.set_defaults(handler=_dbt)
     return parser
+
+
+def positive_int(text: str) -> int:
+    """argparse's type for a count: a clear usage error instead of a traceback later."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from demo.pages import SHOP_LAYOUT, SHOP_PAGES, shop_page_of
 from demo.traffic import generate_events
 from ingestion.contract import parse_message, to_row
 from ingestion.settings import Settings
+from retrolytics import cli
 
 UNTIL = date(2026, 11, 24)
 DAYS = 7
@@ -416,3 +417,20 @@ def test_produce_refuses_bad_arguments_before_touching_kafka() -> None:
 def test_produce_names_the_unreachable_kafka() -> None:
     with pytest.raises(RuntimeError, match=r"cannot prepare topic t on Kafka at 127\.0\.0\.1:9"):
         traffic.produce(NOWHERE, events=10)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["--events", "-3"], "--events: must be a positive whole number, got '-3'"),
+        (["--events", "10", "--sample", "0"], "--sample: must be a positive whole number"),
+        (["--events", "10", "--days", "x"], "--days: must be a positive whole number, got 'x'"),
+    ],
+)
+def test_generate_names_a_bad_count_in_a_usage_error(
+    arguments: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["generate", *arguments])
+    assert exited.value.code == 2
+    assert named in capsys.readouterr().err
