@@ -77,7 +77,7 @@ LEFT_TO_PYDANTIC = {
     "seven digits of a second": _with(
         click_event(), ("occurred_at",), "2026-11-20T12:00:00.1234567Z"
     ),
-    "space for T": _with(click_event(), ("occurred_at",), "2026-11-20 12:00:00Z"),
+    "a seven-digit number elsewhere": _with(click_event(), ("properties",), {"x": 0.1234567}),
     "no seconds": _with(click_event(), ("occurred_at",), "2026-11-20T12:00Z"),
     "nth_child as text": _with(click_event(), ("target", "elements", 0, "nth_child"), "3"),
     "nth_child as float": _with(click_event(), ("target", "elements", 0, "nth_child"), 3.0),
@@ -97,6 +97,17 @@ def test_bad_messages_are_refused_with_the_contracts_reason(kind: str) -> None:
     payload, _ = BAD_MESSAGES[kind]
     assert _outcome(read_message, payload) == _outcome(parse_message, payload)
     assert _outcome(read_message, payload)[0] == "refused"
+
+
+@pytest.mark.parametrize("tag", ["", "1div", "di v", "div\n", "d_iv"])
+@pytest.mark.parametrize("element", [0, 2])
+def test_an_element_that_is_not_a_tag_is_refused_as_the_contract_refuses_it(
+    tag: str, element: int
+) -> None:
+    payload = _with(click_event(), ("target", "elements", element, "tag"), tag)
+    assert decode(payload) is None
+    assert _outcome(read_message, payload)[0] == "refused"
+    _assert_same_as_the_contract(payload)
 
 
 def _with_bytes(payload: bytes, spliced: bytes, where: int) -> bytes:
@@ -143,6 +154,7 @@ PATHS = [
     ("target", "elements"),
     ("target", "elements", 0),
     ("target", "elements", 0, "tag"),
+    ("target", "elements", 1, "tag"),
     ("target", "elements", 0, "id"),
     ("target", "elements", 0, "classes"),
     ("target", "elements", 0, "nth_child"),
@@ -161,6 +173,12 @@ TIMES = st.sampled_from(
         "2026-11-20T12:00:00",
         "2026-11-20t12:00:00z",
         "2026-11-19T12:00:00.999999Z",
+        "2026-11-20 12:00:00Z",
+        "2026-11-20T12:00:00+0000",
+        "2026-11-20T12:00:00.1234567Z",
+        "2026-11-20T12:00:00.9999995Z",
+        "2026-11-20T12:00:00,5Z",
+        "2026-11-20T12:00Z",
     ]
 )
 
