@@ -4,10 +4,11 @@ How exactly-once works here: each batch of rows and the Kafka offsets it covers 
 PostgreSQL transaction, and the loader always (re)starts from the offsets stored in
 ``raw.ingest_offsets``, never from Kafka's committed offsets. Inside that transaction the stored
 offsets are locked and messages below them are dropped, so two loaders that briefly own the same
-partition during a rebalance cannot write a message twice. Rows are COPYed into a temporary table
-and moved with ``INSERT … ON CONFLICT DO NOTHING``, so an event_id that a producer or a browser sent
-twice is stored once. Messages that break the contract go to ``raw.dead_letters`` in the same
-transaction, so the valid messages around them still load.
+partition during a rebalance cannot write a message twice. An event that a producer or a browser
+sent twice is stored once: rows that may be stored already go through a temporary table and
+``INSERT … ON CONFLICT DO NOTHING``, the rest are COPYed straight in (``_insert_rows``).
+Messages that break the contract go to ``raw.dead_letters`` in the same transaction, so the valid
+messages around them still load.
 
 Two modes: a long-running stream (consumer group, rebalances) and ``drain`` (assign every
 partition, stop at the end offsets seen at start, exit).
