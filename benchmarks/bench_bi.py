@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.bench_definitions import SHIPPED_DEFINITIONS, dbt, dbt_project_copy, load_events
-from benchmarks.common import Section, Stopwatch, scratch
+from benchmarks.common import Section, Stopwatch, scratch, section_command
 from demo import traffic
 from retrolytics.language.seeds import compile_seed
 
@@ -142,7 +142,7 @@ def run(quick: bool) -> Section:
     fact_runs = 20
     section = Section(
         "5. BI reads: dashboard queries on the funnel mart",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only bi",
+        section_command("bi", quick),
     )
     with scratch("bi") as settings, tempfile.TemporaryDirectory() as tmp:
         url = settings.database_url

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_definitions import write_definitions
-from benchmarks.common import REPO, Section
+from benchmarks.common import REPO, Section, section_command
 from ingestion.settings import state_dir
 
 DEFINITION_COUNTS = (10, 200, 500)
@@ -118,7 +118,7 @@ def dagster_command() -> str:
 def run(quick: bool) -> Section:
     section = Section(
         "6. Dagster: loading the code location as definitions grow",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only dagster",
+        section_command("dagster", quick),
     )
     python = sys.executable
     rows = []

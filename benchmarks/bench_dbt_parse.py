@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_definitions import dbt_project_copy
-from benchmarks.common import REPO, Section, scratch
+from benchmarks.common import REPO, Section, scratch, section_command
 from retrolytics.warehouse import runner
 
 FIRST_HOUR = datetime(2026, 11, 20, tzinfo=UTC)
@@ -53,7 +53,7 @@ def parse_seconds(project: Path, database_url: str, how: str, window: dict[str, 
 def run(quick: bool) -> Section:
     section = Section(
         "8. dbt parse on windowed runs: --vars against environment variables",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only dbt_parse",
+        section_command("dbt_parse", quick),
     )
     windows = hourly_windows(4 if quick else 10)
     rows = []

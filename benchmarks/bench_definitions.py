@@ -36,7 +36,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from benchmarks.common import REPO, Section, Stopwatch, scratch
+from benchmarks.common import REPO, Section, Stopwatch, scratch, section_command
 from demo.catalogue import CATEGORIES, PRODUCTS
 from demo.traffic import generate_events
 from ingestion import schema
@@ -608,7 +608,7 @@ def run(quick: bool) -> Section:
     per_day = int(os.environ.get(PER_DAY_VARIABLE) or (3_000 if quick else 20_000))
     section = Section(
         "3. Definitions: the daily defined_events run as history and definitions grow",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only definitions",
+        section_command("definitions", quick),
     )
     total_days = max(HISTORY_DAYS) + 1
     with scratch("definitions") as settings, tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,7 @@ import time
 import psycopg
 from confluent_kafka import Producer
 
-from benchmarks.common import Section, scratch
+from benchmarks.common import Section, scratch, section_command
 from demo import traffic
 from demo.traffic.to_kafka import copies_of
 from ingestion.settings import Settings
@@ -156,7 +156,7 @@ def run(quick: bool) -> Section:
     seconds = 15 if quick else 60
     section = Section(
         "2. Freshness at a steady 5k and 20k events/s",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only freshness",
+        section_command("freshness", quick),
     )
     rows = []
     for rate, workers, max_wait_ms in SETTINGS:

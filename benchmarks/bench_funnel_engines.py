@@ -47,7 +47,7 @@ from benchmarks.bench_definitions import (
     model_seconds,
 )
 from benchmarks.bulk import event_count, load_scaled
-from benchmarks.common import Section, Stopwatch, scratch
+from benchmarks.common import Section, Stopwatch, scratch, section_command
 from demo import traffic
 from retrolytics.language.seeds import compile_seed
 
@@ -295,7 +295,7 @@ def run(quick: bool) -> Section:
     size = f"{EVENTS_VARIABLE}={events} " if not quick and events != ISSUE_EVENTS else ""
     section = Section(
         "4. Funnels: the funnel models against chDB windowFunnel and DuckDB",
-        f"{size}python -m benchmarks {'--quick ' if quick else ''}--only funnel_engines",
+        section_command("funnel_engines", quick, size),
     )
     with scratch("engines") as settings, tempfile.TemporaryDirectory() as tmp:
         work, url = Path(tmp), settings.database_url

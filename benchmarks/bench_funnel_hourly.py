@@ -31,7 +31,7 @@ from benchmarks.bench_definitions import (
     model_seconds,
 )
 from benchmarks.bench_funnel_engines import ATTEMPTS_MODELS, MART_MODELS, STEP_EVENTS_MODEL
-from benchmarks.common import Section, scratch
+from benchmarks.common import Section, scratch, section_command
 from demo import traffic
 from retrolytics.language.seeds import compile_seed
 
@@ -119,7 +119,7 @@ def run(quick: bool) -> Section:
     per_day, hour_events = (2_000, 5_000) if quick else (20_000, 50_000)
     section = Section(
         "4c. Funnels: the hourly run of all shipped funnels as history grows",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only funnel_hourly",
+        section_command("funnel_hourly", quick),
     )
     rows = []
     figures = {}

@@ -8,7 +8,7 @@ PostgreSQL. Both are timed from the call to the last acknowledgement (acks=all, 
 
 from __future__ import annotations
 
-from benchmarks.common import Section, Stopwatch, scratch
+from benchmarks.common import Section, Stopwatch, scratch, section_command
 from demo import traffic
 
 
@@ -16,7 +16,7 @@ def run(quick: bool) -> Section:
     events = 200_000 if quick else 1_000_000
     section = Section(
         "11. Making test data: the generator to Kafka",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only generator",
+        section_command("generator", quick),
     )
     rows = []
     for label, sample in (

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks.common import Section, Stopwatch, scratch
+from benchmarks.common import Section, Stopwatch, scratch, section_command
 from demo import traffic
 from ingestion import schema
 from ingestion.contract import EVENT_COLUMNS
@@ -177,7 +177,7 @@ def run(quick: bool) -> Section:
     events = 100_000 if quick else 1_000_000
     section = Section(
         "1. Loader throughput against plain COPY",
-        f"python -m benchmarks {'--quick ' if quick else ''}--only loader",
+        section_command("loader", quick),
     )
     with scratch("loader") as settings:
         section.add(traffic.produce(settings, events=events, days=30, seed=42))

@@ -45,6 +45,11 @@ class Section:
         return f"## {self.title}\n\nCommand: `{self.command}`\n\n" + "\n".join(self.lines) + "\n"
 
 
+def section_command(name: str, quick: bool, environment: str = "") -> str:
+    """The command line that runs one benchmark, as a section shows it."""
+    return f"{environment}python -m benchmarks {'--quick ' if quick else ''}--only {name}"
+
+
 @contextmanager
 def scratch(label: str) -> Iterator[Settings]:
     """Settings for a new database and topic on the local stack, removed afterwards."""

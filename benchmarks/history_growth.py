@@ -33,7 +33,7 @@ from benchmarks.bench_definitions import (
     traffic,
 )
 from benchmarks.bulk import event_count, load_scaled
-from benchmarks.common import Section, scratch
+from benchmarks.common import Section, scratch, section_command
 from retrolytics.language.seeds import compile_seed
 
 RERUNS = 3
@@ -104,7 +104,7 @@ def history_section(number: str, title: str, name: str, quick: bool, variable: s
     _, size = events_to_load(quick, variable)
     return Section(
         f"{number}. {title}",
-        f"{size}python -m benchmarks {'--quick ' if quick else ''}--only {name}",
+        section_command(name, quick, size),
     )
 
 
