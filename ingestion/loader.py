@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import NamedTuple
 
 import psycopg
@@ -65,7 +65,6 @@ _USER_ID = EVENT_COLUMNS.index("user_id")
 _CONTEXT = EVENT_COLUMNS.index("context")
 _PARTITION = EVENT_COLUMNS.index("source_partition")
 _OFFSET = EVENT_COLUMNS.index("source_offset")
-_EPOCH = date(1970, 1, 1)
 
 
 DEFAULT_REDACTION = Redaction()  # the default query parameters; no selectors without the language
@@ -288,15 +287,15 @@ class BatchRows:
     @classmethod
     def of(cls, rows: list[tuple]) -> BatchRows:
         """From ``contract.to_row`` rows."""
-        keys, epoch_days, contexts = [], set(), set()
+        keys, days, contexts = [], set(), set()
         for row in rows:
             keys.append(RecentKeys.key(row))
-            epoch_days.add(int(row[_OCCURRED_AT].timestamp()) // 86_400)
+            days.add(row[_OCCURRED_AT].astimezone(UTC).date())
             contexts.add(row[_CONTEXT])
         return cls(
             rows=rows,
             keys=keys,
-            days=frozenset(_EPOCH + timedelta(days=day) for day in epoch_days),
+            days=frozenset(days),
             user_agents=frozenset(user_agents.headers_of(contexts)),
         )
 
@@ -874,6 +873,8 @@ class Loader:
             records = self._next_batch()
             if records:
                 self._hand_over(records)
+            else:  # a quiet topic: the batch in flight is counted, or its failure known, now
+                self._finish_write()
             last_report = self._report(last_report)
             return True
 
@@ -897,7 +898,7 @@ class Loader:
             elif plan.recoveries != self._recoveries:
                 # Partitions counted as read may have lost their last batch: ask the stored
                 # offsets again.
-                plan = replace(self._start_drain(share), progress=plan.progress)
+                plan = replace(self._start_drain(share, plan.ends), progress=plan.progress)
             if not plan.pending:
                 return False
             records = self._next_batch()
@@ -918,9 +919,11 @@ class Loader:
         self._settle_write()
         return self.stats
 
-    def _start_drain(self, share: tuple[int, int]) -> _DrainPlan:
-        """Assign the share's partitions at their stored offsets; their ends are where they end
-        now."""
+    def _start_drain(
+        self, share: tuple[int, int], ends: dict[int, int] | None = None
+    ) -> _DrainPlan:
+        """Assign the share's partitions at their stored offsets; their ends are ``ends`` (a
+        plan made again after a failure keeps its own), else where they end now."""
         topic = self.settings.topic
         self._database()
         metadata = self._consumer.list_topics(topic, timeout=self.retry.kafka_timeout_s)
@@ -938,17 +941,18 @@ class Loader:
             )
             for tp in partitions
         }
+        if ends is None:
+            ends = {partition: high for partition, (_, high) in watermarks.items()}
         assigned = self._positions(partitions)
         pending = set()
         to_read = 0
         for tp in assigned:
-            low, high = watermarks[tp.partition]
+            low, _ = watermarks[tp.partition]
             start = tp.offset if tp.offset >= 0 else low
-            if start < high:
+            if start < ends[tp.partition]:
                 pending.add(tp.partition)
-                to_read += high - start
+                to_read += ends[tp.partition] - start
         self._consumer.assign(assigned)
-        ends = {partition: high for partition, (_, high) in watermarks.items()}
         return _DrainPlan(ends, pending, Progress(to_read, "messages"), self._recoveries)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -75,6 +76,29 @@ def test_a_drain_whose_last_write_fails_reads_it_again(settings: Settings) -> No
         loader.close()
     assert loader.cut_off
     assert (stats.loaded, stats.duplicates, stats.dead_letters) == (1500, 0, 0)
+    total, distinct = scalar_pair(
+        settings.database_url, "select count(*), count(distinct event_id) from raw.events"
+    )
+    assert total == distinct == len(events)
+
+
+def test_a_stream_whose_last_write_fails_writes_it_again_on_a_quiet_topic(
+    settings: Settings,
+) -> None:
+    """No message follows the batch whose write failed: the stream still learns of the failure
+    (its next poll comes back empty) and reads the batch again from the stored offsets."""
+    events = many_events(900)
+    produce_events(settings, events)
+    loader = _LoaderCutOffBeforeItsLastWrite(settings, total=len(events))
+    streaming = threading.Thread(target=loader.stream)
+    streaming.start()
+    try:
+        wait_for_rows(settings.database_url, at_least=len(events), timeout=90)
+    finally:
+        loader.request_stop()
+        streaming.join(timeout=60)
+        loader.close()
+    assert loader.cut_off
     total, distinct = scalar_pair(
         settings.database_url, "select count(*), count(distinct event_id) from raw.events"
     )
