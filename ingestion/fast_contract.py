@@ -43,7 +43,8 @@ from ingestion.contract import (
 # check of the bytes. (A hook that read the text with datetime.fromisoformat cost 3.4 µs a
 # message more.)
 ClientTime = Annotated[datetime, msgspec.Meta(tz=True)]
-_SEVEN_DIGIT_FRACTION = re.compile(rb"\.\d{7}|\\u00(?:3\d|2[eE])")
+_SEVEN_DIGIT_FRACTION = re.compile(rb"\.\d{7}")  # a literal first: searched fast
+_ESCAPED_DIGIT_OR_DOT = re.compile(rb"\\u00(?:3\d|2[eE])")  # one regex of both scanned every byte
 
 # An element's tag as the contract's pattern has it (pydantic checks it with Rust's regex, where $
 # is the end of the text). Checked after decoding, through a cache: a site has a few dozen tags,
@@ -126,7 +127,9 @@ def read_message(payload: bytes | None) -> Event | RawEvent:
 
 def decode(payload: bytes) -> Event | None:
     """The event, if the message is plain and valid; None sends it to pydantic."""
-    if _SEVEN_DIGIT_FRACTION.search(payload) is not None:
+    if _SEVEN_DIGIT_FRACTION.search(payload) is not None or (
+        b"\\u00" in payload and _ESCAPED_DIGIT_OR_DOT.search(payload) is not None
+    ):
         return None
     try:
         event = _decoder.decode(payload)
