@@ -40,12 +40,12 @@ def copies_of(sample: list[dict[str, Any]], events: int) -> Iterator[tuple[bytes
     and funnel attempts grow with the copies. Times, pages and campaigns are the sample's. Each
     sample event is encoded once, with its ids left as slots (``_Template``): a copy is a join.
     """
-    templates = [(_Template.of(event), event) for event in sample[:events]]
+    templates = [_Template.of(event) for event in sample[:events]]
     produced = 0
     for copy in itertools.count():
         suffix = f"~{copy}".encode() if copy else b""
-        for template, event in templates[: events - produced]:
-            yield template.copy(suffix, event)
+        for template in templates[: events - produced]:
+            yield template.copy(suffix)
         produced += min(len(templates), events - produced)
         if produced >= events:
             return
@@ -60,30 +60,30 @@ class _Template:
     """A sample event encoded once: the JSON around its ids, and the ids."""
 
     parts: list[bytes]  # the JSON, cut where the ids go
-    slots: list[str]  # the ids' field names, in the JSON's order
-    event_id: bytes
+    slots: list[tuple[str, bytes]]  # the ids in the JSON's order: field name, the sample's value
     key: bytes  # the device id: the message's key
 
     @classmethod
     def of(cls, event: dict[str, Any]) -> _Template:
         slots = [
-            name
+            (name, value.encode())
             for name, value in event.items()
             if name == "event_id" or (name in _COPIED_IDS and value is not None)
         ]
-        parts = _encode({**event, **dict.fromkeys(slots, _SLOT)}).split(_SLOT.encode())
-        return cls(parts, slots, event["event_id"].encode(), event["anonymous_id"].encode())
+        slotted = {**event, **dict.fromkeys((name for name, _ in slots), _SLOT)}
+        parts = _encode(slotted).split(_SLOT.encode())
+        return cls(parts, slots, event["anonymous_id"].encode())
 
-    def copy(self, suffix: bytes, event: dict[str, Any]) -> tuple[bytes, bytes]:
-        if suffix:
-            # md5 as in the bulk path: a derived id, not a secret.
-            digest = hashlib.md5(self.event_id + suffix).hexdigest()
-            event_id = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
-        else:
-            event_id = event["event_id"]
+    def copy(self, suffix: bytes) -> tuple[bytes, bytes]:
         pieces = [self.parts[0]]
-        for name, part in zip(self.slots, self.parts[1:], strict=True):
-            value = event_id.encode() if name == "event_id" else event[name].encode() + suffix
+        for (name, value), part in zip(self.slots, self.parts[1:], strict=True):
+            if name != "event_id":
+                value += suffix
+            elif suffix:
+                # md5 as in the bulk path: a derived id, not a secret.
+                digest = hashlib.md5(value + suffix).hexdigest()
+                value = f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+                value = value.encode()
             pieces += (value, part)
         return self.key + suffix, b"".join(pieces)
 
