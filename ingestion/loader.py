@@ -287,29 +287,19 @@ class BatchRows:
     @classmethod
     def of(cls, rows: list[tuple]) -> BatchRows:
         """From ``contract.to_row`` rows."""
-        keys, days, contexts = [], set(), set()
-        for row in rows:
-            keys.append(RecentKeys.key(row))
-            days.add(row[_OCCURRED_AT].astimezone(UTC).date())
-            contexts.add(row[_CONTEXT])
-        return cls(
-            rows=rows,
-            keys=keys,
-            days=frozenset(days),
-            user_agents=frozenset(user_agents.headers_of(contexts)),
-        )
+        keys = [RecentKeys.key(row) for row in rows]
+        days = frozenset(row[_OCCURRED_AT].astimezone(UTC).date() for row in rows)
+        return cls(rows, keys, days, _user_agents_in(rows))
 
     def where(self, keep: Callable[[tuple], bool]) -> BatchRows:
         """The rows ``keep`` keeps (rows of erased identities, messages stored already)."""
         kept = [(row, key) for row, key in zip(self.rows, self.keys, strict=True) if keep(row)]
         rows = [row for row, _ in kept]
-        contexts = {row[_CONTEXT] for row in rows}
-        return BatchRows(
-            rows=rows,
-            keys=[key for _, key in kept],
-            days=self.days,
-            user_agents=frozenset(user_agents.headers_of(contexts)),
-        )
+        return BatchRows(rows, [key for _, key in kept], self.days, _user_agents_in(rows))
+
+
+def _user_agents_in(rows: list[tuple]) -> frozenset[str]:
+    return frozenset(user_agents.headers_of({row[_CONTEXT] for row in rows}))
 
 
 def _insert_deduplicated(conn: psycopg.Connection, rows: list[tuple]) -> int:
@@ -430,12 +420,12 @@ def prepare_batch(records: Sequence[Record], redaction: Redaction) -> PreparedBa
     """Read the messages into rows (or dead letters); touches no database."""
     with _cycle_collection_paused():
         rows, dead, redacted = _rows_and_dead_letters(records, redaction)
-        copy_rows = BatchRows.of(rows)
+        batch_rows = BatchRows.of(rows)
     offsets: dict[int, tuple[int, int]] = {}
     for r in records:
         first, end = offsets.get(r.partition, (r.offset, r.offset + 1))
         offsets[r.partition] = (min(first, r.offset), max(end, r.offset + 1))
-    return PreparedBatch(records, copy_rows, dead, redacted, offsets)
+    return PreparedBatch(records, batch_rows, dead, redacted, offsets)
 
 
 @contextmanager
