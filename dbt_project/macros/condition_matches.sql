@@ -71,10 +71,13 @@ end
     its selector joins those rows on its regex and then the events on their hierarchy, so no
     selector regex runs per event.
 
+    `events` replaces stg_events with another relation of the columns condition_matches tests
+    (int_signature_matches passes the window's distinct event signatures).
+
     Every branch joins `e` with small reference tables only, so Citus still runs each on the
     shards.
 -#}
-{% macro routed_matches(conditions, event_filter, selector_matches=none) -%}
+{% macro routed_matches(conditions, event_filter, selector_matches=none, events=none) -%}
     {%- set hashed = selector_matches is not none -%}
     {#- route, the join probing an index, the join by hashing -#}
     {%- set branches = [
@@ -100,10 +103,36 @@ end
     inner join {{ selector_matches }} as matched
         on matched.selector_regex = c.selector_regex
     {%- endif %}
-    inner join {{ ref('stg_events') }} as e
+    inner join {{ events or ref('stg_events') }} as e
         on {{ hashed_join if hashed else probed }}
         and {{ event_filter }}
     where {{ route_test }}
         and {{ condition_matches('e', 'c', selector_tested=by_matches) }}
     {%- endfor %}
+{%- endmacro %}
+
+
+{#- The route by which a compiled condition (a row of stg_event_definitions aliased `compiled`)
+    finds its events, and its selector literal as a `like` pattern: the columns routed_matches
+    reads besides the condition's own. -#}
+{% macro condition_route_columns(compiled) -%}
+    '%' || replace(replace(replace({{ compiled }}.selector_literal, '\', '\\'), '%', '\%'), '_', '\_')
+        || '%' as hierarchy_like,
+    case
+        when {{ compiled }}.selector_literal is not null then 'selector'
+        when {{ compiled }}.path_op = 'equals' then 'path'
+        when {{ compiled }}.event_name is not null then 'name'
+        when {{ compiled }}.event_types is not null then 'type'
+        else 'any'
+    end as route
+{%- endmacro %}
+
+
+{#- An event's signature: every column a condition tests (condition_matches), as one text. Events
+    with the same signature meet the same conditions, and a window holds far fewer signatures
+    than events (int_signature_matches). A record's text form tells NULL from '' and keeps each
+    value whole, so two signatures are equal only when every tested column is. -#}
+{% macro event_signature(e) -%}
+    row({{ e }}.type, {{ e }}.name, {{ e }}.hierarchy, {{ e }}.target_text, {{ e }}.target_href,
+        {{ e }}.page_path, {{ e }}.page_url, {{ e }}.properties)::text
 {%- endmacro %}

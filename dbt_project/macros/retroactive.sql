@@ -206,13 +206,15 @@
 {%- endmacro %}
 
 
-{#- SQL for steps 1 and 2: forget what this run recomputes. -#}
-{% macro retro_forget(target, versions, version_column, hash_column, time_column, plan=none) -%}
-    {{ retro_forget_changed_versions(target, versions, version_column, hash_column) }};
-    {%- if plan is none or retro_window() is none %}
+{#- SQL for steps 1 and 2: forget what this run recomputes. `keep_window` skips step 2: an
+    `insert_missing` run keeps the window's rows and adds the missing ones. -#}
+{% macro retro_forget(target, versions, version_column, hash_column, time_column, plan=none, keep_window=false) -%}
+    {{ retro_forget_changed_versions(target, versions, version_column, hash_column) }}
+    {%- if keep_window -%}
+    {%- elif plan is none or retro_window() is none %};
     delete from {{ target }}
     where {{ retro_in_window(time_column) }}
-    {%- else %}
+    {%- else %};
     {#- Joined on the distribution column: on Citus each shard deletes its own rows. #}
     delete from {{ target }} as stored
     using {{ plan }} as planned

@@ -752,12 +752,13 @@ WINDOWED_MODELS = (
     "fct_funnel_entries_user",
     "fct_sessions",
 )
-# What the windowed run builds: those, the selector matches defined_events joins (written earlier
-# in the same invocation), the funnel stages between them (step events, identity snapshot,
-# recompute plan), and the sessions' plan (fct_sessions follows the plan written earlier in the
-# same invocation).
+# What the windowed run builds: those, the selector and signature matches defined_events joins
+# (written earlier in the same invocation), the funnel stages between them (step events, identity
+# snapshot, recompute plan), and the sessions' plan (fct_sessions follows the plan written earlier
+# in the same invocation).
 WINDOWED_RUN = (
     "int_selector_matches",
+    "int_signature_matches",
     "defined_events",
     "int_funnel_step_events",
     "int_identity_snapshots",

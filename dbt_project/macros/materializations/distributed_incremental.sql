@@ -10,6 +10,17 @@
 
     Configs: time_column, version_column, hash_column, versions_model, and optionally
     plan_model (see retroactive.sql), plus dbt's `indexes` and `contract`.
+
+    incremental_strategy says how a windowed run writes the window of the unchanged
+    declarations:
+      delete+insert   (the default) forget the window's rows, then insert the window again;
+      insert_missing  keep them and insert only the rows whose `unique_key` (a list of columns)
+                      the table lacks. For a model whose row is a function of one immutable
+                      event and its declaration's version (defined_events): a row the window
+                      already holds would be written again unchanged, so a rerun writes nothing
+                      and a daily run writes its new day, not the lookback too
+                      (benchmarks/RESULTS.md, section 3). Rows leave such a table only with
+                      their declaration (step 1) or by erasure (ingestion/erasure.py).
 -#}
 {% materialization distributed_incremental, adapter='postgres' -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -20,6 +31,7 @@
     {%- set time_column = config.require('time_column') -%}
     {%- set incremental = retro_is_incremental() -%}
     {%- set plan = ref(config.get('plan_model')) if config.get('plan_model') else none -%}
+    {%- set missing_key = retro_missing_key(plan) -%}
     {%- if plan is not none and incremental and retro_window() is not none -%}
         {{ retro_require_plan(config.get('plan_model')) }}
     {%- endif -%}
@@ -33,10 +45,15 @@
             lock table {{ target_relation }} in share row exclusive mode
         {%- endcall -%}
         {%- call statement('forget') -%}
-            {{ retro_forget(target_relation, versions, version_column, hash_column, time_column, plan) }}
+            {{ retro_forget(
+                target_relation, versions, version_column, hash_column, time_column, plan,
+                keep_window=missing_key is not none) }}
         {%- endcall -%}
         {%- call statement('main') -%}
             {{ distributed_insert(target_relation, sql) }}
+            {%- if missing_key is not none %}
+            {{ retro_where_missing(target_relation, missing_key, time_column) }}
+            {%- endif %}
         {%- endcall -%}
     {%- else %}
         {%- if existing is not none -%}
@@ -102,6 +119,41 @@
             {{ sql }}
         ) as model_subq
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- The unique_key whose missing rows an `insert_missing` run inserts; none for delete+insert. -#}
+{% macro retro_missing_key(plan) -%}
+    {%- set strategy = config.get('incremental_strategy') or 'delete+insert' -%}
+    {%- if strategy == 'delete+insert' -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set key = config.get('unique_key') -%}
+    {%- if strategy != 'insert_missing' -%}
+        {{- exceptions.raise_compiler_error(
+            this.identifier ~ ": incremental_strategy must be 'delete+insert' or 'insert_missing'; got '"
+            ~ strategy ~ "'") -}}
+    {%- elif key is string or not key or plan is not none -%}
+        {{- exceptions.raise_compiler_error(
+            this.identifier ~ ": incremental_strategy 'insert_missing' needs a unique_key list of "
+            ~ "columns and no plan_model (a plan's rows change; they are deleted and derived again)") -}}
+    {%- endif -%}
+    {{- return(key) -}}
+{%- endmacro %}
+
+
+{#- Appended to distributed_insert's select (aliased model_subq): only the rows the table lacks.
+    Correlated on the whole key, distribution column included, so on Citus each shard probes
+    its own primary key. The window bounds the rows compared: outside it this run inserts only
+    new and changed declarations' rows, whose old rows step 1 deleted. -#}
+{% macro retro_where_missing(relation, key, time_column) -%}
+    where not exists (
+        select 1 from {{ relation }} as present
+        where {{ retro_in_window('present.' ~ time_column) }}
+        {%- for column in key %}
+            and present.{{ column }} = model_subq.{{ column }}
+        {%- endfor %}
+    )
 {%- endmacro %}
 
 

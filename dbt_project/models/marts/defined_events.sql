@@ -5,6 +5,8 @@
         version_column='definition_name',
         hash_column='content_hash',
         versions_model='int_event_definition_versions',
+        incremental_strategy='insert_missing',
+        unique_key=['definition_name', 'occurred_at', 'anonymous_id', 'event_id'],
         indexes=[{'columns': ['occurred_at']}, {'columns': ['anonymous_id', 'occurred_at']}],
         pre_hook="set work_mem = '64MB'",
     )
@@ -12,12 +14,17 @@
 -- The second index serves per-device reads: fct_paths redoes a moved identity's devices whole.
 -- depends_on: {{ ref('int_event_definition_versions') }}
 -- depends_on: {{ ref('int_selector_matches') }}
-{#- The window's selector matches must be this run's, not an earlier run's with another window:
-    read only when this invocation builds them. A run that selects defined_events alone (a
-    backfill of it from the Dagster UI) tests each selector's regex per event instead. -#}
+-- depends_on: {{ ref('int_signature_matches') }}
+{#- The window's signature (and selector) matches must be this run's, not an earlier run's with
+    another window: read only when this invocation builds them, for a window. A run that selects
+    defined_events alone (a backfill of it from the Dagster UI) tests each event instead. -#}
+{%- set signature_matches = ref('int_signature_matches')
+    if 'model.' ~ project_name ~ '.int_signature_matches' in selected_resources
+        and retro_window() is not none else none %}
 {%- set selector_matches = ref('int_selector_matches')
     if 'model.' ~ project_name ~ '.int_selector_matches' in selected_resources else none %}
--- work_mem (pre_hook): the deduplication below sorts the window's matches, 33 MB at 500
+{%- set event_key = 'definition_name, anonymous_id, event_id, occurred_at' %}
+-- work_mem (pre_hook): the deduplication below sorts the matches found per event, 33 MB at 500
 -- definitions over 10k events a day; in memory instead of on disk (benchmarks/RESULTS.md, 3).
 
 -- Every CTE is inlined (used once, or NOT MATERIALIZED), so PostgreSQL and Citus see one query:
@@ -33,15 +40,7 @@ conditions as not materialized (
 
     select
         compiled.*,
-        '%' || replace(replace(replace(compiled.selector_literal, '\', '\\'), '%', '\%'), '_', '\_')
-            || '%' as hierarchy_like,
-        case
-            when compiled.selector_literal is not null then 'selector'
-            when compiled.path_op = 'equals' then 'path'
-            when compiled.event_name is not null then 'name'
-            when compiled.event_types is not null then 'type'
-            else 'any'
-        end as route
+        {{ condition_route_columns('compiled') }}
     from {{ ref('stg_event_definitions') }} as compiled
 
 ),
@@ -67,13 +66,29 @@ rederived_conditions as not materialized (
 ),
 
 -- The window is a constant on the events, so PostgreSQL skips the daily partitions outside it.
--- A selector's conditions find the window's events through int_selector_matches, built for
--- the same window: each selector's regex ran once per distinct hierarchy there.
+-- Each window event takes the definitions its signature met (int_signature_matches, built for
+-- the same window: one row per definition, so no deduplication). Without it, each event is
+-- tested on its routes, and an event that meets several conditions of one definition is one
+-- defined event.
 window_matches as (
+{%- if signature_matches is not none %}
 
-    {{ routed_matches(
-        'derived_conditions', retro_in_window('e.occurred_at'), selector_matches
-    ) }}
+    select matched.definition_name, matched.content_hash, e.*
+    from {{ signature_matches }} as matched
+    {{ retro_ledger_join('matched.definition_name') }}
+    inner join {{ ref('stg_events') }} as e
+        on {{ event_signature('e') }} = matched.signature
+        and {{ retro_in_window('e.occurred_at') }}
+    where {{ retro_is_derived('matched.content_hash') }}
+{%- else %}
+
+    select distinct on ({{ event_key }}) *
+    from (
+        {{ routed_matches(
+            'derived_conditions', retro_in_window('e.occurred_at'), selector_matches
+        ) }}
+    ) as per_event
+{%- endif %}
 
 ),
 
@@ -81,23 +96,18 @@ window_matches as (
 -- with no new or changed definition reads none of history (without it, every partition).
 history_matches as (
 
-    {{ routed_matches('rederived_conditions', 'exists (select 1 from rederived_conditions)') }}
+    select distinct on ({{ event_key }}) *
+    from (
+        {{ routed_matches('rederived_conditions', 'exists (select 1 from rederived_conditions)') }}
+    ) as per_event
 
 ),
 
-matches as (
+deduplicated as (
 
     select * from window_matches
     union all
     select * from history_matches
-
-),
-
--- An event that meets several conditions of one definition is one defined event.
-deduplicated as (
-
-    select distinct on (definition_name, anonymous_id, event_id, occurred_at) *
-    from matches
 
 ),
 
