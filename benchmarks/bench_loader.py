@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.common import Section, Stopwatch, scratch, section_command
 from demo import traffic
@@ -99,12 +100,13 @@ def copy_ceiling(database_url: str) -> tuple[float, int]:
 
 def disk_use(database_url: str) -> list[tuple[str, str]]:
     """MiB of raw.events' rows, its primary key and each route index, over all partitions."""
+    # A partition's copy of an index is named after it (events_20261130_pkey, ..._type).
     query = """
-        select coalesce(parent.relname, 'raw.events'), sum(pg_relation_size(i.indexrelid))
+        select regexp_replace(ic.relname, '^events_[0-9]{8}', 'events'),
+               sum(pg_relation_size(i.indexrelid))
         from pg_inherits p
         join pg_index i on i.indrelid = p.inhrelid
-        left join pg_inherits ip on ip.inhrelid = i.indexrelid
-        left join pg_class parent on parent.oid = ip.inhparent
+        join pg_class ic on ic.oid = i.indexrelid
         where p.inhparent = 'raw.events'::regclass
         group by 1
     """
@@ -123,9 +125,17 @@ def disk_use(database_url: str) -> list[tuple[str, str]]:
 
 
 def drop_route_indexes(database_url: str) -> None:
+    """Drop every partition's route indexes (the days loaded already have their partitions)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        for name in schema.ROUTE_INDEXES:
-            conn.execute(f"drop index raw.{name}")
+        indexes = conn.execute(
+            "select ic.relname from pg_inherits p join pg_index i on i.indrelid = p.inhrelid "
+            "join pg_class ic on ic.oid = i.indexrelid "
+            "where p.inhparent = 'raw.events'::regclass "
+            "and regexp_replace(ic.relname, '^events_[0-9]{8}', 'events') = any(%s)",
+            (list(schema.ROUTE_INDEXES),),
+        ).fetchall()
+        for (name,) in indexes:
+            conn.execute(sql.SQL("drop index raw.{}").format(sql.Identifier(name)))
 
 
 def forget_the_load(database_url: str) -> None:

@@ -92,6 +92,7 @@ begin
           and to_value::timestamptz <= now() - age
         order by to_value::timestamptz
     loop
+        perform raw.drop_gin_route_indexes(old_partition.name::regclass);
         perform alter_table_set_access_method(old_partition.name::regclass, 'columnar');
         converted := converted || old_partition.name;
         commit;
@@ -105,19 +106,81 @@ end $$;
 # the exact path, the custom event's name, the type. They live here, not in dbt: only the owner of
 # raw.events may index it. pg_trgm ships with PostgreSQL and is a trusted extension (13+): the
 # database's owner creates it without being a superuser. On Citus each shard gets the indexes.
+#
+# Each day's partition gets its own (raw.create_route_indexes), named after it
+# (events_20261130_hierarchy_trigrams), rather than raw.events one partitioned index: Citus turns
+# old partitions columnar (retrolytics.columnar_after), which drops and re-creates a partition's
+# indexes, and an index attached to a partitioned one cannot be dropped; nor can a columnar table
+# hold a GIN index, so a columnar partition keeps only the btree ones.
 ROUTE_INDEXES = {
     "events_hierarchy_trigrams": "using gin (hierarchy retrolytics.gin_trgm_ops)",
     "events_page_path": "(page_path)",
     "events_custom_name": "(name) where name is not null",
     "events_type": "(type)",
 }
-ROUTE_INDEXES_SQL = "create extension if not exists pg_trgm with schema retrolytics;\n" + "".join(
-    f"create index if not exists {name} on raw.events {how};\n"
-    for name, how in ROUTE_INDEXES.items()
+GIN_ROUTE_INDEXES = tuple(
+    name for name, how in ROUTE_INDEXES.items() if how.startswith("using gin")
 )
 
-RAW_SCHEMA_SQL = (
-    """
+
+def _suffix(route_index: str) -> str:
+    """What a partition's name takes to name its copy of a route index: `_hierarchy_trigrams`."""
+    return route_index.removeprefix("events")
+
+
+def _create_route_index_sql(name: str, how: str) -> str:
+    """plpgsql: create route index ``name`` on ``partition`` (a columnar one takes no GIN)."""
+    create = (
+        f"execute format('create index if not exists %I on %s {how.replace('%', '%%')}', "
+        f"partition_name || {_suffix(name)!r}, partition);"
+    )
+    return (
+        f"    if not columnar then\n        {create}\n    end if;"
+        if name in GIN_ROUTE_INDEXES
+        else f"    {create}"
+    )
+
+
+_DROP_GIN_ROUTE_INDEXES_SQL = "\n".join(
+    f"    execute format('drop index if exists raw.%I', partition_name || {_suffix(name)!r});"
+    for name in GIN_ROUTE_INDEXES
+)
+
+ROUTE_INDEXES_SQL = f"""
+create extension if not exists pg_trgm with schema retrolytics;
+
+-- The route indexes (ingestion/schema.py, ROUTE_INDEXES) of one partition of raw.events.
+create or replace function raw.create_route_indexes(partition regclass) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    partition_name text := (select relname from pg_class where oid = partition);
+    columnar boolean := (
+        select coalesce(am.amname = 'columnar', false)
+        from pg_class c left join pg_am am on am.oid = c.relam where c.oid = partition
+    );
+begin
+{chr(10).join(_create_route_index_sql(name, how) for name, how in ROUTE_INDEXES.items())}
+end $$;
+
+-- Before a partition turns columnar: a columnar table cannot hold a GIN index.
+create or replace function raw.drop_gin_route_indexes(partition regclass) returns void
+language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
+declare
+    partition_name text := (select relname from pg_class where oid = partition);
+begin
+{_DROP_GIN_ROUTE_INDEXES_SQL}
+end $$;
+"""
+# Each a statement of its own: Citus (13.2) sends an index command on a distributed table to the
+# workers with the client's whole query string, which fails there when it holds several commands.
+_ROUTE_INDEX_STATEMENTS = (
+    # Databases built before the indexes were per partition have them on raw.events.
+    *(f"drop index if exists raw.{name}" for name in ROUTE_INDEXES),
+    "select raw.create_route_indexes(inhrelid::regclass) from pg_inherits "
+    "where inhparent = 'raw.events'::regclass",
+)
+
+RAW_SCHEMA_SQL = """
 create schema if not exists raw;
 
 create table if not exists raw.events (
@@ -188,6 +251,7 @@ begin
                 'create table raw.%I partition of raw.events for values from (%L) to (%L)',
                 name, day::text || ' 00:00:00+00', (day + 1)::text || ' 00:00:00+00'
             );
+            perform raw.create_route_indexes(format('raw.%I', name)::regclass);
             created := created || day;
         end if;
     end loop;
@@ -214,9 +278,7 @@ create table if not exists raw.user_agents (
 select retrolytics.distribute('raw.events');
 select retrolytics.make_reference('raw.dead_letters');
 select retrolytics.make_reference('raw.user_agents');
-"""
-    + ROUTE_INDEXES_SQL
-    + """
+
 -- raw.ingest_offsets stays a plain table on the coordinator, also on Citus: only the loader
 -- reads it, through the coordinator, and its rows commit with the batch's rows in the same
 -- distributed transaction (Citus' two-phase commit is decided by the coordinator's own commit).
@@ -224,12 +286,18 @@ select retrolytics.make_reference('raw.user_agents');
 -- loader's `on conflict ... do update set updated_at = now()` there (DO UPDATE SET functions
 -- must be IMMUTABLE on distributed and reference tables).
 """
-)
 
 _BOOTSTRAP_LOCK = 7_264_112_001  # an arbitrary advisory-lock key owned by this bootstrap
 # Changes whenever the bootstrap's SQL does, so a database built by an older version is updated.
 SCHEMA_VERSION = hashlib.sha256(
-    (CITUS_SWITCH_SQL + RAW_SCHEMA_SQL + ERASURES_SQL + roles.GRANTS_SQL).encode()
+    (
+        CITUS_SWITCH_SQL
+        + RAW_SCHEMA_SQL
+        + ROUTE_INDEXES_SQL
+        + ";".join(_ROUTE_INDEX_STATEMENTS)
+        + ERASURES_SQL
+        + roles.GRANTS_SQL
+    ).encode()
 ).hexdigest()[:16]
 _VERSION_SQL = f"""
 create or replace function retrolytics.schema_version() returns text
@@ -248,6 +316,9 @@ def bootstrap(conn: psycopg.Connection) -> None:
         conn.execute("select pg_advisory_xact_lock(%s)", (_BOOTSTRAP_LOCK,))
         conn.execute(CITUS_SWITCH_SQL)
         conn.execute(RAW_SCHEMA_SQL)
+        conn.execute(ROUTE_INDEXES_SQL)
+        for statement in _ROUTE_INDEX_STATEMENTS:
+            conn.execute(statement)
         conn.execute(ERASURES_SQL)
         conn.execute(roles.GRANTS_SQL)
         conn.execute(_VERSION_SQL)

@@ -88,6 +88,23 @@ def test_the_partition_maker_is_the_loaders_alone(stack, raw_db: psycopg.Connect
     assert refused(as_bi, "select raw.create_day_partitions(array[date '2020-01-01'])")
 
 
+def test_only_the_partition_maker_indexes_partitions(stack, raw_db: psycopg.Connection) -> None:
+    database_url = raw_db.info.dsn
+    raw_db.execute("select raw.create_day_partitions(array[date '2020-01-01'])")
+    for login in (stack.bi_database_url, stack.loader_database_url):
+        login_here = in_database(login, database_url)
+        for function in ("create_route_indexes", "drop_gin_route_indexes"):
+            statement = f"select raw.{function}('raw.events_20200101'::regclass)"
+            assert refused(login_here, statement), statement
+    indexes = {
+        name
+        for (name,) in raw_db.execute(
+            "select indexname from pg_indexes where tablename = 'events_20200101'"
+        )
+    }
+    assert {"events_20200101_hierarchy_trigrams", "events_20200101_type"} <= indexes
+
+
 def test_the_loader_cannot_create_the_raw_schema_and_says_so(stack, settings: Settings) -> None:
     as_loader = in_database(stack.loader_database_url, settings.database_url)
     with pytest.raises(schema.SchemaNotReady, match="run the bootstrap as the database's owner"):
