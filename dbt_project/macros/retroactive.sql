@@ -231,10 +231,19 @@
     delete from {{ ledger }};
     insert into {{ ledger }} (name, content_hash, derived_at, invocation_id)
     select distinct {{ version_column }}, {{ hash_column }}, now(), '{{ invocation_id }}'
-    from {{ versions }};
-    -- The next run joins the ledger with the declarations: without statistics PostgreSQL
-    -- expects a handful of derived ones and plans a scan of the window per declaration.
-    analyze {{ ledger }}
+    from {{ versions }}
+{%- endmacro %}
+
+
+{#- After the commit (distributed_finish): the next run joins the ledger with the declarations,
+    and without statistics PostgreSQL expects a handful of derived ones and plans a scan of the
+    window per declaration. Not in the run's transaction: on Citus the ledger is a reference
+    table, whose coordinator placement the insert wrote locally, and an ANALYZE of all its
+    placements after that fails ("a local execution has accessed a placement"). -#}
+{% macro retro_analyze_ledger(target) -%}
+    {%- call statement('analyze_ledger', auto_begin=False) -%}
+        analyze {{ retro_ledger_relation(target) }}
+    {%- endcall -%}
 {%- endmacro %}
 
 

@@ -82,7 +82,9 @@
         {{ retro_record_versions(target_relation, versions, version_column, hash_column) }}
     {%- endcall -%}
 
-    {{ return(distributed_finish(target_relation, post_hooks)) }}
+    {%- set result = distributed_finish(target_relation, post_hooks) -%}
+    {%- do retro_analyze_ledger(target_relation) -%}
+    {{ return(result) }}
 {%- endmaterialization %}
 
 

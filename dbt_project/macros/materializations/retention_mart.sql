@@ -48,7 +48,9 @@
         {{ retro_record_versions(target_relation, versions, 'retention_name', 'content_hash') }}
     {%- endcall -%}
 
-    {{ return(distributed_finish(target_relation, post_hooks)) }}
+    {%- set result = distributed_finish(target_relation, post_hooks) -%}
+    {%- do retro_analyze_ledger(target_relation) -%}
+    {{ return(result) }}
 {%- endmaterialization %}
 
 
