@@ -19,8 +19,9 @@
                       event and its declaration's version (defined_events): a row the window
                       already holds would be written again unchanged, so a rerun writes nothing
                       and a daily run writes its new day, not the lookback too
-                      (benchmarks/RESULTS.md, section 3). Rows leave such a table only with
-                      their declaration (step 1) or by erasure (ingestion/erasure.py).
+                      (benchmarks/RESULTS.md, section 3). In a window, rows leave such a
+                      table only with their declaration (step 1) or by erasure
+                      (ingestion/erasure.py); a run without a window replaces them all.
 -#}
 {% materialization distributed_incremental, adapter='postgres' -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -31,7 +32,9 @@
     {%- set time_column = config.require('time_column') -%}
     {%- set incremental = retro_is_incremental() -%}
     {%- set plan = ref(config.get('plan_model')) if config.get('plan_model') else none -%}
-    {%- set missing_key = retro_missing_key(plan) -%}
+    {#- A run over all history (no window) replaces every row whatever the strategy: it is how
+        rows whose raw events are gone (other than by erasure, which deletes them too) leave. -#}
+    {%- set missing_key = retro_missing_key(plan) if retro_window() is not none else none -%}
     {%- if plan is not none and incremental and retro_window() is not none -%}
         {{ retro_require_plan(config.get('plan_model')) }}
     {%- endif -%}
@@ -50,9 +53,10 @@
                 keep_window=missing_key is not none) }}
         {%- endcall -%}
         {%- call statement('main') -%}
+            {%- if missing_key is none %}
             {{ distributed_insert(target_relation, sql) }}
-            {%- if missing_key is not none %}
-            {{ retro_where_missing(target_relation, missing_key, time_column) }}
+            {%- else %}
+            {{ retro_insert_missing(target_relation, sql, missing_key, time_column) }}
             {%- endif %}
         {%- endcall -%}
     {%- else %}
@@ -144,18 +148,24 @@
 {%- endmacro %}
 
 
-{#- Appended to distributed_insert's select (aliased model_subq): only the rows the table lacks.
-    Correlated on the whole key, distribution column included, so on Citus each shard probes
-    its own primary key. The window bounds the rows compared: outside it this run inserts only
-    new and changed declarations' rows, whose old rows step 1 deleted. -#}
-{% macro retro_where_missing(relation, key, time_column) -%}
-    where not exists (
-        select 1 from {{ relation }} as present
-        where {{ retro_in_window('present.' ~ time_column) }}
+{#- Insert the model's rows whose key the table lacks. An anti-join by LEFT JOIN on the whole key,
+    distribution column included, so on Citus each shard compares with its own rows (Citus
+    refuses a correlated NOT EXISTS over a subquery). The window bounds the rows compared:
+    outside it this run inserts only new and changed declarations' rows, whose old rows step 1
+    deleted. -#}
+{% macro retro_insert_missing(relation, sql, key, time_column) -%}
+    {%- set columns = adapter.get_columns_in_relation(relation) | map(attribute='name') | list -%}
+    insert into {{ relation }} ({{ columns | join(', ') }})
+    select {% for column in columns %}model_subq.{{ column }}{% if not loop.last %}, {% endif %}{% endfor %}
+    from (
+        {{ sql }}
+    ) as model_subq
+    left join {{ relation }} as present
+        on {{ retro_in_window('present.' ~ time_column) }}
         {%- for column in key %}
-            and present.{{ column }} = model_subq.{{ column }}
+        and present.{{ column }} = model_subq.{{ column }}
         {%- endfor %}
-    )
+    where present.{{ key[0] }} is null
 {%- endmacro %}
 
 
