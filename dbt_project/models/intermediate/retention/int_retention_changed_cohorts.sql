@@ -92,29 +92,46 @@ changed_units as (
 
 ),
 
--- The unit's first start among the cells the run kept, one index lookup per unit: its cohort
--- changed if a changed start comes before it (the unit left it, or never was in it).
+-- The unit's first start among the cells the run kept: its cohort changed if a changed start
+-- comes before it (the unit left it, or never was in it). DISTINCT ON rather than a lateral
+-- LIMIT 1 per unit, which Citus cannot push down (the cells are distributed by device, the unit
+-- may be a person): Citus joins the changed units with each shard's cells and keeps each
+-- unit's first on the coordinator.
 kept_first_starts as (
 
-    select changed_units.retention_name, kept.period_index as cohort_index
+    select distinct on (changed_units.retention_name, changed_units.unit_id)
+        changed_units.retention_name,
+        changed_units.first_start_at as changed_first_start_at,
+        changed_units.first_start_event_id as changed_first_start_event_id,
+        facts.period_index as cohort_index,
+        facts.first_start_at,
+        facts.first_start_event_id
+
     from changed_units
-    cross join lateral (
-        select facts.period_index, facts.first_start_at, facts.first_start_event_id
-        from {{ ref('fct_retention_activity') }} as facts
-        where facts.retention_name = changed_units.retention_name
-            and facts.unit_id = changed_units.unit_id
-            and facts.first_start_at is not null
-            and not exists (
-                select 1 from plan
-                where plan.anonymous_id = facts.anonymous_id
-                    and facts.period_started_at >= plan.recompute_from
-                    and facts.period_started_at <= plan.recompute_until
-            )
-        order by facts.first_start_at, facts.first_start_event_id
-        limit 1
-    ) as kept
-    where (changed_units.first_start_at, changed_units.first_start_event_id)
-        <= (kept.first_start_at, kept.first_start_event_id)
+    inner join {{ ref('fct_retention_activity') }} as facts
+        on facts.retention_name = changed_units.retention_name
+        and facts.unit_id = changed_units.unit_id
+    where facts.first_start_at is not null
+        and not exists (
+            select 1 from plan
+            where plan.anonymous_id = facts.anonymous_id
+                and facts.period_started_at >= plan.recompute_from
+                and facts.period_started_at <= plan.recompute_until
+        )
+    order by
+        changed_units.retention_name,
+        changed_units.unit_id,
+        facts.first_start_at,
+        facts.first_start_event_id
+
+),
+
+kept_cohorts_moved as (
+
+    select retention_name, cohort_index
+    from kept_first_starts
+    where (changed_first_start_at, changed_first_start_event_id)
+        <= (first_start_at, first_start_event_id)
 
 ),
 
@@ -138,7 +155,7 @@ changed as (
 
     select retention_name, cohort_index from by_cells
     union
-    select retention_name, cohort_index from kept_first_starts
+    select retention_name, cohort_index from kept_cohorts_moved
     union
     select retention_name, cohort_index from unfinished
 
