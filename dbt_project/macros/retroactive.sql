@@ -13,7 +13,9 @@
 
       1. declarations whose hash differs from the ledger's (changed, new, removed) lose every
          row they have;
-      2. the others lose their rows inside the window [start - lookback_hours, end);
+      2. the others lose their rows inside the window [start - lookback_hours, end) (with
+         incremental_strategy insert_missing they keep them, and step 3 inserts only the rows
+         the table lacks; see the materialization);
       3. changed and new declarations are derived over ALL history, the others over the window
          (the model asks `retro_ledger_join()`, `retro_is_derived()`, `retro_is_new()` which is which, and
          `retro_in_window()` for the window);

@@ -34,7 +34,8 @@
     {%- set plan = ref(config.get('plan_model')) if config.get('plan_model') else none -%}
     {#- A run over all history (no window) replaces every row whatever the strategy: it is how
         rows whose raw events are gone (other than by erasure, which deletes them too) leave. -#}
-    {%- set missing_key = retro_missing_key(plan) if retro_window() is not none else none -%}
+    {%- set missing_key = retro_missing_key(plan) -%}
+    {%- set missing_key = missing_key if retro_window() is not none else none -%}
     {%- if plan is not none and incremental and retro_window() is not none -%}
         {{ retro_require_plan(config.get('plan_model')) }}
     {%- endif -%}
