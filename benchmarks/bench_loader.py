@@ -98,11 +98,15 @@ def copy_ceiling(database_url: str) -> tuple[float, int]:
     return watch.seconds, rows
 
 
+# The index of raw.events a partition's index is the copy of: a partition's copy is named after it
+# (events_20261130_pkey, events_20261130_type), so its name without the day.
+INDEX_FAMILY = "regexp_replace(ic.relname, '^events_[0-9]{8}', 'events')"
+
+
 def disk_use(database_url: str) -> list[tuple[str, str]]:
     """MiB of raw.events' rows, its primary key and each route index, over all partitions."""
-    # A partition's copy of an index is named after it (events_20261130_pkey, ..._type).
-    query = """
-        select regexp_replace(ic.relname, '^events_[0-9]{8}', 'events'),
+    query = f"""
+        select {INDEX_FAMILY},
                sum(pg_relation_size(i.indexrelid))
         from pg_inherits p
         join pg_index i on i.indrelid = p.inhrelid
@@ -131,7 +135,7 @@ def drop_route_indexes(database_url: str) -> None:
             "select ic.relname from pg_inherits p join pg_index i on i.indrelid = p.inhrelid "
             "join pg_class ic on ic.oid = i.indexrelid "
             "where p.inhparent = 'raw.events'::regclass "
-            "and regexp_replace(ic.relname, '^events_[0-9]{8}', 'events') = any(%s)",
+            f"and {INDEX_FAMILY} = any(%s)",
             (list(schema.ROUTE_INDEXES),),
         ).fetchall()
         for (name,) in indexes:

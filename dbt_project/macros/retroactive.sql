@@ -260,3 +260,13 @@
     );
     select retrolytics.make_reference('{{ ledger.include(database=false) }}'::regclass)
 {%- endmacro %}
+
+
+{#- ref(model) when this invocation builds it too, else none: a model built per window (the
+    selector and signature matches) holds an earlier run's window unless it is built now. -#}
+{% macro ref_if_built_now(model) -%}
+    {%- if 'model.' ~ project_name ~ '.' ~ model in selected_resources -%}
+        {{- return(ref(model)) -}}
+    {%- endif -%}
+    {{- return(none) -}}
+{%- endmacro %}

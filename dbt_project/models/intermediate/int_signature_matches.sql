@@ -19,8 +19,7 @@
 -- the window's distinct signatures from every shard and tests them in one place.
 {#- The window's selector matches, when this invocation builds them for the same window;
     otherwise each selector's regex runs per signature. -#}
-{%- set selector_matches = ref('int_selector_matches')
-    if 'model.' ~ project_name ~ '.int_selector_matches' in selected_resources else none %}
+{%- set selector_matches = ref_if_built_now('int_selector_matches') %}
 
 with
 

@@ -18,11 +18,9 @@
 {#- The window's signature (and selector) matches must be this run's, not an earlier run's with
     another window: read only when this invocation builds them, for a window. A run that selects
     defined_events alone (a backfill of it from the Dagster UI) tests each event instead. -#}
-{%- set signature_matches = ref('int_signature_matches')
-    if 'model.' ~ project_name ~ '.int_signature_matches' in selected_resources
-        and retro_window() is not none else none %}
-{%- set selector_matches = ref('int_selector_matches')
-    if 'model.' ~ project_name ~ '.int_selector_matches' in selected_resources else none %}
+{%- set signature_matches = ref_if_built_now('int_signature_matches')
+    if retro_window() is not none else none %}
+{%- set selector_matches = ref_if_built_now('int_selector_matches') %}
 {%- set event_key = 'definition_name, anonymous_id, event_id, occurred_at' %}
 -- work_mem (pre_hook): the deduplication below sorts the matches found per event, 33 MB at 500
 -- definitions over 10k events a day; in memory instead of on disk (benchmarks/RESULTS.md, 3).
