@@ -5,10 +5,14 @@
 -#}
 
 
-{#- The event columns the funnel models carry, from defined_events or stg_events. -#}
-{% macro funnel_event_columns(alias, raw=false) -%}
-    {{ alias }}.anonymous_id,
+{#- The event columns the funnel models carry, from defined_events or stg_events. A query that
+    unions them lists them first: anonymous_id must be second, as in stg_events, for Citus
+    (13.2, issue 5093) to push the union down. It compares the distribution column's position
+    in each leg with its position in the query that reads the table, which for stg_events is
+    the view. -#}
+{% macro funnel_event_columns(alias) -%}
     {{ alias }}.event_id,
+    {{ alias }}.anonymous_id,
     {{ alias }}.occurred_at,
     {{ alias }}.user_id,
     {{ alias }}.properties,

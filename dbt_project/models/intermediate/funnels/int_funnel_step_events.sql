@@ -20,7 +20,9 @@
 -- PostHog's strict funnels read every event of the person. That is the cost of the option:
 -- rows here (and walked) grow with all events, not with the funnel's step events.
 -- Every CTE is inlined (used once, or NOT MATERIALIZED), so on Citus the whole INSERT ... SELECT
--- runs on the shards of raw.events.
+-- runs on the shards of raw.events. Each leg of `matches` carries its funnel's columns, so that
+-- nothing joins on top of the union: Citus (13.2) pushes a union down only as the sole input
+-- of the query above it.
 
 with
 
@@ -43,19 +45,36 @@ funnels as not materialized (
 
 ),
 
+-- The steps and exclusions, each with its funnel's columns.
 steps as not materialized (
 
     select
-        steps.funnel_name,
         steps.role,
         steps.position,
         steps.definition_name,
         steps.event_type,
         steps.event_name,
-        funnels.derived
+        funnels.*
 
     from {{ ref('stg_funnel_steps') }} as steps
     inner join funnels on funnels.funnel_name = steps.funnel_name
+
+),
+
+-- broken_by: any_event: every event of the unit is in its stream, as a row with neither step
+-- nor exclusion (role `other`); `final` merges it with the event's step and exclusion rows.
+any_event_steps as not materialized (
+
+    select
+        'other'::text as role,
+        0 as position,
+        null::text as definition_name,
+        null::text as event_type,
+        null::text as event_name,
+        funnels.*
+
+    from funnels
+    where funnels.broken_by = 'any_event'
 
 ),
 
@@ -63,7 +82,7 @@ steps as not materialized (
 -- is a constant on occurred_at (an index range); a new or edited funnel reads all history.
 by_definition_in_window as (
 
-    select steps.funnel_name, steps.role, steps.position, {{ funnel_event_columns('defined') }}
+    select {{ funnel_event_columns('defined') }}, steps.*
     from steps
     inner join {{ ref('defined_events') }} as defined
         on defined.definition_name = steps.definition_name
@@ -75,7 +94,7 @@ by_definition_in_window as (
 -- without a new or edited funnel reads none of history.
 by_definition_in_history as (
 
-    select steps.funnel_name, steps.role, steps.position, {{ funnel_event_columns('defined') }}
+    select {{ funnel_event_columns('defined') }}, steps.*
     from steps
     inner join {{ ref('defined_events') }} as defined
         on defined.definition_name = steps.definition_name
@@ -88,7 +107,7 @@ by_definition_in_history as (
 -- the window's partitions, or of all history for a new or edited funnel with such a step.
 by_type_in_window as (
 
-    select steps.funnel_name, steps.role, steps.position, {{ funnel_event_columns('events', raw=true) }}
+    select {{ funnel_event_columns('events') }}, steps.*
     from steps
     inner join {{ ref('stg_events') }} as events
         on events.type = steps.event_type
@@ -100,7 +119,7 @@ by_type_in_window as (
 
 by_type_in_history as (
 
-    select steps.funnel_name, steps.role, steps.position, {{ funnel_event_columns('events', raw=true) }}
+    select {{ funnel_event_columns('events') }}, steps.*
     from steps
     inner join {{ ref('stg_events') }} as events
         on events.type = steps.event_type
@@ -110,27 +129,25 @@ by_type_in_history as (
 
 ),
 
--- broken_by: any_event: every event, as the raw-type steps read them (the window's, or all
--- history for a new or edited funnel), a row with neither step nor exclusion (role `other`);
--- `final` merges it with the event's step and exclusion rows.
+-- Every event, as the raw-type steps read them: the window's, or all history for a new or
+-- edited funnel.
 any_event_in_window as (
 
-    select funnels.funnel_name, 'other'::text as role, 0 as position, {{ funnel_event_columns('events', raw=true) }}
-    from funnels
+    select {{ funnel_event_columns('events') }}, steps.*
+    from any_event_steps as steps
     cross join {{ ref('stg_events') }} as events
-    where funnels.derived and funnels.broken_by = 'any_event'
-        and {{ retro_in_window('events.occurred_at') }}
-        and exists (select 1 from funnels where derived and broken_by = 'any_event')
+    where steps.derived and {{ retro_in_window('events.occurred_at') }}
+        and exists (select 1 from any_event_steps where derived)
 
 ),
 
 any_event_in_history as (
 
-    select funnels.funnel_name, 'other'::text as role, 0 as position, {{ funnel_event_columns('events', raw=true) }}
-    from funnels
+    select {{ funnel_event_columns('events') }}, steps.*
+    from any_event_steps as steps
     cross join {{ ref('stg_events') }} as events
-    where not funnels.derived and funnels.broken_by = 'any_event'
-        and exists (select 1 from funnels where not derived and broken_by = 'any_event')
+    where not steps.derived
+        and exists (select 1 from any_event_steps where not derived)
 
 ),
 
@@ -154,24 +171,22 @@ matches as (
 described as (
 
     select
-        matches.funnel_name,
-        funnels.content_hash,
-        funnels.unit,
-        matches.role,
-        matches.position,
-        matches.anonymous_id,
-        matches.event_id,
-        matches.occurred_at,
-        matches.user_id,
-        {{ funnel_hold_values_name() }}(matches.properties, funnels.hold_constant) as hold_values,
+        funnel_name,
+        content_hash,
+        unit,
+        role,
+        position,
+        anonymous_id,
+        event_id,
+        occurred_at,
+        user_id,
+        {{ funnel_hold_values_name() }}(properties, hold_constant) as hold_values,
         case
-            when funnels.breakdown_property is not null
-                then matches.properties ->> funnels.breakdown_property
-            else {{ funnel_breakdown_field('funnels.breakdown_field', 'matches') }}
+            when breakdown_property is not null then properties ->> breakdown_property
+            else {{ funnel_breakdown_field('breakdown_field', 'matches') }}
         end as breakdown_value
 
     from matches
-    inner join funnels on funnels.funnel_name = matches.funnel_name
 
 ),
 

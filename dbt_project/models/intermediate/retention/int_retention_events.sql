@@ -65,7 +65,7 @@ refs as not materialized (
 -- column, so PostgreSQL decides it once, before the scan.
 by_definition as (
 
-    select refs.retention_name, refs.role, {{ funnel_event_columns('defined') }}
+    select {{ funnel_event_columns('defined') }}, refs.retention_name, refs.role
     from refs
     inner join {{ ref('defined_events') }} as defined
         on defined.definition_name = refs.definition_name
@@ -73,7 +73,7 @@ by_definition as (
 
     union all
 
-    select refs.retention_name, refs.role, {{ funnel_event_columns('defined') }}
+    select {{ funnel_event_columns('defined') }}, refs.retention_name, refs.role
     from refs
     inner join {{ ref('defined_events') }} as defined
         on defined.definition_name = refs.definition_name
@@ -85,7 +85,7 @@ by_definition as (
 -- By raw type (`type: pageview`, `type: custom, name: ...`): the only read of the events.
 by_type as (
 
-    select refs.retention_name, refs.role, {{ funnel_event_columns('events', raw=true) }}
+    select {{ funnel_event_columns('events') }}, refs.retention_name, refs.role
     from refs
     inner join {{ ref('stg_events') }} as events
         on events.type = refs.event_type
@@ -95,7 +95,7 @@ by_type as (
 
     union all
 
-    select refs.retention_name, refs.role, {{ funnel_event_columns('events', raw=true) }}
+    select {{ funnel_event_columns('events') }}, refs.retention_name, refs.role
     from refs
     inner join {{ ref('stg_events') }} as events
         on events.type = refs.event_type
