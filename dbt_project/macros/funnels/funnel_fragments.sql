@@ -137,7 +137,11 @@
     {%- if latest is none -%}
         null::timestamptz
     {%- else -%}
-        (timestamptz 'epoch' + {{ latest | int }} * interval '1 microsecond')
+        {#- A typed literal is a constant, where `epoch + interval` would be a stable call: Citus
+            keeps a function in FROM (the walk) on the shards only if its arguments are
+            immutable. -#}
+        {%- set utc_epoch = modules.datetime.datetime(1970, 1, 1, tzinfo=modules.pytz.utc) -%}
+        timestamptz '{{ (utc_epoch + modules.datetime.timedelta(microseconds=latest | int)).isoformat() }}'
     {%- endif -%}
 {%- endmacro %}
 
