@@ -728,6 +728,9 @@ def assert_runs_on_the_workers(plan: str, shards: int) -> None:
         "marts/defined_events.sql",
         # The funnels' step events, per device like the events they come from.
         "intermediate/funnels/int_funnel_step_events.sql",
+        # The retention analyses' input stream and activity facts, per device the same way.
+        "intermediate/retention/int_retention_events.sql",
+        "marts/retention/fct_retention_activity.sql",
         # The attempts at `unit: device` funnels. Funnels by `unit: user` are another model
         # (fct_funnel_entries_user), which must gather a person's devices from several shards,
         # so Citus plans it through the coordinator (see the windowed test below).

@@ -40,11 +40,15 @@ retentions as not materialized (
 
 ),
 
--- The start and the return event of each retention, one row each (role).
+-- The start and the return event of each retention, one row each (role), with the retention's
+-- columns.
 refs as not materialized (
 
     select
         retention_name,
+        content_hash,
+        breakdown_field,
+        breakdown_property,
         derived,
         refs.role,
         refs.definition_name,
@@ -63,17 +67,19 @@ refs as not materialized (
 -- By event definition: matched already in defined_events. The window is a constant on
 -- occurred_at; a new or edited retention reads all history. Each EXISTS names no outer
 -- column, so PostgreSQL decides it once, before the scan.
-by_definition as (
+by_definition_in_window as (
 
-    select {{ funnel_event_columns('defined') }}, refs.retention_name, refs.role
+    select {{ funnel_event_columns('defined') }}, refs.*
     from refs
     inner join {{ ref('defined_events') }} as defined
         on defined.definition_name = refs.definition_name
     where refs.derived and {{ retro_in_window('defined.occurred_at') }}
 
-    union all
+),
 
-    select {{ funnel_event_columns('defined') }}, refs.retention_name, refs.role
+by_definition_in_history as (
+
+    select {{ funnel_event_columns('defined') }}, refs.*
     from refs
     inner join {{ ref('defined_events') }} as defined
         on defined.definition_name = refs.definition_name
@@ -83,9 +89,9 @@ by_definition as (
 ),
 
 -- By raw type (`type: pageview`, `type: custom, name: ...`): the only read of the events.
-by_type as (
+by_type_in_window as (
 
-    select {{ funnel_event_columns('events') }}, refs.retention_name, refs.role
+    select {{ funnel_event_columns('events') }}, refs.*
     from refs
     inner join {{ ref('stg_events') }} as events
         on events.type = refs.event_type
@@ -93,9 +99,11 @@ by_type as (
     where refs.derived and {{ retro_in_window('events.occurred_at') }}
         and exists (select 1 from refs where derived and event_type is not null)
 
-    union all
+),
 
-    select {{ funnel_event_columns('events') }}, refs.retention_name, refs.role
+by_type_in_history as (
+
+    select {{ funnel_event_columns('events') }}, refs.*
     from refs
     inner join {{ ref('stg_events') }} as events
         on events.type = refs.event_type
@@ -107,41 +115,40 @@ by_type as (
 
 matches as (
 
-    select * from by_definition
+    select * from by_definition_in_window
     union all
-    select * from by_type
+    select * from by_definition_in_history
+    union all
+    select * from by_type_in_window
+    union all
+    select * from by_type_in_history
 
 ),
 
--- One row per retention and event: start, return or both; its breakdown value as text.
+-- One row per retention and event: start, return or both; its breakdown value as text. Each
+-- match carries its retention's columns: on Citus (13.2) nothing may join on top of the union
+-- for the statement to stay on the shards.
 final as (
 
     select
-        matches.retention_name,
-        retentions.content_hash,
-        matches.anonymous_id,
-        matches.event_id,
-        matches.occurred_at,
-        bool_or(matches.role = 'start') as is_start,
-        bool_or(matches.role = 'return') as is_return,
+        retention_name,
+        content_hash,
+        anonymous_id,
+        event_id,
+        occurred_at,
+        bool_or(role = 'start') as is_start,
+        bool_or(role = 'return') as is_return,
         min(
             case
-                when retentions.breakdown_property is not null
-                    then matches.properties ->> retentions.breakdown_property
-                else {{ funnel_breakdown_field('retentions.breakdown_field', 'matches') }}
+                when breakdown_property is not null then properties ->> breakdown_property
+                else {{ funnel_breakdown_field('breakdown_field', 'matches') }}
             end
         ) as breakdown_value,
         now() as derived_at,
         '{{ invocation_id }}'::text as invocation_id
 
     from matches
-    inner join retentions on retentions.retention_name = matches.retention_name
-    group by
-        matches.retention_name,
-        retentions.content_hash,
-        matches.anonymous_id,
-        matches.event_id,
-        matches.occurred_at
+    group by retention_name, content_hash, anonymous_id, event_id, occurred_at
 
 )
 

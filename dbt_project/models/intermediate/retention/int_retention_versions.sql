@@ -10,37 +10,45 @@ retentions as (
 
 ),
 
+-- The start and the return definition as `name=hash`. Two joins, not a VALUES list of the
+-- two, and each CTE read once: on Citus either would plan the statements that read this view
+-- apart from the shards.
 definitions_read as (
-
-    select distinct
-        retentions.retention_name,
-        read.definition_name,
-        coalesce(definitions.content_hash, 'missing') as definition_hash
-
-    from retentions
-    cross join lateral (
-        values (retentions.start_definition), (retentions.return_definition)
-    ) as read (definition_name)
-    left join {{ ref('int_event_definition_versions') }} as definitions
-        on definitions.definition_name = read.definition_name
-    where read.definition_name is not null
-
-),
-
-final as (
 
     select
         retentions.retention_name,
-        left(md5(
-            retentions.content_hash || '|' || coalesce(string_agg(
-                definitions_read.definition_name || '=' || definitions_read.definition_hash,
-                ',' order by definitions_read.definition_name collate "C"
-            ), '')
-        ), 16) as content_hash
+        retentions.content_hash,
+        retentions.start_definition || '=' || coalesce(start_read.content_hash, 'missing')
+            as start_entry,
+        retentions.return_definition || '=' || coalesce(return_read.content_hash, 'missing')
+            as return_entry,
+        retentions.return_definition collate "C" < retentions.start_definition collate "C"
+            as return_first
 
     from retentions
-    left join definitions_read on definitions_read.retention_name = retentions.retention_name
-    group by retentions.retention_name, retentions.content_hash
+    left join {{ ref('int_event_definition_versions') }} as start_read
+        on start_read.definition_name = retentions.start_definition
+    left join {{ ref('int_event_definition_versions') }} as return_read
+        on return_read.definition_name = retentions.return_definition
+
+),
+
+-- Each definition read once, in name order.
+final as (
+
+    select
+        retention_name,
+        left(md5(
+            content_hash || '|' || case
+                when start_entry = return_entry or return_entry is null
+                    then coalesce(start_entry, '')
+                when start_entry is null then return_entry
+                when return_first then return_entry || ',' || start_entry
+                else start_entry || ',' || return_entry
+            end
+        ), 16) as content_hash
+
+    from definitions_read
 
 )
 
