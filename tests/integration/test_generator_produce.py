@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -43,6 +43,7 @@ def _consume(settings: Settings, count: int) -> list[tuple[str, dict]]:
     )
     consumer.subscribe([settings.topic])
     received = []
+    partitions: defaultdict[bytes, set[int]] = defaultdict(set)
     deadline = datetime.now(UTC) + timedelta(seconds=60)
     try:
         while len(received) < count and datetime.now(UTC) < deadline:
@@ -51,8 +52,12 @@ def _consume(settings: Settings, count: int) -> list[tuple[str, dict]]:
                 continue
             assert message.error() is None, message.error()
             received.append((message.key().decode(), json.loads(message.value())))
+            partitions[message.key()].add(message.partition())
     finally:
         consumer.close()
+    # Keyed by device: each device's events on one partition, the devices over several.
+    assert all(len(used) == 1 for used in partitions.values())
+    assert len(set().union(*partitions.values())) > 1
     return received
 
 
