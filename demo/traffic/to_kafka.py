@@ -88,41 +88,6 @@ class _Template:
         return self.key + suffix, b"".join(pieces)
 
 
-# Messages handed to librdkafka in one call: one call per message cost more than the copies.
-_BATCH = 5_000
-# The producer's local queue (queue.buffering.max.messages); a batch waits for room in it.
-_QUEUE = 100_000
-
-
-_KeyValue = tuple[bytes, bytes]
-
-
-def _batches(items: Iterator[_KeyValue], size: int) -> Iterator[list[_KeyValue]]:
-    """``items`` in lists of ``size`` (the last shorter): itertools.batched before Python 3.12."""
-    while batch := list(itertools.islice(items, size)):
-        yield batch
-
-
-def _produce_batch(
-    producer: Producer,
-    topic: str,
-    batch: list[_KeyValue],
-    on_delivery: Callable[[KafkaError | None, Message], None],
-) -> None:
-    """Queue a batch of (key, value) messages, each to its key's partition, in order."""
-    while len(producer) > _QUEUE - len(batch):  # room for the whole batch: it cannot half fail
-        producer.poll(0.1)
-    messages = [{"key": key, "value": value} for key, value in batch]
-    producer.produce_batch(topic, messages, on_delivery=on_delivery)
-    refused = [message["_error"] for message in messages if "_error" in message]
-    if refused:
-        raise RuntimeError(
-            f"Kafka's producer refused {len(refused)} of {len(batch)} event(s) for {topic}; "
-            f"first error: {refused[0]}"
-        )
-    producer.poll(0)  # serve delivery reports now and then, not per message
-
-
 def produce(
     settings: Settings,
     events: int,
@@ -159,7 +124,6 @@ def produce(
             **RELIABLE_PRODUCER_CONFIG,
             # Reports of failures only: a Python callback per acknowledged message cost ~1 µs.
             "delivery.report.only.error": True,
-            "queue.buffering.max.messages": _QUEUE,
         }
     )
     failures: list[KafkaError] = []
@@ -172,13 +136,18 @@ def produce(
         messages = copies_of(list(generated), events)
     else:
         messages = ((event["anonymous_id"].encode(), _encode(event)) for event in generated)
-    sent = 0
-    for batch in _batches(messages, _BATCH):
-        _produce_batch(producer, settings.topic, batch, on_delivery)
-        sent += len(batch)
+    for sent, (key, value) in enumerate(messages, start=1):
+        while True:
+            try:
+                producer.produce(settings.topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.5)
+        if sent % 100 == 0:  # serve delivery reports now and then, not per message
+            producer.poll(0)
         if failures:
             break
-        if report is not None:
+        if report is not None and sent % 1000 == 0:
             now = time.monotonic()
             if now - last_report >= report_every_s:
                 report(f"generate: {progress.line(sent, now)}")
