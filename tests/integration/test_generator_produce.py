@@ -24,7 +24,6 @@ def test_produce_writes_every_event_keyed_by_device(settings: Settings) -> None:
     assert summary.startswith("produced 2000 events (") and settings.topic in summary
 
     received = _consume(settings, 2000)
-    assert len(received) == 2000
     assert all(key == event["anonymous_id"] for key, event in received)
     expected = generate_events(2000, 3, seed=9, until=UNTIL)
     assert Counter(json.dumps(e, sort_keys=True) for _, e in received) == Counter(
@@ -55,8 +54,10 @@ def _consume(settings: Settings, count: int) -> list[tuple[str, dict]]:
             partitions[message.key()].add(message.partition())
     finally:
         consumer.close()
+    assert len(received) == count, f"{len(received)} of {count} messages within 60 s"
     # Keyed by device: each device's events on one partition, the devices over several.
-    assert all(len(used) == 1 for used in partitions.values())
+    spread = {key: used for key, used in partitions.items() if len(used) > 1}
+    assert not spread, f"devices on several partitions: {spread}"
     assert len(set().union(*partitions.values())) > 1
     return received
 
@@ -69,7 +70,6 @@ def test_a_sample_and_its_copies_are_other_peoples_traffic_that_loads_whole(
     assert summary.startswith("produced 2500 events (a sample of 1000 generated (")
 
     received = _consume(settings, 2500)
-    assert len(received) == 2500
     assert all(key == event["anonymous_id"] for key, event in received)
     sample = list(generate_events(1000, 3, seed=9, until=UNTIL))
     by_copy = Counter(event["anonymous_id"].partition("~")[2] for _, event in received)

@@ -5,11 +5,9 @@
 -#}
 
 
-{#- The event columns the funnel models carry, from defined_events or stg_events. A query that
-    unions them lists them first: anonymous_id must be second, as in stg_events, for Citus
-    (13.2, issue 5093) to push the union down. It compares the distribution column's position
-    in each leg with its position in the query that reads the table, which for stg_events is
-    the view. -#}
+{#- The event columns the funnel models carry, from defined_events or stg_events. A union's legs
+    list them first, anonymous_id second as in stg_events, to stay on the Citus shards
+    (DEVELOPERS.md, "Keeping a model's statement on the shards"). -#}
 {% macro funnel_event_columns(alias) -%}
     {{ alias }}.event_id,
     {{ alias }}.anonymous_id,
@@ -137,9 +135,8 @@
     {%- if latest is none -%}
         null::timestamptz
     {%- else -%}
-        {#- A typed literal is a constant, where `epoch + interval` would be a stable call: Citus
-            keeps a function in FROM (the walk) on the shards only if its arguments are
-            immutable. -#}
+        {#- A typed literal, a constant: the walk's arguments must be immutable on Citus
+            (DEVELOPERS.md, "Keeping a model's statement on the shards"). -#}
         {%- set utc_epoch = modules.datetime.datetime(1970, 1, 1, tzinfo=modules.pytz.utc) -%}
         timestamptz '{{ (utc_epoch + modules.datetime.timedelta(microseconds=latest | int)).isoformat() }}'
     {%- endif -%}

@@ -19,10 +19,9 @@
 -- event of the unit breaks its attempts, so its stream is the units' whole event stream, as
 -- PostHog's strict funnels read every event of the person. That is the cost of the option:
 -- rows here (and walked) grow with all events, not with the funnel's step events.
--- Every CTE is inlined (used once, or NOT MATERIALIZED), so on Citus the whole INSERT ... SELECT
--- runs on the shards of raw.events. Each leg of `matches` carries its funnel's columns, so that
--- nothing joins on top of the union: Citus (13.2) pushes a union down only as the sole input
--- of the query above it.
+-- On Citus the whole INSERT ... SELECT runs on the shards of raw.events: every CTE is inlined,
+-- and each leg of `matches` carries its funnel's columns, so nothing joins on top of the union
+-- (DEVELOPERS.md, "Keeping a model's statement on the shards").
 
 with
 

@@ -126,8 +126,8 @@ matches as (
 ),
 
 -- One row per retention and event: start, return or both; its breakdown value as text. Each
--- match carries its retention's columns: on Citus (13.2) nothing may join on top of the union
--- for the statement to stay on the shards.
+-- match carries its retention's columns, so nothing joins on top of the union (on Citus:
+-- DEVELOPERS.md, "Keeping a model's statement on the shards").
 final as (
 
     select

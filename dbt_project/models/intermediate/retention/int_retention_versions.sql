@@ -10,9 +10,9 @@ retentions as (
 
 ),
 
--- The start and the return definition as `name=hash`. Two joins, not a VALUES list of the
--- two, and each CTE read once: on Citus either would plan the statements that read this view
--- apart from the shards.
+-- The start and the return definition as `name=hash`, by two joins, so that each CTE is read
+-- once: a CTE a view reads twice stays a CTE, and Citus plans the statements that read this view
+-- apart from the shards (DEVELOPERS.md).
 definitions_read as (
 
     select
