@@ -237,15 +237,18 @@
 {%- endmacro %}
 
 
-{#- After the commit (distributed_finish): the next run joins the ledger with the declarations,
-    and without statistics PostgreSQL expects a handful of derived ones and plans a scan of the
-    window per declaration. Not in the run's transaction: on Citus the ledger is a reference
-    table, whose coordinator placement the insert wrote locally, and an ANALYZE of all its
-    placements after that fails ("a local execution has accessed a placement"). -#}
-{% macro retro_analyze_ledger(target) -%}
+{#- The ending of a materialization that keeps a ledger: distributed_finish, then the ledger's
+    statistics. The next run joins the ledger with the declarations, and without statistics
+    PostgreSQL expects a handful of derived ones and plans a scan of the window per declaration.
+    After the commit: on Citus the ledger is a reference table, whose coordinator placement the
+    insert wrote locally, and an ANALYZE of all its placements in that transaction fails ("a
+    local execution has accessed a placement"). -#}
+{% macro retro_finish(target, post_hooks) -%}
+    {%- set result = distributed_finish(target, post_hooks) -%}
     {%- call statement('analyze_ledger', auto_begin=False) -%}
         analyze {{ retro_ledger_relation(target) }}
     {%- endcall -%}
+    {{- return(result) -}}
 {%- endmacro %}
 
 

@@ -32,10 +32,7 @@
     {%- set time_column = config.require('time_column') -%}
     {%- set incremental = retro_is_incremental() -%}
     {%- set plan = ref(config.get('plan_model')) if config.get('plan_model') else none -%}
-    {#- A run over all history (no window) replaces every row whatever the strategy: it is how
-        rows whose raw events are gone (other than by erasure, which deletes them too) leave. -#}
     {%- set missing_key = retro_missing_key(plan) -%}
-    {%- set missing_key = missing_key if retro_window() is not none else none -%}
     {%- if plan is not none and incremental and retro_window() is not none -%}
         {{ retro_require_plan(config.get('plan_model')) }}
     {%- endif -%}
@@ -87,9 +84,7 @@
         {{ retro_record_versions(target_relation, versions, version_column, hash_column) }}
     {%- endcall -%}
 
-    {%- set result = distributed_finish(target_relation, post_hooks) -%}
-    {%- do retro_analyze_ledger(target_relation) -%}
-    {{ return(result) }}
+    {{ return(retro_finish(target_relation, post_hooks)) }}
 {%- endmaterialization %}
 
 
@@ -129,7 +124,8 @@
 {%- endmacro %}
 
 
-{#- The unique_key whose missing rows an `insert_missing` run inserts; none for delete+insert. -#}
+{#- The unique_key whose missing rows an `insert_missing` run inserts; none for delete+insert and
+    for a run without a window. Checks the strategy on every run. -#}
 {% macro retro_missing_key(plan) -%}
     {%- set strategy = config.get('incremental_strategy') or 'delete+insert' -%}
     {%- if strategy == 'delete+insert' -%}
@@ -145,7 +141,9 @@
             this.identifier ~ ": incremental_strategy 'insert_missing' needs a unique_key list of "
             ~ "columns and no plan_model (a plan's rows change; they are deleted and derived again)") -}}
     {%- endif -%}
-    {{- return(key) -}}
+    {#- A run over all history (no window) replaces every row whatever the strategy: it is how
+        rows whose raw events are gone (other than by erasure, which deletes them too) leave. -#}
+    {{- return(key if retro_window() is not none else none) -}}
 {%- endmacro %}
 
 

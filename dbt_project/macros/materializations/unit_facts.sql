@@ -72,9 +72,7 @@
         {{ retro_record_versions(target_relation, versions, version_column, 'content_hash') }}
     {%- endcall -%}
 
-    {%- set result = distributed_finish(target_relation, post_hooks) -%}
-    {%- do retro_analyze_ledger(target_relation) -%}
-    {{ return(result) }}
+    {{ return(retro_finish(target_relation, post_hooks)) }}
 {%- endmaterialization %}
 
 
