@@ -101,17 +101,18 @@ def copy_ceiling(database_url: str) -> tuple[float, int]:
 # The index of raw.events a partition's index is the copy of: a partition's copy is named after it
 # (events_20261130_pkey, events_20261130_type), so its name without the day.
 INDEX_FAMILY = "regexp_replace(ic.relname, '^events_[0-9]{8}', 'events')"
+# Every index of every partition of raw.events, as `ic`.
+PARTITION_INDEXES = (
+    "from pg_inherits p join pg_index i on i.indrelid = p.inhrelid "
+    "join pg_class ic on ic.oid = i.indexrelid where p.inhparent = 'raw.events'::regclass"
+)
 
 
 def disk_use(database_url: str) -> list[tuple[str, str]]:
     """MiB of raw.events' rows, its primary key and each route index, over all partitions."""
     query = f"""
-        select {INDEX_FAMILY},
-               sum(pg_relation_size(i.indexrelid))
-        from pg_inherits p
-        join pg_index i on i.indrelid = p.inhrelid
-        join pg_class ic on ic.oid = i.indexrelid
-        where p.inhparent = 'raw.events'::regclass
+        select {INDEX_FAMILY}, sum(pg_relation_size(i.indexrelid))
+        {PARTITION_INDEXES}
         group by 1
     """
     with psycopg.connect(database_url) as conn:
@@ -132,10 +133,7 @@ def drop_route_indexes(database_url: str) -> None:
     """Drop every partition's route indexes (the days loaded already have their partitions)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         indexes = conn.execute(
-            "select ic.relname from pg_inherits p join pg_index i on i.indrelid = p.inhrelid "
-            "join pg_class ic on ic.oid = i.indexrelid "
-            "where p.inhparent = 'raw.events'::regclass "
-            f"and {INDEX_FAMILY} = any(%s)",
+            f"select ic.relname {PARTITION_INDEXES} and {INDEX_FAMILY} = any(%s)",
             (list(schema.ROUTE_INDEXES),),
         ).fetchall()
         for (name,) in indexes:
