@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -226,7 +227,12 @@ def _canonical_element(
 
 def canonical_hierarchy(target: Target) -> str:
     """Root first, target last; see the module docstring for the grammar."""
-    return ";".join(canonical_element(e) for e in reversed(target.elements))
+    # fast_contract's targets carry theirs, worked out once per distinct element list.
+    return getattr(target, "hierarchy", None) or canonical_hierarchy_of(target.elements)
+
+
+def canonical_hierarchy_of(elements: Sequence[Element]) -> str:
+    return ";".join(canonical_element(e) for e in reversed(elements))
 
 
 def normalise_text(text: str | None) -> str | None:
@@ -410,6 +416,8 @@ def _json_column(value: Any, field: str) -> str:
     msgspec encodes; its text differs from json.dumps' only where jsonb stores the same value
     (spacing, escapes, "1e16" for "1e+16"). It writes NaN and infinity as null, though, so text
     with a null in it, and what msgspec cannot encode, take json.dumps, which refuses them."""
+    if not value:  # most events' unknown fields, many events' properties: no encoder needed
+        return "{}"
     try:
         encoded = _encode_json(value)
     except (msgspec.EncodeError, OverflowError, TypeError, ValueError):

@@ -31,6 +31,7 @@ from ingestion.contract import (
     MAX_URL_LENGTH,
     EventType,
     RawEvent,
+    canonical_hierarchy_of,
     check_json_depth,
     has_rare_escape,
     parse_message,
@@ -78,9 +79,23 @@ class Element(msgspec.Struct, forbid_unknown_fields=True):
     attributes: Annotated[dict[AttributeName, AttributeValue], msgspec.Meta(max_length=64)] = {}
 
 
+Elements = Annotated[list[Element], msgspec.Meta(min_length=1, max_length=MAX_HIERARCHY_DEPTH)]
+
+
 class Target(msgspec.Struct, forbid_unknown_fields=True):
-    elements: Annotated[list[Element], msgspec.Meta(min_length=1, max_length=MAX_HIERARCHY_DEPTH)]
+    """As decoded, ``elements`` is the list's JSON text: ``_read_target`` reads it, and a site's
+    clicks repeat a few thousand lists, so each distinct one is read and canonicalised once."""
+
+    elements: msgspec.Raw
     text: str | None = None
+    # Set by _read_target. The contract has no such field: a message that spells one goes to
+    # pydantic, which refuses it.
+    hierarchy: str | None = None
+
+
+class _ReadElements(msgspec.Struct, frozen=True):
+    elements: Elements
+    hierarchy: str  # contract.canonical_hierarchy of them
 
 
 class Page(msgspec.Struct, forbid_unknown_fields=True):
@@ -135,8 +150,43 @@ def decode(payload: bytes) -> Event | None:
         event = _decoder.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return None  # UnicodeDecodeError: invalid UTF-8 inside a string
-    plain = _stripped(event) and _tags_are_tags(event) and _has_what_its_type_needs(event)
+    if event.target is not None and not _read_target(event.target):
+        return None
+    plain = _stripped(event) and _has_what_its_type_needs(event)
     return event if plain else None
+
+
+def _read_target(target: Target) -> bool:
+    """Replace the target's element list by the elements it spells; False if pydantic must judge
+    them."""
+    if target.hierarchy is not None:
+        return False
+    text = bytes(target.elements)
+    read = _read_elements(text) if len(text) <= _CACHED_ELEMENTS_BYTES else _elements_of(text)
+    if read is None:
+        return False
+    target.elements = read.elements  # shared by every event with this list: read, never changed
+    target.hierarchy = read.hierarchy
+    return True
+
+
+_elements_decoder = msgspec.json.Decoder(Elements)
+# A click's list is a few hundred bytes; a longer one is read but not kept, so the cache stays
+# under 8192 * 4 KiB whatever is sent.
+_CACHED_ELEMENTS_BYTES = 4096
+
+
+def _elements_of(text: bytes) -> _ReadElements | None:
+    try:
+        elements = _elements_decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return None
+    if not all(_is_tag(element.tag) for element in elements):
+        return None
+    return _ReadElements(elements, canonical_hierarchy_of(elements))
+
+
+_read_elements = lru_cache(maxsize=8192)(_elements_of)
 
 
 def _stripped(event: Event) -> bool:
@@ -150,10 +200,6 @@ def _stripped(event: Event) -> bool:
             if key != key.strip():
                 return False
     return True
-
-
-def _tags_are_tags(event: Event) -> bool:
-    return event.target is None or all(_is_tag(element.tag) for element in event.target.elements)
 
 
 def _has_what_its_type_needs(event: Event) -> bool:

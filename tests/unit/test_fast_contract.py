@@ -92,6 +92,40 @@ def test_what_the_fast_path_cannot_read_exactly_is_left_to_pydantic(kind: str) -
     _assert_same_as_the_contract(payload)
 
 
+def test_a_target_that_spells_the_fast_paths_own_field_is_refused_as_the_contract_refuses_it() -> (
+    None
+):
+    payload = _with(click_event(), ("target", "hierarchy"), "html;body")
+    assert decode(payload) is None
+    assert _outcome(read_message, payload) == _outcome(parse_message, payload)
+    assert _outcome(read_message, payload)[0] == "refused"
+
+
+def test_events_with_the_same_elements_share_their_reading_but_not_their_text() -> None:
+    """The element lists are read once per distinct list (a cache): a second event with the same
+    list, its text redacted or not, gets the same row as pydantic gives it."""
+    private = click_event()
+    private["target"]["elements"] = [{"tag": "button"}, {"tag": "form", "id": "cart"}]
+    private["target"]["text"] = "Pay 20"
+    public = json.loads(json.dumps(private))
+    public["target"]["text"] = "Pay"
+    public["event_id"] = "00000000-0000-4000-8000-000000000002"
+    for payload in (encode(private), encode(public), encode(private)):
+        _assert_same_as_the_contract(payload)
+        assert _outcome(read_message, payload)[1] is True  # form#cart: the text is private
+
+
+def test_a_long_element_list_is_read_as_the_contract_reads_it_without_being_cached() -> None:
+    event = click_event()
+    event["target"]["elements"] = [
+        {"tag": "div", "classes": [f"c{i}-{j}" for j in range(30)]} for i in range(20)
+    ]
+    payload = encode(event)
+    assert len(json.dumps(event["target"]["elements"])) > 4096
+    assert decode(payload) is not None
+    _assert_same_as_the_contract(payload)
+
+
 @pytest.mark.parametrize("kind", sorted(BAD_MESSAGES))
 def test_bad_messages_are_refused_with_the_contracts_reason(kind: str) -> None:
     payload, _ = BAD_MESSAGES[kind]
