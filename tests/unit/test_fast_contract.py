@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from demo.traffic import generate_events
+from ingestion import fast_contract
 from ingestion.contract import EVENT_COLUMNS, ContractViolation, parse_message, to_row
 from ingestion.fast_contract import decode, read_message
 from ingestion.loader import Record, _row_or_reason, prepare_batch
@@ -92,10 +93,11 @@ def test_what_the_fast_path_cannot_read_exactly_is_left_to_pydantic(kind: str) -
     _assert_same_as_the_contract(payload)
 
 
-def test_a_target_that_spells_the_fast_paths_own_field_is_refused_as_the_contract_refuses_it() -> (
-    None
-):
-    payload = _with(click_event(), ("target", "hierarchy"), "html;body")
+@pytest.mark.parametrize("spelled", ["html;body", None, 3])
+def test_a_target_that_spells_the_fast_paths_own_field_is_refused_as_the_contract_refuses_it(
+    spelled: object,
+) -> None:
+    payload = _with(click_event(), ("target", "hierarchy"), spelled)
     assert decode(payload) is None
     assert _outcome(read_message, payload) == _outcome(parse_message, payload)
     assert _outcome(read_message, payload)[0] == "refused"
@@ -113,6 +115,9 @@ def test_events_with_the_same_elements_share_their_reading_but_not_their_text() 
     for payload in (encode(private), encode(public), encode(private)):
         _assert_same_as_the_contract(payload)
         assert _outcome(read_message, payload)[1] is True  # form#cart: the text is private
+    first, second = decode(encode(private)), decode(encode(public))
+    assert first.target.elements is second.target.elements
+    assert (first.target.text, second.target.text) == ("Pay 20", "Pay")
 
 
 def test_a_long_element_list_is_read_as_the_contract_reads_it_without_being_cached() -> None:
@@ -121,9 +126,11 @@ def test_a_long_element_list_is_read_as_the_contract_reads_it_without_being_cach
         {"tag": "div", "classes": [f"c{i}-{j}" for j in range(30)]} for i in range(20)
     ]
     payload = encode(event)
-    assert len(json.dumps(event["target"]["elements"])) > 4096
+    assert len(json.dumps(event["target"]["elements"])) > fast_contract._CACHED_ELEMENTS_BYTES
+    cached = fast_contract._read_elements.cache_info().currsize
     assert decode(payload) is not None
     _assert_same_as_the_contract(payload)
+    assert fast_contract._read_elements.cache_info().currsize == cached
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_MESSAGES))
@@ -198,6 +205,7 @@ PATHS = [
     ("properties", " k"),
     ("target",),
     ("target", "text"),
+    ("target", "hierarchy"),
     ("target", "elements"),
     ("target", "elements", 0),
     ("target", "elements", 0, "tag"),
