@@ -187,7 +187,8 @@ def _row_or_reason(record: Record, rules: Redaction) -> tuple[tuple | None, str 
         redacted = redact(event, rules)
         row = to_row(
             event,
-            received_at=record.broker_time,  # to_row keeps the collector's stamp if it has one
+            # The collector's stamp wins; the broker's time is worked out only without one.
+            received_at=event.received_at or record.broker_time,
             partition=record.partition,
             offset=record.offset,
         )
