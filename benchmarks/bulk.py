@@ -4,9 +4,10 @@ Generating, validating and inserting events from Python runs at 2k to 13k events
 machine, so 10M events took 13 to 90 minutes before a benchmark could start. The bulk path
 loads a sample the way every benchmark does (``load_events``: the contract's validation and the
 rows the loader writes), then multiplies it inside PostgreSQL. Each copy is the same traffic by
-other people: event, device, user and session ids get the copy's suffix (``~1``, ``~2``, ...),
-so devices, sessions, persons and funnel attempts scale with the copies, and every row is one
-the loader could have written. What does not scale: the calendar (the same days and hours) and
+other people: device, user and session ids get the copy's suffix (``~1``, ``~2``, ...) and
+event ids the copy's own (``copy_event_id``, as the generator's copies), so devices, sessions,
+persons and funnel attempts scale with the copies, and every row is one the loader could have
+written. What does not scale: the calendar (the same days and hours) and
 the variety of pages and campaigns (the sample's).
 """
 
@@ -22,8 +23,21 @@ from benchmarks.common import Stopwatch
 
 SAMPLE_EVENTS = 1_000_000
 
+# demo.traffic.to_kafka.copy_event_id in SQL: the id's first 8 hex digits xor the copy number.
+COPY_EVENT_ID_SQL = """overlay(
+        event_id::text
+        placing lpad(
+            to_hex(
+                (('x' || left(event_id::text, 8))::bit(32) # %(copy)s::bigint::bit(32))::integer
+            ),
+            8,
+            '0'
+        )
+        from 1 for 8
+    )::uuid"""
+
 # Every column of raw.events but loaded_at (the copy's own insert time).
-_COPY_SQL = """
+_COPY_SQL = f"""
 insert into raw.events (
     event_id, anonymous_id, occurred_at, received_at, type, name, user_id, session_id,
     page_url, page_path, page_title, referrer, target_tag, target_id, target_classes,
@@ -31,7 +45,7 @@ insert into raw.events (
     source_offset
 )
 select
-    md5(event_id::text || %(suffix)s)::uuid, anonymous_id || %(suffix)s, occurred_at,
+    {COPY_EVENT_ID_SQL}, anonymous_id || %(suffix)s, occurred_at,
     received_at, type, name, user_id || %(suffix)s, session_id || %(suffix)s, page_url,
     page_path, page_title, referrer, target_tag, target_id, target_classes, target_text,
     target_href, hierarchy, properties, context, extra, source_partition, source_offset
@@ -64,7 +78,7 @@ def load_scaled(
     with Stopwatch() as copying, psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("create temporary table bulk_sample as select * from raw.events")
         for copy in range(1, copies):
-            conn.execute(_COPY_SQL, {"suffix": f"~{copy}"})
+            conn.execute(_COPY_SQL, {"suffix": f"~{copy}", "copy": copy})
             print(f"  bulk copy {copy} of {copies - 1} done", flush=True)
         conn.execute("analyze raw.events")
         total = conn.execute("select count(*) from raw.events").fetchone()[0]

@@ -7,11 +7,14 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 
+import psycopg
 import pytest
 from confluent_kafka import Consumer
 
+from benchmarks.bulk import COPY_EVENT_ID_SQL
 from demo import traffic
 from demo.traffic import generate_events
+from demo.traffic.to_kafka import copy_event_id
 from ingestion.settings import Settings
 from tests.support.loading import drain
 
@@ -97,3 +100,16 @@ def _without_copy_ids(event: dict) -> str:
 
 
 COPIED_IDS = ("anonymous_id", "user_id", "session_id")
+
+
+@pytest.mark.integration
+def test_the_bulk_paths_copies_get_the_generators_event_ids(database_url: str) -> None:
+    ids = [str(uuid.UUID(int=n)) for n in (0, 2**128 - 1, 0x7FFFFFFF << 96, 0x80000000 << 96)]
+    ids += [str(uuid.uuid4()) for _ in range(50)]
+    with psycopg.connect(database_url) as conn:
+        for copy in (1, 2, 0x7FFFFFFF, 0xFFFFFFFF):
+            in_sql = conn.execute(
+                f"select ({COPY_EVENT_ID_SQL})::text from unnest(%(ids)s::uuid[]) as event_id",
+                {"ids": ids, "copy": copy},
+            ).fetchall()
+            assert [row[0] for row in in_sql] == [copy_event_id(i, copy) for i in ids], copy

@@ -10,6 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 from lxml.cssselect import CSSSelector
 
@@ -17,6 +19,7 @@ from demo import pages, traffic
 from demo.catalogue import CATEGORIES, PRODUCTS_BY_ID
 from demo.pages import SHOP_LAYOUT, SHOP_PAGES, shop_page_of
 from demo.traffic import generate_events
+from demo.traffic.to_kafka import COPIED_IDS, copies_of, copy_event_id
 from ingestion.contract import parse_message, to_row
 from ingestion.settings import Settings
 from retrolytics import cli
@@ -400,6 +403,40 @@ def test_the_module_documentation_shows_every_page_tree() -> None:
         assert f"``{path}``" in doc
         for line in tree.splitlines():
             assert line in doc
+
+
+# -- the fast path: copies of a sample ------------------------------------------------------------
+
+
+def test_copies_are_the_sample_with_ids_of_their_own(events: list[dict]) -> None:
+    # A `%` in an id or elsewhere is copied as it is (the copies are %-formatted).
+    odd = {**events[0], "anonymous_id": "dev%(id)s%", "title": "100%% off %s"}
+    sample = [odd, *events[1:2000]]
+    messages = list(copies_of(iter(sample), 5000))
+    assert len(messages) == 5000
+    for number, (key, value) in enumerate(messages):
+        copy, event = divmod(number, len(sample))
+        event = sample[event]
+        suffix = f"~{copy}" if copy else ""
+        expected = {
+            **event,
+            "event_id": copy_event_id(event["event_id"], copy) if copy else event["event_id"],
+            **{name: event[name] + suffix for name in COPIED_IDS if event.get(name) is not None},
+        }
+        assert json.loads(value) == expected
+        assert key == expected["anonymous_id"].encode()
+
+
+@given(st.uuids(), st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1))
+def test_a_copys_event_id_is_a_uuid_no_other_copy_of_that_event_has(
+    original: uuid.UUID, copy: int, other: int
+) -> None:
+    event_id = str(original)
+    copied = copy_event_id(event_id, copy)
+    assert str(uuid.UUID(copied)) == copied
+    assert copied[8:] == event_id[8:]
+    assert copied != event_id
+    assert (copied == copy_event_id(event_id, other)) == (copy == other)
 
 
 # -- Kafka ---------------------------------------------------------------------------------------
