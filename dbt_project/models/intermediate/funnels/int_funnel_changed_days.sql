@@ -1,8 +1,19 @@
+{{
+    config(
+        materialized='distributed_table',
+        reference=true,
+        pre_hook=['set local enable_mergejoin = off', 'set local enable_hashjoin = off'],
+    )
+}}
 -- The (funnel, entry day) pairs a windowed run changed in the funnel facts, for the mart to
 -- recompute: the entry days of the attempts the plan replaced, and of those it wrote in their
 -- place (the planned units' attempts that ended at or after their point). Both are read through
 -- the plan, so finding them costs what the plan costs, not a scan of the facts. Funnels whose
 -- version changed are not listed: the mart recomputes all of their days.
+-- A table, filled once per run: the two marts read it four times, and as a view each read
+-- joined the plan with the facts again. Nested loops only (pre_hook): each planned unit's
+-- attempts by the facts' primary key. The planner's choice, a merge join over every stored
+-- attempt, grew with history (0.7 s a read at 90 days; benchmarks/RESULTS.md section 4c).
 with
 
 plan as (

@@ -60,73 +60,92 @@ recomputed_facts as (
 
 ),
 
--- Each attempt in its day, week and month (only the periods this run recomputes), and there in
--- the overall group `(all)` and in that of its breakdown value (funnel_breakdown_group).
--- Materialized: on Citus the percentiles then run over an intermediate result.
-facts as materialized (
+-- The attempts counted (all but excluded ones), each with its breakdown group.
+attempts as (
 
     select
         facts.funnel_name,
         facts.content_hash,
         facts.unit_id,
         facts.attempt_number,
-        periods.period,
-        periods.period_start,
         facts.entered_at,
+        facts.entry_day,
         facts.step_reached_at,
         facts.outcome = 'in_progress' as in_progress,
-        grouped.breakdown_value
+        {{ funnel_breakdown_group('facts', 'funnels') }} as breakdown_group
 
     from recomputed_facts as facts
     inner join funnels on funnels.funnel_name = facts.funnel_name
-    cross join lateral (
-        select breakdown_value
-        from unnest(array['(all)', {{ funnel_breakdown_group('facts', 'funnels') }}])
-            as values_counted (breakdown_value)
-        where breakdown_value is not null
-    ) as grouped
-    cross join lateral (
-        select period, {{ funnel_period_start('period', 'facts.entry_day') }} as period_start
-        from unnest({{ funnel_periods() }}) as period
-    ) as periods
     where facts.outcome <> 'excluded'
-    {%- if incremental %}
-        and (
-            facts.funnel_name in (select funnel_name from rebuilt_funnels)
-            or (facts.funnel_name, periods.period, periods.period_start)
-                in ({{ funnel_mart_recomputed_periods() }})
-        )
-    {%- endif %}
 
 ),
 
 -- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k):
--- seconds since entry, and since the (k-1)-th step (null at k = 1).
-progress as (
+-- seconds since entry, and since the (k-1)-th step (null at k = 1). Once per attempt, before
+-- it is counted in its periods and groups. Every attempt filled its entry step (k = 1).
+filled as (
 
     select
-        facts.funnel_name,
-        facts.period,
-        facts.period_start,
-        facts.breakdown_value,
-        facts.unit_id,
-        facts.entered_at,
-        facts.attempt_number,
-        facts.in_progress,
+        attempts.funnel_name,
+        attempts.content_hash,
+        attempts.unit_id,
+        attempts.attempt_number,
+        attempts.entered_at,
+        attempts.entry_day,
+        attempts.in_progress,
+        attempts.breakdown_group,
         filled.step_number,
-        extract(epoch from filled.reached_at - facts.entered_at)::float8 as seconds,
+        extract(epoch from filled.reached_at - attempts.entered_at)::float8 as seconds,
         extract(epoch from filled.since_previous)::float8 as seconds_from_previous
 
-    from facts
+    from attempts
     cross join lateral (
         select
             row_number() over (order by reached.at, reached.step) as step_number,
             reached.at as reached_at,
             reached.at - lag(reached.at) over (order by reached.at, reached.step)
                 as since_previous
-        from unnest(facts.step_reached_at) with ordinality as reached (at, step)
+        from unnest(attempts.step_reached_at) with ordinality as reached (at, step)
         where reached.at is not null
     ) as filled
+
+),
+
+-- Each filled step in its attempt's day, ISO week and month (only the periods this run
+-- recomputes), and there in the overall group `(all)` and in that of its breakdown value
+-- (funnel_breakdown_group). Materialized: on Citus the percentiles then run over an
+-- intermediate result.
+progress as materialized (
+
+    select
+        filled.funnel_name,
+        filled.content_hash,
+        periods.period,
+        periods.period_start,
+        grouped.breakdown_value,
+        filled.unit_id,
+        filled.entered_at,
+        filled.attempt_number,
+        filled.in_progress,
+        filled.step_number,
+        filled.seconds,
+        filled.seconds_from_previous
+
+    from filled
+    cross join lateral (
+        select breakdown_value
+        from unnest(array['(all)', filled.breakdown_group]) as values_counted (breakdown_value)
+        where breakdown_value is not null
+    ) as grouped
+    cross join lateral (
+        select period, {{ funnel_period_start('period', 'filled.entry_day') }} as period_start
+        from unnest({{ funnel_periods() }}) as period
+    ) as periods
+    {%- if incremental %}
+    where filled.funnel_name in (select funnel_name from rebuilt_funnels)
+        or (filled.funnel_name, periods.period, periods.period_start)
+            in ({{ funnel_mart_recomputed_periods() }})
+    {%- endif %}
 
 ),
 
@@ -181,10 +200,12 @@ attempts_per_step as (
 
 ),
 
+-- The (period, breakdown value) groups with an attempt: those with a first filled step.
 groups as (
 
     select distinct funnel_name, content_hash, period, period_start, breakdown_value
-    from facts
+    from progress
+    where step_number = 1
 
 ),
 
