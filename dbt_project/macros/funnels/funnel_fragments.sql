@@ -336,11 +336,13 @@ final as (
 {%- endmacro %}
 
 
-{#- The funnel models' planner settings, for their own transaction (`set local`). A windowed run
-    reads a few units, days or ranges of tables that grow with history: with random_page_cost 4
-    (a disk's) PostgreSQL read every stored attempt to find the changed days' (0.95 s at 90 days
-    against 0.2 s by the facts' (funnel_name, entered_at) index; benchmarks/RESULTS.md section
-    4c). The warehouse's working set is in memory: 1.1, as for SSDs. -#}
+{#- The funnel models' planner settings, for the model's transaction (`set local`; a table's
+    first build commits before its insert, so only windowed runs of existing tables get them).
+    A windowed run reads a few units, days or ranges of tables that grow with history: with
+    random_page_cost 4 (a disk's) PostgreSQL read every stored attempt to find the changed
+    days' facts (1.0 s at 90 days against 0.2 to 0.3 s by the facts' (funnel_name, entered_at)
+    index; benchmarks/RESULTS.md section 4c). The warehouse's working set is in memory: 1.1, as
+    for SSDs. On Citus the workers plan their shards' statements with their own settings. -#}
 {% macro funnel_planner_settings() -%}
     set local random_page_cost = 1.1
 {%- endmacro %}

@@ -9,7 +9,8 @@
     periods (funnel_mart_recomputed_periods: its day, week and month) or, with
     `replaced_grain='day'`, as the rows whose entry_day it is; and every row of a funnel whose
     version is not the current one (edited or removed funnels). Without a window the mart is
-    rebuilt.
+    rebuilt. A windowed run refuses to start unless int_funnel_changed_days (a table filled once
+    per run) is built in the same invocation: an older fill would name the wrong days.
 -#}
 {% materialization funnel_mart, adapter='postgres' -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -19,6 +20,7 @@
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
     {%- if funnel_mart_incremental() %}
+        {{ retro_require_plan('int_funnel_changed_days') }}
         {%- call statement('forget') -%}
             lock table {{ target_relation }} in exclusive mode;
             delete from {{ target_relation }} as mart

@@ -10,10 +10,12 @@
 -- place (the planned units' attempts that ended at or after their point). Both are read through
 -- the plan, so finding them costs what the plan costs, not a scan of the facts. Funnels whose
 -- version changed are not listed: the mart recomputes all of their days.
--- A table, filled once per run: the two marts read it four times, and as a view each read
--- joined the plan with the facts again. Nested loops only (pre_hook): each planned unit's
--- attempts by the facts' primary key. The planner's choice, a merge join over every stored
--- attempt, grew with history (0.7 s a read at 90 days; benchmarks/RESULTS.md section 4c).
+-- A table, filled once per run: the two marts read it five times (the conversion mart's delete,
+-- ranges and period filter, the unit-steps mart's delete and ranges), and as a view each read
+-- joined the plan with the facts again. Merge and hash joins off (pre_hook; on Citus the
+-- workers plan their shards' joins themselves): each planned unit's attempts are read by the
+-- facts' primary key. The planner's choice was a merge join over every stored attempt, which
+-- grew with history (0.5 to 0.7 s a read at 90 days; benchmarks/RESULTS.md section 4c).
 with
 
 plan as (
