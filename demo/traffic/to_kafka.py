@@ -29,6 +29,9 @@ def _delivery_report(failures: list[KafkaError]) -> Callable[[KafkaError | None,
 _encode = msgspec.json.Encoder().encode  # 2 µs an event where json.dumps took 13
 
 
+_COPY_IDS = 2**32  # copy numbers fit the event id's first 8 hex digits
+
+
 def copies_of(sample: Iterable[dict[str, Any]], events: int) -> Iterator[tuple[bytes, bytes]]:
     """``events`` messages (key, value): the sample, then copies of it by other people until
     there are enough.
@@ -44,6 +47,10 @@ def copies_of(sample: Iterable[dict[str, Any]], events: int) -> Iterator[tuple[b
     for event in itertools.islice(sample, events):
         templates.append(template := _Template.of(event))
         yield template.copy(0, b"")
+    if not templates and events > 0:
+        raise ValueError("the sample to copy is empty")
+    if events > len(templates) * _COPY_IDS:
+        raise ValueError(f"at most {_COPY_IDS - 1} copies of a sample; {events} events asked")
     produced = len(templates)
     for copy in itertools.count(1):
         suffix = f"~{copy}".encode()
@@ -62,7 +69,10 @@ def copy_event_id(event_id: str, copy: int) -> str:
     only if the two ids share their last 24 hex digits (90 random bits). Cheaper than a hash
     (the copies are bound by Python's work per message), and written in SQL in bulk.py.
     """
+    if not 0 < copy < _COPY_IDS:
+        raise ValueError(f"copy must be 1 to {_COPY_IDS - 1}; got {copy}")
     return f"{int(event_id[:8], 16) ^ copy:08x}{event_id[8:]}"
+
 
 
 _SLOT = "\ue000"  # a private-use character: in no generated event, one UTF-8 sequence encoded

@@ -439,6 +439,17 @@ def test_a_copys_event_id_is_a_uuid_no_other_copy_of_that_event_has(
     assert (copied == copy_event_id(event_id, other)) == (copy == other)
 
 
+@pytest.mark.parametrize("copy", [0, -1, 2**32])
+def test_a_copy_number_the_event_id_cannot_hold_is_refused(copy: int) -> None:
+    with pytest.raises(ValueError, match=f"copy must be 1 to {2**32 - 1}; got {copy}"):
+        copy_event_id(str(uuid.uuid4()), copy)
+
+
+def test_copies_of_an_empty_sample_are_refused() -> None:
+    with pytest.raises(ValueError, match="the sample to copy is empty"):
+        list(copies_of([], 10))
+
+
 # -- Kafka ---------------------------------------------------------------------------------------
 
 NOWHERE = Settings(
