@@ -74,7 +74,6 @@ def copy_event_id(event_id: str, copy: int) -> str:
     return f"{int(event_id[:8], 16) ^ copy:08x}{event_id[8:]}"
 
 
-
 _SLOT = "\ue000"  # a private-use character: in no generated event, one UTF-8 sequence encoded
 COPIED_IDS = ("anonymous_id", "user_id", "session_id")
 
