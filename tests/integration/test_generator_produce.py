@@ -14,7 +14,7 @@ from confluent_kafka import Consumer
 from benchmarks.bulk import COPY_EVENT_ID_SQL
 from demo import traffic
 from demo.traffic import generate_events
-from demo.traffic.to_kafka import copy_event_id
+from demo.traffic.to_kafka import COPIED_IDS, copy_event_id
 from ingestion.settings import Settings
 from tests.support.loading import drain
 
@@ -97,9 +97,6 @@ def _without_copy_ids(event: dict) -> str:
     """The event with the copy's suffix taken off its ids and no event id: what a copy keeps."""
     ids = {name: (event[name] or "").partition("~")[0] for name in COPIED_IDS}
     return json.dumps({**event, **ids, "event_id": None}, sort_keys=True)
-
-
-COPIED_IDS = ("anonymous_id", "user_id", "session_id")
 
 
 @pytest.mark.integration
