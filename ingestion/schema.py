@@ -25,6 +25,14 @@ from ingestion.settings import Settings
 # retrolytics.columnar_after). The extra day covers a loader that is a day behind.
 COLUMNAR_MIN_AGE = MAX_LATENESS + timedelta(days=1)
 
+# A day's partition gets its GIN route index (the hierarchy's trigrams) only once the day ended
+# this long ago. Inserting into a trigram index costs PostgreSQL about twice the rest of a row
+# (benchmarks/RESULTS.md section 1), so the partitions the loader fills now go without it and
+# `retrolytics maintain` (Dagster: the maintain_raw_events job, daily) builds it in one pass when
+# the partition has cooled. Queries stay correct either way: only the recent days are read
+# without the index, and windowed runs read those days anyway.
+GIN_AFTER = timedelta(days=1)
+
 CITUS_SWITCH_SQL = """
 create schema if not exists retrolytics;
 
@@ -129,13 +137,13 @@ def _suffix(route_index: str) -> str:
 
 
 def _create_route_index_sql(name: str, how: str) -> str:
-    """plpgsql: create route index ``name`` on ``partition`` (a columnar one takes no GIN)."""
+    """plpgsql: create route index ``name`` on ``partition`` (GIN only where ``takes_gin``)."""
     create = (
         f"execute format('create index if not exists %I on %s {how.replace('%', '%%')}', "
         f"partition_name || {_suffix(name)!r}, partition);"
     )
     return (
-        f"    if not columnar then\n        {create}\n    end if;"
+        f"    if takes_gin then\n        {create}\n    end if;"
         if name in GIN_ROUTE_INDEXES
         else f"    {create}"
     )
@@ -149,13 +157,27 @@ _DROP_GIN_ROUTE_INDEXES_SQL = "\n".join(
 ROUTE_INDEXES_SQL = f"""
 create extension if not exists pg_trgm with schema retrolytics;
 
--- The route indexes (ingestion/schema.py, ROUTE_INDEXES) of one partition of raw.events.
+-- Has the day of this partition of raw.events ended more than GIN_AFTER ago (ingestion/schema.py)?
+-- A partition named otherwise than events_YYYYMMDD counts as cooled.
+create or replace function raw.partition_cooled(partition regclass) returns boolean
+language sql stable set search_path = pg_catalog, pg_temp as $$
+    select case
+        when relname ~ '^events_[0-9]{{8}}$'
+            then (to_date(right(relname, 8), 'YYYYMMDD') + 1)::timestamp at time zone 'UTC'
+                 <= now() - interval '{GIN_AFTER.days} days'
+        else true
+    end
+    from pg_class where oid = partition
+$$;
+
+-- The route indexes (ingestion/schema.py, ROUTE_INDEXES) of one partition of raw.events; the GIN
+-- ones only on a row-based partition that has cooled (GIN_AFTER).
 create or replace function raw.create_route_indexes(partition regclass) returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     partition_name text := (select relname from pg_class where oid = partition);
-    columnar boolean := (
-        select coalesce(am.amname = 'columnar', false)
+    takes_gin boolean := (
+        select coalesce(am.amname <> 'columnar', true) and raw.partition_cooled(partition)
         from pg_class c left join pg_am am on am.oid = c.relam where c.oid = partition
     );
 begin
@@ -399,23 +421,65 @@ def convert_old_partitions_to_columnar(
     return list(row[0]) if row else []
 
 
-def maintain(settings: Settings, *, columnar_after_days: int) -> int:
-    """The ``retrolytics maintain`` command: old partitions to columnar storage on Citus."""
-    older_than = timedelta(days=columnar_after_days)
-    try:
-        _check_columnar_age(older_than)
-    except ValueError as exc:
-        print(f"retrolytics maintain: --columnar-after-days: {exc}", file=sys.stderr)
-        return 2
+# The row-based partitions of raw.events that have cooled (GIN_AFTER) but lack a GIN route index.
+_UNINDEXED_COOLED_PARTITIONS_SQL = """
+select format('raw.%%I', c.relname)
+from pg_inherits i
+join pg_class c on c.oid = i.inhrelid
+join pg_am am on am.oid = c.relam
+where i.inhparent = 'raw.events'::regclass
+  and am.amname = 'heap'
+  and raw.partition_cooled(c.oid::regclass)
+  and exists (
+      select 1 from unnest(%s::text[]) as suffix
+      where to_regclass(format('raw.%%I', c.relname || suffix)) is null
+  )
+order by c.relname
+"""
+
+
+def index_cooled_partitions(conn: psycopg.Connection) -> list[str]:
+    """Build the GIN route indexes of the partitions that have cooled since the loader created
+    them (GIN_AFTER); returns those partitions.
+
+    ``conn`` must be in autocommit mode: each partition is indexed in its own transaction, which
+    holds back only the late events for that day while it builds.
+    """
+    ensure_ready(conn)  # raw.create_route_indexes is current, whatever version made the database
+    suffixes = [_suffix(name) for name in GIN_ROUTE_INDEXES]
+    partitions = [name for (name,) in conn.execute(_UNINDEXED_COOLED_PARTITIONS_SQL, (suffixes,))]
+    for partition in partitions:
+        conn.execute("select raw.create_route_indexes(%s::regclass)", (partition,))
+    return partitions
+
+
+def maintain(settings: Settings, *, columnar_after_days: int | None = None) -> int:
+    """The ``retrolytics maintain`` command: on Citus, old partitions to columnar storage (when
+    asked); then the GIN route indexes of the partitions that have cooled."""
+    older_than = None if columnar_after_days is None else timedelta(days=columnar_after_days)
+    if older_than is not None:
+        try:
+            _check_columnar_age(older_than)
+        except ValueError as exc:
+            print(f"retrolytics maintain: --columnar-after-days: {exc}", file=sys.stderr)
+            return 2
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        converted = convert_old_partitions_to_columnar(conn, older_than)
-        citus = conn.execute("select retrolytics.citus_enabled()").fetchone()
+        if older_than is not None:
+            _report_columnar(conn, older_than)
+        indexed = index_cooled_partitions(conn)
+    if indexed:
+        print(f"built the GIN route indexes of {len(indexed)} partitions: {', '.join(indexed)}")
+    else:
+        print("every partition that has cooled already has its GIN route indexes")
+    return 0
+
+
+def _report_columnar(conn: psycopg.Connection, older_than: timedelta) -> None:
+    converted = convert_old_partitions_to_columnar(conn, older_than)
+    citus = conn.execute("select retrolytics.citus_enabled()").fetchone()
     if not (citus and citus[0]):
         print("no citus extension in this database: every partition stays row-based")
     elif converted:
         print(f"moved {len(converted)} partitions to columnar storage: {', '.join(converted)}")
     else:
-        print(
-            f"no row-based partition of raw.events ended more than {columnar_after_days} days ago"
-        )
-    return 0
+        print(f"no row-based partition of raw.events ended more than {older_than.days} days ago")

@@ -11,7 +11,7 @@ from orchestration.assets.raw import raw_events
 from orchestration.assets.retention import retention_assets
 from orchestration.checks import raw_events_fresh
 from orchestration.erasure import erase_subjects_job
-from orchestration.jobs import check_raw_events, derive, load_raw_events
+from orchestration.jobs import check_raw_events, derive, load_raw_events, maintain_raw_events
 from orchestration.resources import RetrolyticsResource, dbt_resource
 from orchestration.schedules import schedules
 from orchestration.sensors import declarations_changed
@@ -29,7 +29,7 @@ def build_definitions(retrolytics: RetrolyticsResource | None = None) -> dg.Defi
             *retention_assets,
         ],
         asset_checks=[raw_events_fresh],
-        jobs=[derive, load_raw_events, check_raw_events, erase_subjects_job],
+        jobs=[derive, load_raw_events, check_raw_events, maintain_raw_events, erase_subjects_job],
         schedules=schedules,
         sensors=[declarations_changed],
         resources={"dbt": dbt_resource(), "retrolytics": retrolytics or RetrolyticsResource()},

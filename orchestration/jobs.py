@@ -1,4 +1,5 @@
-"""Jobs: derive a partition, load the topic (drain mode), check that raw events are fresh."""
+"""Jobs: derive a partition, load the topic (drain mode), check that raw events are fresh,
+keep raw.events' storage up (maintain)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dagster as dg
 from orchestration.assets.dbt import dbt_current, dbt_daily
 from orchestration.assets.funnels import funnel_assets
 from orchestration.assets.paths import path_assets
-from orchestration.assets.raw import RAW_EVENTS, load_raw_events
+from orchestration.assets.raw import RAW_EVENTS, load_raw_events, maintain_raw_events
 from orchestration.assets.retention import retention_assets
 from orchestration.checks import raw_events_fresh
 
@@ -33,4 +34,4 @@ check_raw_events = dg.define_asset_job(
     description="Is traffic flowing? Runs the freshness check of raw.events.",
 )
 
-__all__ = ["DERIVED", "check_raw_events", "derive", "load_raw_events"]
+__all__ = ["DERIVED", "check_raw_events", "derive", "load_raw_events", "maintain_raw_events"]

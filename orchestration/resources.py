@@ -16,6 +16,7 @@ import dagster as dg
 import psycopg
 from dagster_dbt import DbtCliResource
 
+from ingestion import schema
 from ingestion.loader import Loader, LoadStats
 from ingestion.settings import Settings
 from orchestration.project import DEFINITIONS_DIR, dbt_environment, dbt_executable, dbt_project
@@ -55,6 +56,12 @@ class RetrolyticsResource(dg.ConfigurableResource):
             return loader.drain()
         finally:
             loader.close()
+
+    def index_cooled_partitions(self) -> list[str]:
+        """The trigram indexes of the partitions whose day has cooled, as the database's owner
+        (``retrolytics maintain``); returns the partitions indexed now."""
+        with psycopg.connect(self.settings().database_url, autocommit=True) as conn:
+            return schema.index_cooled_partitions(conn)
 
     @contextlib.contextmanager
     def dbt_env(self) -> Iterator[None]:

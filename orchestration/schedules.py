@@ -4,6 +4,8 @@
   are at most about an hour behind the loader.
 - ``finalise_yesterday_daily``: at 02:00, derive yesterday's partition once more, after the
   events that arrived late for it (the run's lookback reaches back another day as well).
+- ``maintain_raw_events_daily``: at 01:00, the trigram index of the day that has just cooled
+  (before the 02:00 run, which no longer reads that day).
 - ``check_raw_events_every_15_minutes``: the freshness check of ``raw.events``.
 - ``drain_topic_every_5_minutes``: the loader in drain mode, for deployments without the
   long-running loader; stopped by default because the long-running loader is the normal way.
@@ -13,7 +15,7 @@ from datetime import UTC, timedelta
 
 import dagster as dg
 
-from orchestration.jobs import check_raw_events, derive, load_raw_events
+from orchestration.jobs import check_raw_events, derive, load_raw_events, maintain_raw_events
 from orchestration.partitions import partition_key_for
 
 
@@ -43,6 +45,14 @@ def finalise_yesterday_daily(context: dg.ScheduleEvaluationContext) -> dg.RunReq
     return dg.RunRequest(run_key=f"finalise-{key}", partition_key=key)
 
 
+maintain_raw_events_daily = dg.ScheduleDefinition(
+    name="maintain_raw_events_daily",
+    job=maintain_raw_events,
+    cron_schedule="0 1 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
 check_raw_events_every_15_minutes = dg.ScheduleDefinition(
     name="check_raw_events_every_15_minutes",
     job=check_raw_events,
@@ -63,6 +73,7 @@ drain_topic_every_5_minutes = dg.ScheduleDefinition(
 schedules = [
     derive_today_hourly,
     finalise_yesterday_daily,
+    maintain_raw_events_daily,
     check_raw_events_every_15_minutes,
     drain_topic_every_5_minutes,
 ]

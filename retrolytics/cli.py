@@ -271,12 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     shop.add_argument("--collector", default="http://127.0.0.1:8700", help="the collector's URL")
     shop.set_defaults(handler=_shop)
 
-    maintain = commands.add_parser("maintain", help="storage upkeep of raw.events (Citus)")
+    maintain = commands.add_parser(
+        "maintain",
+        help="storage upkeep of raw.events: index cooled partitions; columnar on Citus",
+    )
     maintain.add_argument(
         "--columnar-after-days",
         type=int,
-        required=True,
-        help="move daily partitions that ended this many days ago to Citus columnar storage",
+        default=None,
+        help="first move daily partitions that ended this many days ago to Citus columnar storage",
     )
     maintain.set_defaults(handler=_maintain)
 

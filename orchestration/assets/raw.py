@@ -3,7 +3,8 @@
 The loader fills it as its own long-running process (``retrolytics load``), so Dagster does not
 materialize it; it is an external asset. Deployments without a long-running loader run the
 ``load_raw_events`` job instead, which drains the topic to its current end and reports a
-materialization of this asset with what it loaded.
+materialization of this asset with what it loaded. The ``maintain_raw_events`` job builds the
+trigram index of each day's partition once the day has cooled (``retrolytics maintain``).
 """
 
 import dagster as dg
@@ -61,3 +62,25 @@ def drain_topic_into_raw_events(
 )
 def load_raw_events() -> None:
     drain_topic_into_raw_events()
+
+
+@dg.op(
+    description=(
+        "Build the trigram (GIN) index of each raw.events partition whose day has cooled; the "
+        "loader fills the recent days without it (ingestion.schema.GIN_AFTER)."
+    ),
+    tags={"kind": "postgres"},
+)
+def index_cooled_partitions(
+    context: dg.OpExecutionContext, retrolytics: RetrolyticsResource
+) -> None:
+    indexed = retrolytics.index_cooled_partitions()
+    context.log.info(f"indexed {len(indexed)} partitions: {', '.join(indexed) or 'none'}")
+
+
+@dg.job(
+    description="Storage upkeep of raw.events, as `retrolytics maintain` without Citus columnar.",
+    tags={"retrolytics/stage": "maintain"},
+)
+def maintain_raw_events() -> None:
+    index_cooled_partitions()

@@ -540,7 +540,8 @@ def test_old_partitions_go_columnar_and_late_events_still_load(
 
     monkeypatch.setenv("RETROLYTICS_DATABASE_URL", settings.database_url)
     assert cli.main(["maintain", "--columnar-after-days", str(schema.COLUMNAR_MIN_AGE.days)]) == 0
-    assert capsys.readouterr().out.strip() == f"moved 1 partitions to columnar storage: {old}"
+    moved = capsys.readouterr().out.splitlines()[0]
+    assert moved == f"moved 1 partitions to columnar storage: {old}"
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         assert access_methods(conn) == {old: "columnar", young: "heap"}
         assert rows(

@@ -167,13 +167,15 @@ def test_every_declared_funnel_is_an_asset_downstream_of_the_mart(defs: dg.Defin
 
 
 def test_jobs_schedules_and_sensor_are_registered(defs: dg.Definitions) -> None:
-    assert {"derive", "load_raw_events", "check_raw_events"} <= {
+    assert {"derive", "load_raw_events", "check_raw_events", "maintain_raw_events"} <= {
         job.name for job in defs.resolve_all_job_defs()
     }
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["derive_today_hourly"].cron_schedule == "5 * * * *"
     assert schedules["finalise_yesterday_daily"].cron_schedule == "0 2 * * *"
     assert schedules["drain_topic_every_5_minutes"].job_name == "load_raw_events"
+    assert schedules["maintain_raw_events_daily"].job_name == "maintain_raw_events"
+    assert schedules["maintain_raw_events_daily"].cron_schedule == "0 1 * * *"
     assert [s.name for s in defs.sensors] == ["declarations_changed"]
 
 
