@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import queue
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -41,24 +44,92 @@ def copies_of(sample: Iterable[dict[str, Any]], events: int) -> Iterator[tuple[b
     (``copy_event_id``), so a duplicate in the sample stays a duplicate in every copy, and
     devices, sessions, persons and funnel attempts grow with the copies. Times, pages and
     campaigns are the sample's. Each sample event is encoded once, with its ids left as slots
-    (``_Template``): a copy is one %-format. The sample's messages go out as it is generated.
+    (``_Template``): a copy is one %-format.
     """
-    templates = []
-    for event in itertools.islice(sample, events):
-        templates.append(template := _Template.of(event))
-        yield template.copy(0, b"")
+    templates = [_Template.of(event) for event in itertools.islice(sample, events)]
     if not templates and events > 0:
         raise ValueError("the sample to copy is empty")
-    if events > len(templates) * _COPY_IDS:
+    return _copies_by_chunk([templates], len(templates), events)
+
+
+def _copies_by_chunk(
+    chunks: Iterable[list[_Template]], sample_size: int, events: int
+) -> Iterator[tuple[bytes, bytes]]:
+    """Each chunk of a sample of ``sample_size`` events, then the chunk's copies 1, 2, ...:
+    copy k of sample event i is message k * sample_size + i, kept if that is under ``events``.
+
+    Whatever the chunks, the messages are the same and a device's events keep their order (copy
+    k of a device's events are all copy k); only the order between devices depends on them.
+    """
+    if events > sample_size * _COPY_IDS:
         raise ValueError(f"at most {_COPY_IDS - 1} copies of a sample; {events} events asked")
-    produced = len(templates)
-    for copy in itertools.count(1):
-        suffix = f"~{copy}".encode()
-        for template in templates[: events - produced]:
-            yield template.copy(copy, suffix)
-        produced += min(len(templates), events - produced)
-        if produced >= events:
-            return
+    start = 0  # the index in the sample of the chunk's first event
+    for chunk in chunks:
+        for copy in range(0, _COPY_IDS):
+            first = copy * sample_size + start  # the message number of its first event's copy
+            if first >= events:
+                break
+            suffix = f"~{copy}".encode() if copy else b""
+            for template in chunk[: events - first]:
+                yield template.copy(copy, suffix)
+        start += len(chunk)
+
+
+_CHUNK = 1000  # sample events per message from the simulating process
+
+
+def _simulate_sample(
+    chunks: multiprocessing.Queue, events: int, days: int, seed: int, until: date | None
+) -> None:
+    """In a process of its own: the sample's events as templates, ``_CHUNK`` at a time, then the
+    run's TrafficStats (or, if the simulation fails, its traceback as a string)."""
+    try:
+        stats = TrafficStats()
+        chunk: list[_Template] = []
+        for event in generate(events, days, seed, until, stats):
+            chunk.append(_Template.of(event))
+            if len(chunk) == _CHUNK:
+                chunks.put(chunk)
+                chunk = []
+        if chunk:
+            chunks.put(chunk)
+        chunks.put(stats)
+    except BaseException:
+        chunks.put(traceback.format_exc())
+
+
+def _sample_from_a_process(
+    events: int, days: int, seed: int, until: date | None, stats: TrafficStats
+) -> Iterator[list[_Template]]:
+    """The sample's templates, simulated in a second process while this one copies and produces
+    what came before (the simulation is half the fast path's work); fills ``stats`` at the end."""
+    context = multiprocessing.get_context("spawn")  # fork is unsafe beside Kafka's threads
+    chunks = context.Queue(maxsize=64)
+    simulation = context.Process(
+        target=_simulate_sample, args=(chunks, events, days, seed, until), daemon=True
+    )
+    simulation.start()
+    try:
+        while True:
+            try:
+                item = chunks.get(timeout=1)
+            except queue.Empty:
+                if not simulation.is_alive():
+                    raise RuntimeError(
+                        f"the sample's simulation stopped (exit code {simulation.exitcode})"
+                    ) from None
+                continue
+            if isinstance(item, TrafficStats):
+                vars(stats).update(vars(item))
+                return
+            if isinstance(item, str):
+                raise RuntimeError(f"the sample's simulation failed:\n{item}")
+            yield item
+    finally:
+        if simulation.is_alive():
+            simulation.kill()
+        simulation.join()
+        chunks.close()
 
 
 def copy_event_id(event_id: str, copy: int) -> str:
@@ -124,11 +195,14 @@ def produce(
 ) -> str:
     """Generate ``events`` events and produce them to ``settings.topic``, keyed by device.
 
-    With ``sample``, only that many are generated (the simulation costs ~30 µs an event) and the
-    rest are its copies by other people (``copies_of``): the fast path for test and benchmark
-    data. ``report``, if given, receives a progress line (rate and ETA) every ``report_every_s``.
-    Raises RuntimeError naming the Kafka error if the topic cannot be reached or any message is
-    not acknowledged. Returns a one-line summary.
+    With ``sample``, only that many are generated (the simulation costs ~30 µs an event), in a
+    second process while this one produces, and the rest are its copies by other people (as
+    ``copies_of``, each chunk of the sample followed by its copies): the fast path for test and
+    benchmark data (a script that calls it so needs multiprocessing's ``if __name__ ==
+    "__main__"`` guard: the second process is spawned). ``report``, if given, receives a
+    progress line (rate and ETA) every ``report_every_s``. Raises RuntimeError naming the Kafka
+    error if the topic cannot be reached or any message is not acknowledged. Returns a one-line
+    summary.
     """
     check_arguments(events, days)
     if sample is not None and sample < 1:
@@ -155,10 +229,11 @@ def produce(
     stats = TrafficStats()
     progress = Progress(events)
     last_report = progress.started
-    generated = generate(min(events, sample or events), days, seed, until, stats)
     if sample and sample < events:
-        messages = copies_of(generated, events)
+        chunks = _sample_from_a_process(sample, days, seed, until, stats)
+        messages = _copies_by_chunk(chunks, sample, events)
     else:
+        generated = generate(events, days, seed, until, stats)
         messages = ((event["anonymous_id"].encode(), _encode(event)) for event in generated)
     for sent, (key, value) in enumerate(messages, start=1):
         while True:

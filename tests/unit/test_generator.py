@@ -19,7 +19,15 @@ from demo import pages, traffic
 from demo.catalogue import CATEGORIES, PRODUCTS_BY_ID
 from demo.pages import SHOP_LAYOUT, SHOP_PAGES, shop_page_of
 from demo.traffic import generate_events
-from demo.traffic.to_kafka import COPIED_IDS, copies_of, copy_event_id
+from demo.traffic.schedule import TrafficStats, generate
+from demo.traffic.to_kafka import (
+    COPIED_IDS,
+    _copies_by_chunk,
+    _sample_from_a_process,
+    _Template,
+    copies_of,
+    copy_event_id,
+)
 from ingestion.contract import parse_message, to_row
 from ingestion.settings import Settings
 from retrolytics import cli
@@ -443,6 +451,52 @@ def test_a_copys_event_id_is_a_uuid_no_other_copy_of_that_event_has(
 def test_a_copy_number_the_event_id_cannot_hold_is_refused(copy: int) -> None:
     with pytest.raises(ValueError, match=f"copy must be 1 to {2**32 - 1}; got {copy}"):
         copy_event_id(str(uuid.uuid4()), copy)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 300, 5000])
+def test_chunked_copies_are_the_same_messages_each_device_in_its_order(
+    events: list[dict], chunk: int
+) -> None:
+    """``retrolytics generate --sample`` copies each chunk of the sample as it arrives from the
+    simulating process; the messages must be copies_of's, only interleaved between devices."""
+    sample = events[:300]
+    whole = list(copies_of(iter(sample), 1000))
+    templates = [_Template.of(event) for event in sample]
+    chunks = [templates[start : start + chunk] for start in range(0, len(templates), chunk)]
+    chunked = list(_copies_by_chunk(chunks, len(sample), 1000))
+
+    assert Counter(chunked) == Counter(whole)
+    assert _by_device(chunked) == _by_device(whole)
+
+
+def _by_device(messages: list[tuple[bytes, bytes]]) -> dict[bytes, list[bytes]]:
+    """Each device's (key's) messages in the order sent."""
+    devices = defaultdict(list)
+    for key, value in messages:
+        devices[key].append(value)
+    return dict(devices)
+
+
+def test_the_sample_simulated_in_a_second_process_is_the_same_sample() -> None:
+    until = date(2026, 11, 20)
+    stats, expected_stats = TrafficStats(), TrafficStats()
+    chunks = list(_sample_from_a_process(2500, 3, 5, until, stats))
+    expected = [_Template.of(event) for event in generate(2500, 3, 5, until, expected_stats)]
+
+    assert [len(chunk) for chunk in chunks] == [1000, 1000, 500]
+    assert [template for chunk in chunks for template in chunk] == expected
+    assert stats == expected_stats
+
+
+def test_a_failing_sample_simulation_names_its_error() -> None:
+    failing = _sample_from_a_process(10, 0, 1, None, TrafficStats())  # days must be positive
+    with pytest.raises(RuntimeError, match=r"(?s)simulation failed.*days must be a positive"):
+        list(failing)
+
+
+def test_more_copies_than_an_event_id_can_number_are_refused(events: list[dict]) -> None:
+    with pytest.raises(ValueError, match="at most 4294967295 copies of a sample"):
+        next(_copies_by_chunk([[_Template.of(events[0])]], 1, 2**32 + 1))
 
 
 def test_copies_of_an_empty_sample_are_refused() -> None:
