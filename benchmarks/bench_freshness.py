@@ -104,7 +104,7 @@ def index_the_hot_days(database_url: str) -> None:
         for day in days:
             partition = schema.partition_name(day)
             conn.execute(
-                f"create index if not exists {partition}{trigrams.removeprefix('events')} "
+                f"create index if not exists {schema.route_index_name(partition, trigrams)} "
                 f"on raw.{partition} {schema.ROUTE_INDEXES[trigrams]}"
             )
 

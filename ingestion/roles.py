@@ -47,6 +47,6 @@ $grants$;
 -- Nobody else: PUBLIC may not execute the partition maker nor the route indexes' (they run with
 -- the owner's rights).
 revoke execute on function raw.create_day_partitions(date[]) from public;
-revoke execute on function raw.create_route_indexes(regclass) from public;
+revoke execute on function raw.create_route_indexes(regclass, boolean) from public;
 revoke execute on function raw.drop_gin_route_indexes(regclass) from public;
 """

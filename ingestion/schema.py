@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 import psycopg
+from psycopg import sql
 
 from ingestion import roles
 from ingestion.contract import MAX_LATENESS
@@ -26,11 +27,13 @@ from ingestion.settings import Settings
 COLUMNAR_MIN_AGE = MAX_LATENESS + timedelta(days=1)
 
 # A day's partition gets its GIN route index (the hierarchy's trigrams) only once the day ended
-# this long ago. Inserting into a trigram index costs PostgreSQL about twice the rest of a row
-# (benchmarks/RESULTS.md section 1), so the partitions the loader fills now go without it and
-# `retrolytics maintain` (Dagster: the maintain_raw_events job, daily) builds it in one pass when
-# the partition has cooled. Queries stay correct either way: only the recent days are read
-# without the index, and windowed runs read those days anyway.
+# this long ago. The route indexes made a plain COPY of 1M events 2.9 times slower, and the trigram
+# index is 204 of their 232 MiB (benchmarks/RESULTS.md section 1); without it on the days being
+# loaded, the p99 delay to visible at 20k events/s fell by a fifth (section 2). So the partitions
+# the loader fills now go without it, and `index_cooled_partitions` (`retrolytics maintain`;
+# Dagster: the daily maintain_raw_events job) builds it once they have cooled, concurrently, so
+# that a late event for that day is not held up. Queries are correct either way: a day without the
+# index is read by a scan. Nothing builds it if nothing runs maintain.
 GIN_AFTER = timedelta(days=1)
 
 CITUS_SWITCH_SQL = """
@@ -136,6 +139,11 @@ def _suffix(route_index: str) -> str:
     return route_index.removeprefix("events")
 
 
+def route_index_name(partition: str, route_index: str) -> str:
+    """The name of ``partition``'s copy of ``route_index``: events_20261130_hierarchy_trigrams."""
+    return partition + _suffix(route_index)
+
+
 def _create_route_index_sql(name: str, how: str) -> str:
     """plpgsql: create route index ``name`` on ``partition`` (GIN only where ``takes_gin``)."""
     create = (
@@ -171,13 +179,15 @@ language sql stable set search_path = pg_catalog, pg_temp as $$
 $$;
 
 -- The route indexes (ingestion/schema.py, ROUTE_INDEXES) of one partition of raw.events; the GIN
--- ones only on a row-based partition that has cooled (GIN_AFTER).
-create or replace function raw.create_route_indexes(partition regclass) returns void
+-- ones only if `gin`, on a row-based partition that has cooled (GIN_AFTER).
+drop function if exists raw.create_route_indexes(regclass);  -- before `gin`
+create or replace function raw.create_route_indexes(partition regclass, gin boolean default true)
+returns void
 language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
 declare
     partition_name text := (select relname from pg_class where oid = partition);
     takes_gin boolean := (
-        select coalesce(am.amname <> 'columnar', true) and raw.partition_cooled(partition)
+        select gin and coalesce(am.amname <> 'columnar', true) and raw.partition_cooled(partition)
         from pg_class c left join pg_am am on am.oid = c.relam where c.oid = partition
     );
 begin
@@ -196,9 +206,11 @@ end $$;
 # Each a statement of its own: Citus (13.2) sends an index command on a distributed table to the
 # workers with the client's whole query string, which fails there when it holds several commands.
 _ROUTE_INDEX_STATEMENTS = (
-    # Databases built before the indexes were per partition have them on raw.events.
+    # Databases built before the indexes were per partition have them on raw.events. The GIN
+    # ones are left to index_cooled_partitions: a build of every partition's, inside the
+    # bootstrap's transaction, would hold up the loader.
     *(f"drop index if exists raw.{name}" for name in ROUTE_INDEXES),
-    "select raw.create_route_indexes(inhrelid::regclass) from pg_inherits "
+    "select raw.create_route_indexes(inhrelid::regclass, gin => false) from pg_inherits "
     "where inhparent = 'raw.events'::regclass",
 )
 
@@ -421,36 +433,55 @@ def convert_old_partitions_to_columnar(
     return list(row[0]) if row else []
 
 
-# The row-based partitions of raw.events that have cooled (GIN_AFTER) but lack a GIN route index.
-_UNINDEXED_COOLED_PARTITIONS_SQL = """
-select format('raw.%%I', c.relname)
-from pg_inherits i
-join pg_class c on c.oid = i.inhrelid
-join pg_am am on am.oid = c.relam
-where i.inhparent = 'raw.events'::regclass
+# The GIN route indexes missing, or left invalid by a failed concurrent build, on the row-based
+# partitions of raw.events that have cooled (GIN_AFTER).
+_MISSING_GIN_ROUTE_INDEXES_SQL = """
+select c.relname as partition, wanted.route_index, index.indisvalid is false as invalid
+from pg_inherits as inherits
+join pg_class as c on c.oid = inherits.inhrelid
+join pg_am as am on am.oid = c.relam
+cross join unnest(%s::text[], %s::text[]) as wanted (route_index, suffix)
+left join pg_class as existing
+    on existing.relnamespace = c.relnamespace
+    and existing.relname = c.relname || wanted.suffix
+left join pg_index as index on index.indexrelid = existing.oid
+where inherits.inhparent = 'raw.events'::regclass
   and am.amname = 'heap'
   and raw.partition_cooled(c.oid::regclass)
-  and exists (
-      select 1 from unnest(%s::text[]) as suffix
-      where to_regclass(format('raw.%%I', c.relname || suffix)) is null
-  )
+  and (existing.oid is null or not index.indisvalid)
 order by c.relname
 """
+_INDEXING_LOCK = 7_264_112_002  # one index_cooled_partitions at a time (maintain, Dagster)
 
 
 def index_cooled_partitions(conn: psycopg.Connection) -> list[str]:
     """Build the GIN route indexes of the partitions that have cooled since the loader created
     them (GIN_AFTER); returns those partitions.
 
-    ``conn`` must be in autocommit mode: each partition is indexed in its own transaction, which
-    holds back only the late events for that day while it builds.
+    ``conn`` (autocommit, the owner of raw.events) builds each with CREATE INDEX CONCURRENTLY:
+    the loader goes on writing, late events for that day included.
     """
-    ensure_ready(conn)  # raw.create_route_indexes is current, whatever version made the database
-    suffixes = [_suffix(name) for name in GIN_ROUTE_INDEXES]
-    partitions = [name for (name,) in conn.execute(_UNINDEXED_COOLED_PARTITIONS_SQL, (suffixes,))]
-    for partition in partitions:
-        conn.execute("select raw.create_route_indexes(%s::regclass)", (partition,))
-    return partitions
+    ensure_ready(conn)
+    conn.execute("select pg_advisory_lock(%s)", (_INDEXING_LOCK,))
+    try:
+        suffixes = [_suffix(name) for name in GIN_ROUTE_INDEXES]
+        missing = conn.execute(
+            _MISSING_GIN_ROUTE_INDEXES_SQL, (list(GIN_ROUTE_INDEXES), suffixes)
+        ).fetchall()
+        for partition, route_index, invalid in missing:
+            name = sql.Identifier("raw", route_index_name(partition, route_index))
+            if invalid:
+                conn.execute(sql.SQL("drop index concurrently if exists {}").format(name))
+            conn.execute(
+                sql.SQL("create index concurrently if not exists {} on {} {}").format(
+                    sql.Identifier(route_index_name(partition, route_index)),
+                    sql.Identifier("raw", partition),
+                    sql.SQL(ROUTE_INDEXES[route_index]),
+                )
+            )
+        return sorted({f"raw.{partition}" for partition, _, _ in missing})
+    finally:
+        conn.execute("select pg_advisory_unlock(%s)", (_INDEXING_LOCK,))
 
 
 def maintain(settings: Settings, *, columnar_after_days: int | None = None) -> int:

@@ -4,8 +4,7 @@
   are at most about an hour behind the loader.
 - ``finalise_yesterday_daily``: at 02:00, derive yesterday's partition once more, after the
   events that arrived late for it (the run's lookback reaches back another day as well).
-- ``maintain_raw_events_daily``: at 01:00, the trigram index of the day that has just cooled
-  (before the 02:00 run, which no longer reads that day).
+- ``maintain_raw_events_daily``: at 01:00, the trigram index of the day that has just cooled.
 - ``check_raw_events_every_15_minutes``: the freshness check of ``raw.events``.
 - ``drain_topic_every_5_minutes``: the loader in drain mode, for deployments without the
   long-running loader; stopped by default because the long-running loader is the normal way.
