@@ -6,6 +6,8 @@ and Kafka hands each a share of the partitions, rebalancing when one comes or go
 workers take fixed shares (partition % N). Each worker writes its batches with their offsets
 in one transaction, exactly as a single loader does, so a rebalance or a killed worker loses
 and duplicates nothing. SIGTERM / SIGINT reach every worker: each finishes its batch in hand.
+A worker whose parent died (SIGKILL, an out-of-memory kill) stops the same way within a second,
+rather than loading on unsupervised.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 import time
 
 from ingestion.loader import GAVE_UP_EXIT_CODE, Loader, LoaderGaveUp, LoadStats, RetryPolicy
@@ -39,7 +42,7 @@ def main(
     processes = [
         context.Process(
             target=_work,
-            args=(settings, drain, (index, workers), loader_options, retry, results),
+            args=(settings, drain, (index, workers), loader_options, retry, results, os.getpid()),
             name=f"loader-{index}",
         )
         for index in range(workers)
@@ -80,11 +83,15 @@ def _work(
     loader_options: dict,
     retry: RetryPolicy | None,
     results: multiprocessing.Queue,
+    parent: int,
 ) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s[{share[0]}] %(message)s")
     loader = Loader(settings, retry=retry, **loader_options)
     signal.signal(signal.SIGTERM, loader.request_stop)
     signal.signal(signal.SIGINT, loader.request_stop)
+    threading.Thread(
+        target=_stop_when_orphaned, args=(parent, loader), name="parent-watch", daemon=True
+    ).start()
     code = 0
     try:
         stats = loader.drain(share) if drain else loader.stream()
@@ -104,3 +111,13 @@ def _work(
         )
     )
     raise SystemExit(code)
+
+
+def _stop_when_orphaned(parent: int, loader: Loader) -> None:
+    """Ask ``loader`` to stop (as SIGTERM does) once ``parent``, the pid of the process that
+    started this worker, is no longer its parent: it died (SIGKILL, an out-of-memory kill),
+    perhaps before this thread started, and the worker was handed to another process."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    log.warning("the parent process %d is gone: stopping after the batch in hand", parent)
+    loader.request_stop()

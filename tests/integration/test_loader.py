@@ -33,7 +33,15 @@ from tests.support.factories import (
     pageview_event,
     produce,
 )
-from tests.support.loading import drain, loader_process, produce_events, scalar, wait_for_rows
+from tests.support.loading import (
+    drain,
+    kill_group,
+    live_processes_of_group,
+    loader_process,
+    produce_events,
+    scalar,
+    wait_for_rows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -228,7 +236,10 @@ def test_late_and_old_events_get_their_own_daily_partitions(settings: Settings) 
     }
 
 
-def test_sigkill_at_any_point_loses_and_duplicates_nothing(settings: Settings) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_at_any_point_loses_and_duplicates_nothing(
+    settings: Settings, workers: int
+) -> None:
     events = many_events(20_000, devices=60)
     produce_events(settings, events)
     rng = random.Random(7)
@@ -236,17 +247,46 @@ def test_sigkill_at_any_point_loses_and_duplicates_nothing(settings: Settings) -
     for run in range(6):
         # Alternate the stream (consumer group, rebalances) and drain (assigned) modes.
         mode = ("--drain",) if run % 2 else ()
-        process = loader_process(settings, "--batch-size", "50", *mode)
-        already = seen_after_kills[-1] if seen_after_kills else 0
-        wait_for_rows(settings.database_url, at_least=already + 1)
-        time.sleep(rng.uniform(0.0, 0.3))
-        process.send_signal(signal.SIGKILL)
+        options = ("--batch-size", "50", "--workers", str(workers), *mode)
+        process = loader_process(settings, *options, own_group=True)
+        try:
+            already = seen_after_kills[-1] if seen_after_kills else 0
+            wait_for_rows(settings.database_url, at_least=already + 1)
+            time.sleep(rng.uniform(0.0, 0.3))
+        finally:
+            kill_group(process.pid)  # the loader and its workers, wherever they are
         process.wait(timeout=30)
         seen_after_kills.append(scalar(settings.database_url, "select count(*) from raw.events"))
     # The kills landed mid-stream: each run made progress and none finished the topic.
     assert seen_after_kills == sorted(set(seen_after_kills)), seen_after_kills
     assert seen_after_kills[-1] < len(events), seen_after_kills
     stats = drain(settings, batch_size=200)
+    with psycopg.connect(settings.database_url) as conn:
+        total, distinct = conn.execute(
+            "select count(*), count(distinct event_id) from raw.events"
+        ).fetchone()
+    assert total == distinct == len(events)
+    assert stats.duplicates == 0
+
+
+def test_workers_whose_parent_is_killed_stop_and_lose_nothing(settings: Settings) -> None:
+    events = many_events(20_000, devices=60)
+    produce_events(settings, events)
+    process = loader_process(settings, "--workers", "2", "--batch-size", "50", own_group=True)
+    try:
+        wait_for_rows(settings.database_url, at_least=1)
+        process.send_signal(signal.SIGKILL)  # the parent alone: its workers are orphaned
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while live_processes_of_group(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # Streaming workers never end on their own: they stopped because their parent was gone.
+        assert not live_processes_of_group(process.pid), "the orphaned workers kept running"
+    finally:
+        kill_group(process.pid)
+    log = process.stderr.read()  # the workers wrote to it until they ended
+    assert log.count(f"the parent process {process.pid} is gone") == 2, log
+    stats = drain(settings, batch_size=500)
     with psycopg.connect(settings.database_url) as conn:
         total, distinct = conn.execute(
             "select count(*), count(distinct event_id) from raw.events"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 
@@ -32,8 +35,9 @@ def produce_events(settings: Settings, events: list[dict]) -> int:
     return produce(settings.kafka_bootstrap, settings.topic, map(encode, events), keys)
 
 
-def loader_process(settings: Settings, *args: str) -> subprocess.Popen:
-    """`retrolytics load ARGS` against the test's database and topic, output captured."""
+def loader_process(settings: Settings, *args: str, own_group: bool = False) -> subprocess.Popen:
+    """`retrolytics load ARGS` against the test's database and topic, output captured; with
+    ``own_group``, in a process group of its own (its pid), which its workers share."""
     env = {
         **os.environ,
         "RETROLYTICS_DATABASE_URL": settings.database_url,
@@ -47,7 +51,29 @@ def loader_process(settings: Settings, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        process_group=0 if own_group else None,
     )
+
+
+def kill_group(group: int) -> None:
+    """SIGKILL every process of process group ``group`` that is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def live_processes_of_group(group: int) -> list[int]:
+    """The pids of the processes in process group ``group`` that are still running (not
+    zombies waiting for a parent to reap them)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended while listed
+        state, process_group = fields[0], int(fields[2])
+        if process_group == group and state != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
 
 
 def wait_for_rows(database_url: str, at_least: int, timeout: float = 60) -> int:
