@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import queue
@@ -82,20 +83,39 @@ def _simulate_sample(
     chunks: multiprocessing.Queue, events: int, days: int, seed: int, until: date | None
 ) -> None:
     """In a process of its own: the sample's events as templates, ``_CHUNK`` at a time, then the
-    run's TrafficStats (or, if the simulation fails, its traceback as a string)."""
+    run's TrafficStats (or, if the simulation fails, its traceback as a string). Ends early if
+    the process that reads them is gone."""
     try:
         stats = TrafficStats()
         chunk: list[_Template] = []
         for event in generate(events, days, seed, until, stats):
             chunk.append(_Template.of(event))
             if len(chunk) == _CHUNK:
-                chunks.put(chunk)
+                _hand_over(chunks, chunk)
                 chunk = []
         if chunk:
-            chunks.put(chunk)
-        chunks.put(stats)
+            _hand_over(chunks, chunk)
+        _hand_over(chunks, stats)
+    except _ReaderGone:
+        return
     except BaseException:
         chunks.put(traceback.format_exc())
+
+
+class _ReaderGone(Exception):
+    """The process reading the sample's chunks ended (killed, or it stopped producing)."""
+
+
+def _hand_over(chunks: multiprocessing.Queue, item: object) -> None:
+    """Put ``item`` on the queue; a full queue nobody will read again (its reader died or
+    stopped) raises _ReaderGone instead of blocking forever."""
+    while True:
+        try:
+            chunks.put(item, timeout=1)
+            return
+        except queue.Full:
+            if not multiprocessing.parent_process().is_alive():
+                raise _ReaderGone from None
 
 
 def _sample_from_a_process(
@@ -114,11 +134,14 @@ def _sample_from_a_process(
             try:
                 item = chunks.get(timeout=1)
             except queue.Empty:
-                if not simulation.is_alive():
+                if simulation.is_alive():
+                    continue
+                try:  # what it put just before it ended
+                    item = chunks.get(timeout=1)
+                except queue.Empty:
                     raise RuntimeError(
                         f"the sample's simulation stopped (exit code {simulation.exitcode})"
                     ) from None
-                continue
             if isinstance(item, TrafficStats):
                 vars(stats).update(vars(item))
                 return
@@ -230,27 +253,28 @@ def produce(
     progress = Progress(events)
     last_report = progress.started
     if sample and sample < events:
-        chunks = _sample_from_a_process(sample, days, seed, until, stats)
-        messages = _copies_by_chunk(chunks, sample, events)
+        simulated = _sample_from_a_process(sample, days, seed, until, stats)
+        messages = _copies_by_chunk(simulated, sample, events)
     else:
-        generated = generate(events, days, seed, until, stats)
-        messages = ((event["anonymous_id"].encode(), _encode(event)) for event in generated)
-    for sent, (key, value) in enumerate(messages, start=1):
-        while True:
-            try:
-                producer.produce(settings.topic, value=value, key=key, on_delivery=on_delivery)
+        simulated = generate(events, days, seed, until, stats)
+        messages = ((event["anonymous_id"].encode(), _encode(event)) for event in simulated)
+    with contextlib.closing(simulated):  # a failure ends the sample's simulation at once
+        for sent, (key, value) in enumerate(messages, start=1):
+            while True:
+                try:
+                    producer.produce(settings.topic, value=value, key=key, on_delivery=on_delivery)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    producer.poll(0.5)
+            if sent % 100 == 0:  # serve delivery reports now and then, not per message
+                producer.poll(0)
+            if failures:
                 break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.5)
-        if sent % 100 == 0:  # serve delivery reports now and then, not per message
-            producer.poll(0)
-        if failures:
-            break
-        if report is not None and sent % 1000 == 0:
-            now = time.monotonic()
-            if now - last_report >= report_every_s:
-                report(f"generate: {progress.line(sent, now)}")
-                last_report = now
+            if report is not None and sent % 1000 == 0:
+                now = time.monotonic()
+                if now - last_report >= report_every_s:
+                    report(f"generate: {progress.line(sent, now)}")
+                    last_report = now
     undelivered = producer.flush(120)
     if failures:
         raise RuntimeError(
