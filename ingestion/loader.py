@@ -73,8 +73,8 @@ DEFAULT_REDACTION = Redaction()  # the default query parameters; no selectors wi
 REJOIN_QUIET_S = 5.0  # an outage this old, with Kafka answering again: the stream rejoins
 # The interpreter's switch interval in a loading process (the default is 5 ms): each of a batch's
 # statements and COPY chunks waited up to that long for the GIL while the main thread read the
-# next batch. At 0.5 ms a 1M-event drain took 30 to 33 s against 36 to 38 s (benchmarks/RESULTS.md
-# section 1); 0.2 ms gained nothing more that the noise showed.
+# next batch. At 0.5 ms a 1M-event drain took 30 s against 36 to 39 s on one machine, the same
+# on another (benchmarks/RESULTS.md section 1); 0.2 ms gained nothing more.
 WRITER_SWITCH_S = 0.0005
 GAVE_UP_EXIT_CODE = 75  # EX_TEMPFAIL: a supervisor should start the loader again later
 
