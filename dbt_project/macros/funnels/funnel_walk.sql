@@ -39,26 +39,6 @@
 
 
 {% macro funnel_walk_function(name) -%}
-{%- set attempt -%}
-        event_ids[entry], event_devices[entry], event_users[entry], event_times[entry], entered_step,
-        times, filled
-{%- endset -%}
-{#- First / last touch: the first / last value neither null nor '' among the events that filled
-    the steps (they filled them in stream order, so by their index in the stream). -#}
-{%- set breakdown -%}
-        case attribution
-            when 'first_touch' then (
-                select event_breakdowns[filler] from unnest(indexes) as filler
-                where event_breakdowns[filler] <> '' order by filler limit 1
-            )
-            when 'last_touch' then (
-                select event_breakdowns[filler] from unnest(indexes) as filler
-                where event_breakdowns[filler] <> '' order by filler desc limit 1
-            )
-            when 'step' then event_breakdowns[indexes[attribution_step]]
-            when 'all_events' then event_breakdowns[entry]
-        end
-{%- endset -%}
 -- Before the arguments `entries`, `exclusion_scope` and `broken_by`: the function had one to
 -- three arguments less (an overload otherwise); likewise funnel_walk_windows before `broken_by`.
 drop function if exists {{ name }}(integer, text, interval, interval[], integer[], integer[], text,
@@ -73,7 +53,7 @@ drop function if exists {{ name }}(integer, text, interval, interval[], integer[
 drop function if exists {{ name }}_windows(integer, text, interval, interval[], integer[],
     integer[], text, integer, timestamptz[], integer[], integer[], integer[], uuid[], text[],
     text[], text[], timestamptz);
-{{ funnel_windows_function(name ~ '_windows', attempt, breakdown) }};
+{{ funnel_windows_function(name ~ '_windows') }};
 create or replace function {{ name }}(
 {{ funnel_walk_arguments() }},
     entries text default 'sequential',
@@ -110,7 +90,7 @@ declare
     stream_value text;
     -- exclusion_scope until_step: the watch of a dropped-off attempt (see the semantics).
     until_step boolean := exclusion_scope = 'until_step';
-    last_to integer := (select max(to_step) from unnest(exclusion_to) as to_step);
+    last_to integer;  -- the last step an exclusion ends at (until_step only)
     dropped_outcome text;
     watch_i integer;
     watch_filled integer;
@@ -119,6 +99,7 @@ declare
     watch_pending integer;
     watch_step integer;
     watch_from timestamptz;
+{{ funnel_walk_emit_variables() }}
 begin
     -- entries: every_entry: each step-1 event opens a window of its own (funnel_walk_windows).
     if entries = 'every_entry' then
@@ -128,17 +109,10 @@ begin
             event_ids, event_devices, event_users, event_breakdowns, data_end, broken_by);
         return;
     end if;
-    -- all_events (PostHog's "all events" attribution): one walk per breakdown value, over the
-    -- events of that value only, the values in the order they first appear in the stream; any
-    -- other attribution: one walk over every event.
-    stream_values := case when all_events then coalesce((
-        select array_agg(value_seen order by first_seen)
-        from (
-            select value_seen, min(position_seen) as first_seen
-            from unnest(event_breakdowns) with ordinality as seen (value_seen, position_seen)
-            group by value_seen
-        ) as firsts
-    ), '{}') else array[null::text] end;
+{{ funnel_stream_values() }}
+    if until_step then
+        last_to := (select max(to_step) from unnest(exclusion_to) as to_step);
+    end if;
     foreach stream_value in array stream_values loop
         i := 1;
         alive := false;
@@ -210,9 +184,7 @@ begin
                         watch_i := watch_i + 1;
                     end loop;
                 end if;
-                return query select
-{{ attempt }}, dropped_outcome, deadline, deadline,
-{{ breakdown }};
+                {{ funnel_walk_emit('dropped_outcome', 'deadline', 'deadline') }}
                 alive := false;
             end if;
 
@@ -277,18 +249,14 @@ begin
             end if;
 
             if did_fill and filled = step_count then
-                return query select
-{{ attempt }}, 'converted'::text, event_time, deadline,
-{{ breakdown }};
+                {{ funnel_walk_emit("'converted'::text", 'event_time', 'deadline') }}
                 alive := false;
                 i := i + 1;
                 continue;
             end if;
 
             if not did_fill and strict_order and mask <> 0 then
-                return query select
-{{ attempt }}, 'broken_order'::text, event_time, deadline,
-{{ breakdown }};
+                {{ funnel_walk_emit("'broken_order'::text", 'event_time', 'deadline') }}
                 alive := false;
                 continue;  -- the same event, looked at again by an idle unit
             end if;
@@ -308,9 +276,7 @@ begin
                     end if;
                 end loop;
                 if excluded then
-                    return query select
-{{ attempt }}, 'excluded'::text, event_time, deadline,
-{{ breakdown }};
+                    {{ funnel_walk_emit("'excluded'::text", 'event_time', 'deadline') }}
                     alive := false;
                     if did_fill then
                         i := i + 1;
@@ -322,9 +288,7 @@ begin
             -- broken_by any_event (PostHog's strict funnels): an event matching no step, and no
             -- exclusion that disqualified the attempt first, breaks it.
             if any_event_breaks and mask = 0 then
-                return query select
-{{ attempt }}, 'broken_order'::text, event_time, deadline,
-{{ breakdown }};
+                {{ funnel_walk_emit("'broken_order'::text", 'event_time', 'deadline') }}
                 alive := false;
             end if;
 
@@ -333,11 +297,9 @@ begin
 
         -- Still alive when the stream ends: in progress if the deadline is after the end of the data.
         if alive then
-            return query select
-{{ attempt }},
-            case when deadline > data_end then 'in_progress' else 'dropped_off' end::text,
-            deadline, deadline,
-{{ breakdown }};
+            {{ funnel_walk_emit(
+                "case when deadline > data_end then 'in_progress' else 'dropped_off' end",
+                'deadline', 'deadline') }}
         end if;
     end loop;
 end
@@ -356,10 +318,10 @@ $walk$;
     and `live`, the numbers of the windows still alive, in the order they opened. Per event the
     work is O(live windows^2), and an attempt keeps at most one live window per step count and
     hold value (a later window that catches up replaces the earlier): no rescan of the stream
-    per step-1 event. `attempt` and `breakdown` are funnel_walk()'s row fragments, read from
-    entry, entered_step, times, filled and indexes.
+    per step-1 event. Its rows are funnel_walk()'s (funnel_walk_emit), read from entry,
+    entered_step, times, filled and indexes.
 -#}
-{% macro funnel_windows_function(name, attempt, breakdown) -%}
+{% macro funnel_windows_function(name) -%}
 {#- Whether window w ranks before window `best` as its attempt's reported window: more steps filled,
     then not excluded, then the first to have filled that many. -#}
 {%- set w_before_best -%}
@@ -375,18 +337,15 @@ $walk$;
             entered_step := 1;
             filled := w_filled[best];
             indexes := w_steps[(best - 1) * step_count + 1 : best * step_count];
-            times := array(
-                select event_times[filler] from unnest(indexes) with ordinality as f (filler, n)
-                order by n
-            );
+            times := array_fill(null::timestamptz, array[step_count]);
+            for n in 1 .. step_count loop
+                times[n] := event_times[indexes[n]];
+            end loop;
             if a_progress[next_emit] is not null and w_outcome[best] <> 'converted' then
-                return query select
-{{ attempt }}, 'in_progress'::text, a_progress[next_emit], a_progress[next_emit],
-{{ breakdown }};
+                {{ funnel_walk_emit(
+                    "'in_progress'::text", 'a_progress[next_emit]', 'a_progress[next_emit]') }}
             else
-                return query select
-{{ attempt }}, w_outcome[best], w_ended_at[best], w_deadline[best],
-{{ breakdown }};
+                {{ funnel_walk_emit('w_outcome[best]', 'w_ended_at[best]', 'w_deadline[best]') }}
             end if;
             next_emit := next_emit + 1;
 {%- endset -%}
@@ -443,15 +402,9 @@ declare
     filled integer;
     indexes integer[];
     times timestamptz[];
+{{ funnel_walk_emit_variables() }}
 begin
-    stream_values := case when all_events then coalesce((
-        select array_agg(value_seen order by first_seen)
-        from (
-            select value_seen, min(position_seen) as first_seen
-            from unnest(event_breakdowns) with ordinality as seen (value_seen, position_seen)
-            group by value_seen
-        ) as firsts
-    ), '{}') else array[null::text] end;
+{{ funnel_stream_values() }}
     foreach stream_value in array stream_values loop
         w_count := 0;
         w_attempt := '{}'; w_entry := '{}'; w_hold := '{}'; w_filled := '{}'; w_steps := '{}';
@@ -645,6 +598,73 @@ begin
     end loop;
 end
 $windows$
+{%- endmacro %}
+
+
+{#- The breakdown values a walk goes over: with `all_events` attribution (PostHog's "all events")
+    one walk per value, over the events of that value only, the values in the order they first
+    appear in the stream; with any other, one walk over every event (one null value). Two
+    statements, not a CASE: an expression with a subquery is run by the executor, which the
+    other attributions then paid for on every call. -#}
+{% macro funnel_stream_values() -%}
+    if all_events then
+        stream_values := coalesce((
+            select array_agg(value_seen order by first_seen)
+            from (
+                select value_seen, min(position_seen) as first_seen
+                from unnest(event_breakdowns) with ordinality as seen (value_seen, position_seen)
+                group by value_seen
+            ) as firsts
+        ), '{}');
+    else
+        stream_values := array[null::text];
+    end if;
+{%- endmacro %}
+
+
+{#- The variables funnel_walk_emit() uses, declared by both walks. -#}
+{% macro funnel_walk_emit_variables() -%}
+    touch integer;  -- the stream index of the event whose value is the breakdown
+    filler integer;
+{%- endmacro %}
+
+
+{#- Return one attempt of funnel_walk() or funnel_walk_windows(): its columns (the functions' OUT
+    parameters) from the walk's state (entry, entered_step, times, filled, indexes), then `return
+    next`. Assignments of simple expressions, which PL/pgSQL evaluates without the executor: a
+    `return query select` per attempt started it once per attempt.
+
+    The breakdown value: first / last touch, the first / last value neither null nor '' among
+    the events that filled the steps (they filled them in stream order, so by their index in the
+    stream); `step`, the value of the event that filled the attribution step; `all_events`, the
+    entry's (the walk went over that value's events only). -#}
+{% macro funnel_walk_emit(outcome, ended_at, deadline_at) -%}
+entry_event_id := event_ids[entry];
+entry_device := event_devices[entry];
+entry_user_id := event_users[entry];
+entered_at := event_times[entry];
+entry_step := entered_step;
+step_reached_at := times;
+furthest_step := filled;
+outcome := {{ outcome }};
+ended_at := {{ ended_at }};
+deadline_at := {{ deadline_at }};
+touch := null;
+if attribution in ('first_touch', 'last_touch') then
+    foreach filler in array indexes loop
+        if event_breakdowns[filler] <> ''
+            and (touch is null or (filler < touch) = (attribution = 'first_touch'))
+        then
+            touch := filler;
+        end if;
+    end loop;
+elsif attribution = 'step' then
+    touch := indexes[attribution_step];
+elsif attribution = 'all_events' then
+    touch := entry;
+end if;
+breakdown_value := event_breakdowns[touch];
+return next;
 {%- endmacro %}
 
 
