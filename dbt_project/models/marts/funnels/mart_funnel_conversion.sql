@@ -149,16 +149,25 @@ progress as materialized (
 
 ),
 
--- Per unit, the first attempt of the period (and breakdown value) that got this far.
-first_per_unit as (
+-- Whether the attempt is its unit's first in the period (and breakdown value) that got this far:
+-- the units and timing figures count only those. Partitioned by unit first: the other columns
+-- hold a few values each, and a sort led by them compared them all for every pair of rows (at 3M
+-- events the mart took 15 s with DISTINCT ON in that order, 10 s this way).
+ranked as (
 
-    select distinct on (funnel_name, period, period_start, breakdown_value, step_number, unit_id) *
+    select
+        progress.*,
+        row_number() over (
+            partition by unit_id, funnel_name, period, period_start, breakdown_value, step_number
+            order by entered_at, attempt_number
+        ) = 1 as first_of_unit
+
     from progress
-    order by funnel_name, period, period_start, breakdown_value, step_number, unit_id,
-        entered_at, attempt_number
 
 ),
 
+-- Per step: units (their first attempts) and their timing; attempts; and the units whose
+-- attempts are settled (not in progress: the conversion rates count only those) or in progress.
 per_step as (
 
     select
@@ -167,35 +176,22 @@ per_step as (
         period_start,
         breakdown_value,
         step_number,
-        count(*) as units,
-        avg(seconds) as avg_seconds_to_step,
-        percentile_cont(0.5) within group (order by seconds) as median_seconds_to_step,
-        percentile_cont(0.9) within group (order by seconds) as p90_seconds_to_step,
-        avg(seconds_from_previous) as avg_seconds_from_previous,
+        count(*) filter (where first_of_unit) as units,
+        avg(seconds) filter (where first_of_unit) as avg_seconds_to_step,
+        percentile_cont(0.5) within group (order by seconds) filter (where first_of_unit)
+            as median_seconds_to_step,
+        percentile_cont(0.9) within group (order by seconds) filter (where first_of_unit)
+            as p90_seconds_to_step,
+        avg(seconds_from_previous) filter (where first_of_unit) as avg_seconds_from_previous,
         percentile_cont(0.5) within group (order by seconds_from_previous)
-            as median_seconds_from_previous,
+            filter (where first_of_unit) as median_seconds_from_previous,
         percentile_cont(0.9) within group (order by seconds_from_previous)
-            as p90_seconds_from_previous
-
-    from first_per_unit
-    group by funnel_name, period, period_start, breakdown_value, step_number
-
-),
-
--- Attempts, and the units whose attempts are settled (not in progress: the conversion rates
--- count only those) or in progress.
-attempts_per_step as (
-
-    select
-        funnel_name,
-        period,
-        period_start,
-        breakdown_value,
-        step_number,
+            filter (where first_of_unit) as p90_seconds_from_previous,
         count(*) as entries,
         count(distinct unit_id) filter (where not in_progress) as settled_units,
         count(distinct unit_id) filter (where in_progress) as units_in_progress
-    from progress
+
+    from ranked
     group by funnel_name, period, period_start, breakdown_value, step_number
 
 ),
@@ -237,9 +233,9 @@ grid as (
         end as step_name,
         funnels.step_count,
         coalesce(per_step.units, 0) as units,
-        coalesce(attempts_per_step.entries, 0) as entries,
-        coalesce(attempts_per_step.settled_units, 0) as settled_units,
-        coalesce(attempts_per_step.units_in_progress, 0) as units_in_progress,
+        coalesce(per_step.entries, 0) as entries,
+        coalesce(per_step.settled_units, 0) as settled_units,
+        coalesce(per_step.units_in_progress, 0) as units_in_progress,
         per_step.avg_seconds_to_step,
         per_step.median_seconds_to_step,
         per_step.p90_seconds_to_step,
@@ -256,12 +252,6 @@ grid as (
         and per_step.period_start = groups.period_start
         and per_step.breakdown_value = groups.breakdown_value
         and per_step.step_number = steps.step_number
-    left join attempts_per_step
-        on attempts_per_step.funnel_name = groups.funnel_name
-        and attempts_per_step.period = groups.period
-        and attempts_per_step.period_start = groups.period_start
-        and attempts_per_step.breakdown_value = groups.breakdown_value
-        and attempts_per_step.step_number = steps.step_number
 
 ),
 
