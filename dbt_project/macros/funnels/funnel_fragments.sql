@@ -190,19 +190,22 @@
 {%- endmacro %}
 
 
-{#- Which breakdowns read beyond the step event, among the funnels of `unit` (from the seeds,
-    when the model compiles): {'session': ..., 'person': ...}. An attempts model joins the
-    sessions or the trait history only when one of its funnels needs them, so the statements of
-    the other funnels stay as they were (on Citus: on the shards). -#}
-{% macro funnel_breakdown_needs(unit) -%}
+{#- What the streams of the funnels of `unit` need beyond the step events (from the seeds, when
+    the model compiles): {'session': ..., 'person': ..., 'hold': ...}. An attempts model joins
+    the sessions or the trait history only when one of its funnels breaks down by them, so the
+    statements of the other funnels stay as they were (on Citus: on the shards); and it ranks
+    the events' hold_constant values only when one of its funnels holds something constant (a
+    second sort of every step event otherwise). -#}
+{% macro funnel_stream_needs(unit) -%}
     {%- if not execute -%}
-        {{- return({'session': false, 'person': false}) -}}
+        {{- return({'session': false, 'person': false, 'hold': false}) -}}
     {%- endif -%}
     {%- set row = run_query(
         "select coalesce(bool_or(breakdown_session is not null), false),"
-        ~ " coalesce(bool_or(breakdown_person is not null), false) from " ~ ref('int_funnels')
-        ~ " where unit = '" ~ unit ~ "'").rows[0] -%}
-    {{- return({'session': row[0], 'person': row[1]}) -}}
+        ~ " coalesce(bool_or(breakdown_person is not null), false),"
+        ~ " coalesce(bool_or(coalesce(jsonb_array_length(hold_constant), 0) > 0), false) from "
+        ~ ref('int_funnels') ~ " where unit = '" ~ unit ~ "'").rows[0] -%}
+    {{- return({'session': row[0], 'person': row[1], 'hold': row[2]}) -}}
 {%- endmacro %}
 
 
@@ -258,8 +261,10 @@
 
 {#- The walk, the same for every unit: each unit's stream in order (in_scope: the step events this
     run walks, with unit_id and context_breakdown), its arrays, funnel_walk() over them, and the
-    attempt columns (`final`). `user_id`: the SQL of an attempt's user_id, from `attempts`. -#}
-{% macro funnel_walk_ctes(user_id) -%}
+    attempt columns (`final`). `user_id`: the SQL of an attempt's user_id, from `attempts`;
+    `holds`: whether a funnel of the unit holds something constant (funnel_stream_needs), else
+    every event is in hold group 1. -#}
+{% macro funnel_walk_ctes(user_id, holds) -%}
 {%- set planned = unit_facts_planned() %}
 -- Each unit's stream in order, and its hold_constant groups (equal groups, equal values).
 numbered as (
@@ -267,11 +272,14 @@ numbered as (
     select
         in_scope.*,
         row_number() over (
-            partition by funnel_name, unit_id
+            partition by unit_id, funnel_name
             order by occurred_at, sort_step, event_id, anonymous_id collate "C"
         ) as stream_position,
-        dense_rank() over (partition by funnel_name, unit_id order by hold_values)::integer
-            as hold_group
+        {% if holds -%}
+        dense_rank() over (partition by unit_id, funnel_name order by hold_values)::integer
+        {%- else -%}
+        1
+        {%- endif %} as hold_group
 
     from in_scope
 
@@ -281,7 +289,7 @@ streams as (
 
     select funnel_name, unit_id, {{ funnel_stream_arrays('numbered') }}
     from numbered
-    group by funnel_name, unit_id
+    group by unit_id, funnel_name
 
 ),
 

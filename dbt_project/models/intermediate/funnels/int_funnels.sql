@@ -44,6 +44,7 @@ final as (
         funnels.attribution_step,
         funnels.breakdown_session,
         funnels.breakdown_person,
+        funnels.hold_constant,
         funnels.entries,
         funnels.exclusion_scope,
         funnels.broken_by,

@@ -19,7 +19,7 @@
 -- (the whole INSERT ... SELECT is pushed down: every CTE inlined, no correlated subquery).
 -- Semantics: retrolytics/semantics/funnels.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
 {%- set planned = unit_facts_planned() %}
-{%- set needs = funnel_breakdown_needs('device') %}
+{%- set needs = funnel_stream_needs('device') %}
 {%- set in_context = needs.session or needs.person %}
 
 with
@@ -91,6 +91,6 @@ in_scope as (
 
 -- Then each unit's stream, the walk over it and the attempt columns: the same for every unit
 -- (funnel_walk_ctes in macros/funnels/funnel_fragments.sql; `dbt compile` shows them).
-{{ funnel_walk_ctes(user_id='attempts.entry_user_id') }}
+{{ funnel_walk_ctes(user_id='attempts.entry_user_id', holds=needs.hold) }}
 
 select * from final

@@ -20,7 +20,7 @@
 -- gathers them through the coordinator, a price only user funnels pay.
 -- Semantics: retrolytics/semantics/funnels.py; the walk: funnel_walk() (macros/funnels/funnel_walk.sql).
 {%- set planned = unit_facts_planned() %}
-{%- set needs = funnel_breakdown_needs('user') %}
+{%- set needs = funnel_stream_needs('user') %}
 {%- set in_context = needs.session or needs.person %}
 
 with
@@ -111,6 +111,6 @@ in_scope as (
 
 -- Then each unit's stream, the walk over it and the attempt columns: the same for every unit
 -- (funnel_walk_ctes in macros/funnels/funnel_fragments.sql; `dbt compile` shows them).
-{{ funnel_walk_ctes(user_id="case when starts_with(attempts.unit_id, 'user:') then substr(attempts.unit_id, 6) end") }}
+{{ funnel_walk_ctes(user_id="case when starts_with(attempts.unit_id, 'user:') then substr(attempts.unit_id, 6) end", holds=needs.hold) }}
 
 select * from final
