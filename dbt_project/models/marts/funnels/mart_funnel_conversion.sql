@@ -83,7 +83,9 @@ attempts as (
 -- The k-th step an attempt filled, and when (for ordered funnels the k-th step is step k):
 -- seconds since entry, and since the (k-1)-th step (null at k = 1). Once per attempt, before
 -- it is counted in its periods and groups. Every attempt filled its entry step (k = 1).
-filled as (
+-- Materialized: on Citus the windows and percentiles below then run over an intermediate
+-- result, not over the distributed facts.
+filled as materialized (
 
     select
         attempts.funnel_name,
@@ -182,9 +184,8 @@ progress as (
 ),
 
 -- Per step: units (their first attempts) and their timing; attempts; and the units whose
--- attempts are settled or in progress. Materialized: on Citus the percentiles then run over an
--- intermediate result.
-per_step as materialized (
+-- attempts are settled or in progress.
+per_step as (
 
     select
         funnel_name,
