@@ -65,7 +65,12 @@ ATTEMPTS_MODELS = (
     "fct_funnel_entries_session",
     "fct_funnel_entries",
 )
-MART_MODELS = ("int_funnel_changed_days", "mart_funnel_conversion", "mart_funnel_unit_steps")
+MART_MODELS = (
+    "int_funnel_changed_attempts",
+    "int_funnel_changed_days",
+    "mart_funnel_conversion",
+    "mart_funnel_unit_steps",
+)
 FUNNEL_MODELS = (STEP_EVENTS_MODEL, *ATTEMPTS_MODELS, *MART_MODELS)
 QUICK_EVENTS = 300_000
 ISSUE_EVENTS = 10_000_000  # full mode's size since the bulk path (benchmarks/bulk.py)

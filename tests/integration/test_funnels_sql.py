@@ -397,7 +397,7 @@ AFTER_THE_STEP_EVENTS = (
     "int_funnel_recompute_plan",
     "fct_funnel_entries_device",
     "fct_funnel_entries_user",
-    "int_funnel_changed_days",
+    "int_funnel_changed_attempts",
     "mart_funnel_conversion",
 )
 RAW_PARTITION_SCAN = re.compile(r" on (events_\d{8})(?: \w+)? \((actual rows|never executed)")

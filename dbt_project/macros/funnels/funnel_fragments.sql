@@ -53,15 +53,6 @@
 {%- endmacro %}
 
 
-{#- Predicate: the attempt `facts` is one that the plan row `plan` recomputes. Attempts of a unit
-    end in stream order, so those that ended at or after the point form the unit's tail. -#}
-{% macro funnel_replaced_by_plan(facts, plan) -%}
-    {{ plan }}.funnel_name = {{ facts }}.funnel_name
-    and {{ plan }}.unit_id = {{ facts }}.unit_id
-    and {{ facts }}.ended_at >= {{ plan }}.recompute_from
-{%- endmacro %}
-
-
 {#- The attempts table of a unit, as built by an earlier run (none before the first). The plan
     reads it (and its ledger) to know where each unit's recomputation resumes: the feedback of an incremental
     model on itself, like dbt's {{ this }}, not an input in the lineage. -#}

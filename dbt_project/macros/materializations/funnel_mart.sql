@@ -7,10 +7,11 @@
     A windowed run (the mart exists, vars start/end given) first deletes the rows the model
     recomputes: those of every changed (funnel, entry day) of int_funnel_changed_days, as
     periods (funnel_mart_recomputed_periods: its day, week and month) or, with
-    `replaced_grain='day'`, as the rows whose entry_day it is; and every row of a funnel whose
-    version is not the current one (edited or removed funnels). Without a window the mart is
-    rebuilt. A windowed run refuses to start unless int_funnel_changed_days (a table filled once
-    per run) is built in the same invocation: an older fill would name the wrong days.
+    `replaced_grain='attempt'`, those of the changed attempts themselves
+    (int_funnel_changed_attempts); and every row of a funnel whose version is not the current
+    one (edited or removed funnels). Without a window the mart is rebuilt. A windowed run
+    refuses to start unless int_funnel_changed_attempts (a table filled once per run) is built
+    in the same invocation: an older fill would name the wrong attempts.
 -#}
 {% materialization funnel_mart, adapter='postgres' -%}
     {%- set target_relation = this.incorporate(type='table') -%}
@@ -20,19 +21,25 @@
     {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
     {%- if funnel_mart_incremental() %}
-        {{ retro_require_plan('int_funnel_changed_days') }}
+        {{ retro_require_plan('int_funnel_changed_attempts') }}
         {%- call statement('forget') -%}
             lock table {{ target_relation }} in exclusive mode;
+            {%- set by_attempt = config.get('replaced_grain', 'period') == 'attempt' %}
+            {%- if by_attempt %}
+            {#- A join, not EXISTS: each changed attempt then finds its rows by the mart's index
+                (as a semi-join the subquery ran for every row of the mart). -#}
+            delete from {{ target_relation }} as mart
+            using {{ ref('int_funnel_changed_attempts') }} as changed
+            where {{ funnel_changed_attempt('mart', 'changed') }};
+            {%- endif %}
             delete from {{ target_relation }} as mart
             where
-                {%- if config.get('replaced_grain', 'period') == 'day' %}
-                (mart.funnel_name, mart.entry_day)
-                    in (select funnel_name, entry_day from {{ ref('int_funnel_changed_days') }})
-                {%- else %}
+                {%- if not by_attempt %}
                 (mart.funnel_name, mart.period, mart.period_start)
                     in ({{ funnel_mart_recomputed_periods() }})
+                or
                 {%- endif %}
-                or not exists (
+                not exists (
                     select 1 from {{ ref('int_funnel_versions') }} as versions
                     where versions.funnel_name = mart.funnel_name
                         and versions.content_hash = mart.content_hash
@@ -82,6 +89,17 @@
         {{ funnel_period_start('periods.period', 'changed.entry_day') }} as period_start
     from {{ ref('int_funnel_changed_days') }} as changed
     cross join unnest({{ funnel_periods() }}) as periods (period)
+{%- endmacro %}
+
+
+{#- Predicate: the row `rows` (funnel_name, entry_day, unit_id, attempt_number) is of an attempt
+    that the row `changed` of int_funnel_changed_attempts names. The entry day first: the
+    mart's index leads with (funnel_name, entry_day). -#}
+{% macro funnel_changed_attempt(rows, changed) -%}
+    {{ changed }}.funnel_name = {{ rows }}.funnel_name
+    and {{ changed }}.entry_day = {{ rows }}.entry_day
+    and {{ changed }}.unit_id = {{ rows }}.unit_id
+    and {{ rows }}.attempt_number >= {{ changed }}.first_attempt
 {%- endmacro %}
 
 

@@ -1,13 +1,17 @@
 {{
     config(
         materialized='funnel_mart',
-        replaced_grain='day',
+        replaced_grain='attempt',
         indexes=[{'columns': ['funnel_name', 'entry_day', 'step_number', 'unit_id']}],
+        pre_hook=[
+            "set local enable_hashjoin = {{ 'off' if funnel_mart_incremental() else 'on' }}",
+            "set local enable_mergejoin = {{ 'off' if funnel_mart_incremental() else 'on' }}",
+        ],
         post_hook=after_commit('vacuum (analyze) {{ this }}'),
     )
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}
--- depends_on: {{ ref('int_funnel_changed_days') }}
+-- depends_on: {{ ref('int_funnel_changed_attempts') }}
 -- Funnel numbers over any range of days: one row per attempt (not excluded) and step it
 -- reached, with its unit, entry time and breakdown group. A BI tool counts distinct unit_id
 -- over the days it needs, by step_number, and gets each unit once however many days it entered
@@ -15,8 +19,11 @@
 --
 -- A table, not a view over the facts: a 30-day count then reads its index alone (the vacuum
 -- after each run marks the pages all-visible, so it never visits the rows), instead of every
--- attempt's wide row and its steps unnested per query (benchmarks/RESULTS.md section 5). A windowed run recomputes the (funnel, day) pairs whose
--- facts changed (int_funnel_changed_days) and the funnels whose version changed.
+-- attempt's wide row and its steps unnested per query (benchmarks/RESULTS.md section 5). A
+-- windowed run recomputes the attempts whose facts changed (int_funnel_changed_attempts) and
+-- the funnels whose version changed. It reads and deletes their rows by index, a nested loop
+-- each (pre_hook): the planner would otherwise hash the few changed attempts and scan every
+-- row, which grows with history.
 {%- set incremental = funnel_mart_incremental() %}
 
 with
@@ -37,25 +44,31 @@ rebuilt_funnels as (
 
 ),
 
--- The changed days, as ranges of entry times.
-recomputed_ranges as (
+-- The changed attempts' facts (int_funnel_changed_attempts), read by the facts' primary key,
+-- and every fact of the funnels whose version changed: a row here depends on its attempt's fact
+-- alone, so a windowed run replaces the attempts that changed, not their whole days.
+recomputed_facts as (
 
-    select
-        funnel_name,
-        entry_day::timestamp at time zone 'UTC' as entered_from,
-        (entry_day + 1)::timestamp at time zone 'UTC' as entered_until
-    from {{ ref('int_funnel_changed_days') }}
-    where funnel_name not in (select funnel_name from rebuilt_funnels)
+    select facts.*
+    from {{ ref('int_funnel_changed_attempts') }} as changed
+    inner join {{ ref('fct_funnel_entries') }} as facts
+        on {{ funnel_changed_attempt('facts', 'changed') }}
+    where changed.funnel_name not in (select funnel_name from rebuilt_funnels)
+
+    union all
+
+    select facts.*
+    from {{ ref('fct_funnel_entries') }} as facts
+    where facts.funnel_name in (select funnel_name from rebuilt_funnels)
+
+),
+{% else %}
+recomputed_facts as (
+
+    select * from {{ ref('fct_funnel_entries') }}
 
 ),
 {% endif %}
-
--- The facts of those days and funnels (all of them in a full build).
-recomputed_facts as (
-
-    {{ funnel_mart_facts_of('recomputed_ranges', 'rebuilt_funnels') }}
-
-),
 
 final as (
 
