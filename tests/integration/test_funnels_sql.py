@@ -465,3 +465,36 @@ def test_after_an_erasure_the_other_units_still_equal_the_reference(
     remaining = [d for d in documents if d["anonymous_id"] != victim]
     assert len(remaining) < len(documents)
     compare(raw_db, declared, remaining)
+
+
+def test_the_step_events_are_analyzed_when_they_grew_by_a_tenth_not_after_every_run(
+    raw_db: psycopg.Connection, database_url: str, project: Path, definitions: Path
+) -> None:
+    """analyze_when_grown (macros/statistics.sql): a full build analyzes the step events; a
+    windowed run that adds a few rows leaves their statistics as they were; one that grows the
+    table by more than a tenth refreshes them."""
+    compile_declarations(definitions, project)
+
+    def rows_and_statistics() -> tuple[int, float, int]:
+        return raw_db.execute(
+            "select (select count(*) from intermediate.int_funnel_step_events), reltuples,"
+            " relpages from pg_class where oid = 'intermediate.int_funnel_step_events'::regclass"
+        ).fetchone()
+
+    store_events(raw_db, edge_case_events(seed=5, start=START, devices=120))
+    run(project, database_url)
+    rows, counted, pages = rows_and_statistics()
+    # Enough pages that one more row cannot grow the table by a tenth.
+    assert counted == rows and pages >= 20, (rows, counted, pages)
+
+    store_events(raw_db, [custom("newcomer", START + timedelta(days=4), "a")])
+    run(project, database_url, start=day(4), end=day(5))
+    rows_after_one, counted_after_one, _ = rows_and_statistics()
+    assert rows_after_one > rows
+    assert counted_after_one == counted, "analyzed again for a few rows"
+
+    store_events(raw_db, edge_case_events(seed=6, start=START + timedelta(days=5), devices=120))
+    run(project, database_url, start=day(5), end=day(8))
+    rows_now, counted_now, _ = rows_and_statistics()
+    assert rows_now > 1.1 * rows_after_one
+    assert counted_now == rows_now, "not analyzed after growing by more than a tenth"

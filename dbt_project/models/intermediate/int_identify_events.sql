@@ -6,7 +6,7 @@
         hash_column='content_hash',
         versions_model='int_identity_rules',
         indexes=[{'columns': ['occurred_at']}, {'columns': ['anonymous_id', 'occurred_at']}],
-        post_hook=after_commit('analyze {{ this }}'),
+        post_hook=after_commit('{{ analyze_when_grown() }}'),
     )
 }}
 -- depends_on: {{ ref('int_identity_rules') }}

@@ -6,7 +6,7 @@
         hash_column='content_hash',
         versions_model='int_funnel_versions',
         indexes=[{'columns': ['occurred_at']}, {'columns': ['anonymous_id', 'funnel_name']}],
-        post_hook=after_commit('analyze {{ this }}'),
+        post_hook=after_commit('{{ analyze_when_grown() }}'),
     )
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}

@@ -6,7 +6,7 @@
         plan_model='int_funnel_recompute_plan',
         replaced_from='ended_at',
         indexes=[{'columns': ['funnel_name', 'entered_at']}, {'columns': ['outcome', 'ended_at']}, {'columns': ['anonymous_id', 'entered_at']}],
-        post_hook=after_commit('analyze {{ this }}'),
+        post_hook=after_commit('{{ analyze_when_grown() }}'),
     )
 }}
 -- depends_on: {{ ref('int_funnel_versions') }}

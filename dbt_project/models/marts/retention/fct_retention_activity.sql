@@ -11,7 +11,7 @@
             {'columns': ['retention_name', 'unit_id', 'first_start_at', 'first_start_event_id']},
             {'columns': ['retention_name', 'period_index']},
         ],
-        post_hook=after_commit('analyze {{ this }}'),
+        post_hook=after_commit('{{ analyze_when_grown() }}'),
     )
 }}
 -- depends_on: {{ ref('int_retention_versions') }}
