@@ -77,6 +77,18 @@ begin
     perform create_reference_table(relation);
 end $$;
 
+-- Whether a table's planner statistics are missing or stale: never analyzed, or grown by more
+-- than a tenth since its last ANALYZE or VACUUM counted its pages (autovacuum's own threshold for
+-- an analyze). Always on Citus: the coordinator's table holds no rows to measure.
+create or replace function retrolytics.statistics_stale(relation regclass) returns boolean
+language sql stable as $$
+    select retrolytics.citus_enabled()
+        or reltuples < 0
+        or pg_relation_size(oid) > 1.1 * relpages * current_setting('block_size')::bigint
+    from pg_class
+    where oid = relation
+$$;
+
 -- Citus columnar storage for the partitions of raw.events that ended before now() - age,
 -- converted one by one, each in its own transaction; returns their names. A no-op without Citus.
 -- A columnar table cannot take NEW rows through INSERT ... ON CONFLICT (Citus issue 6298:
