@@ -24,7 +24,7 @@
         {{ retro_require_plan('int_funnel_changed_attempts') }}
         {%- call statement('forget') -%}
             lock table {{ target_relation }} in exclusive mode;
-            {%- set by_attempt = config.get('replaced_grain', 'period') == 'attempt' %}
+            {%- set by_attempt = funnel_mart_grain() == 'attempt' %}
             {%- if by_attempt %}
             {#- A join, not EXISTS: each changed attempt then finds its rows by the mart's index
                 (as a semi-join the subquery ran for every row of the mart). -#}
@@ -116,19 +116,31 @@
 {%- endmacro %}
 
 
+{#- How a windowed run of the mart being built replaces rows (its `replaced_grain` config):
+    'period' (the periods of the changed days) or 'attempt' (the changed attempts' rows). -#}
+{% macro funnel_mart_grain() -%}
+    {{- return(config.get('replaced_grain', 'period')) -}}
+{%- endmacro %}
+
+
 {#- A subquery: the facts a funnel mart is built from. All of them, but in a windowed run those
-    entered in the ranges of `ranges` (funnel_name, entered_from, entered_until; read through
-    the facts' (funnel_name, entered_at) index) and every fact of the funnels of `rebuilt`. -#}
-{% macro funnel_mart_facts_of(ranges, rebuilt) -%}
+    that `changed` names, and every fact of the funnels of `rebuilt`. By the mart's grain
+    (funnel_mart_grain), `changed` holds ranges of entry times (funnel_name, entered_from,
+    entered_until; read through the facts' (funnel_name, entered_at) index) or rows of
+    int_funnel_changed_attempts (read through the facts' primary key). -#}
+{% macro funnel_mart_facts_of(changed, rebuilt) -%}
     {%- if not funnel_mart_incremental() -%}
     select * from {{ ref('fct_funnel_entries') }}
     {%- else -%}
     select facts.*
-    from {{ ranges }} as ranges
+    from {{ changed }} as changed
     inner join {{ ref('fct_funnel_entries') }} as facts
-        on facts.funnel_name = ranges.funnel_name
-        and facts.entered_at >= ranges.entered_from
-        and facts.entered_at < ranges.entered_until
+        on
+        {%- if funnel_mart_grain() == 'attempt' %} {{ funnel_changed_attempt('facts', 'changed') }}
+        {%- else %} facts.funnel_name = changed.funnel_name
+        and facts.entered_at >= changed.entered_from
+        and facts.entered_at < changed.entered_until
+        {%- endif %}
 
     union all
 

@@ -44,31 +44,25 @@ rebuilt_funnels as (
 
 ),
 
--- The changed attempts' facts (int_funnel_changed_attempts), read by the facts' primary key,
--- and every fact of the funnels whose version changed: a row here depends on its attempt's fact
--- alone, so a windowed run replaces the attempts that changed, not their whole days.
-recomputed_facts as (
+-- The attempts whose facts changed (int_funnel_changed_attempts), but those of the funnels
+-- rebuilt: a row here depends on its attempt's fact alone, so a windowed run replaces the
+-- attempts that changed, not their whole days.
+changed_attempts as (
 
-    select facts.*
-    from {{ ref('int_funnel_changed_attempts') }} as changed
-    inner join {{ ref('fct_funnel_entries') }} as facts
-        on {{ funnel_changed_attempt('facts', 'changed') }}
-    where changed.funnel_name not in (select funnel_name from rebuilt_funnels)
-
-    union all
-
-    select facts.*
-    from {{ ref('fct_funnel_entries') }} as facts
-    where facts.funnel_name in (select funnel_name from rebuilt_funnels)
-
-),
-{% else %}
-recomputed_facts as (
-
-    select * from {{ ref('fct_funnel_entries') }}
+    select *
+    from {{ ref('int_funnel_changed_attempts') }}
+    where funnel_name not in (select funnel_name from rebuilt_funnels)
 
 ),
 {% endif %}
+
+-- Their facts, read by the facts' primary key, and every fact of the funnels rebuilt (all of
+-- them in a full build).
+recomputed_facts as (
+
+    {{ funnel_mart_facts_of('changed_attempts', 'rebuilt_funnels') }}
+
+),
 
 final as (
 
